@@ -1,0 +1,153 @@
+//! Quorum arithmetic for simple and joint configurations.
+
+use super::types::{ConfState, NodeId};
+use std::collections::HashMap;
+
+/// Outcome of counting votes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VoteResult {
+    /// A quorum granted.
+    Won,
+    /// A quorum can no longer be reached.
+    Lost,
+    /// Still waiting for answers.
+    Pending,
+}
+
+/// Highest index replicated on a majority of `voters` (`u64::MAX` for an empty set, so an
+/// empty half of a joint configuration never limits the result).
+pub fn majority_index(voters: &[NodeId], matched: impl Fn(NodeId) -> u64) -> u64 {
+    if voters.is_empty() {
+        return u64::MAX;
+    }
+    let mut idx: Vec<u64> = voters.iter().map(|&v| matched(v)).collect();
+    idx.sort_unstable_by(|a, b| b.cmp(a));
+    idx[voters.len() / 2]
+}
+
+/// Highest index replicated on a quorum of the configuration (both halves when joint).
+pub fn committed_index(conf: &ConfState, matched: impl Fn(NodeId) -> u64) -> u64 {
+    let a = majority_index(&conf.voters, &matched);
+    let b = majority_index(&conf.voters_outgoing, &matched);
+    let c = a.min(b);
+    if c == u64::MAX {
+        0
+    } else {
+        c
+    }
+}
+
+fn majority_vote(voters: &[NodeId], votes: &HashMap<NodeId, bool>) -> VoteResult {
+    if voters.is_empty() {
+        return VoteResult::Won;
+    }
+    let (mut yes, mut no) = (0, 0);
+    for v in voters {
+        match votes.get(v) {
+            Some(true) => yes += 1,
+            Some(false) => no += 1,
+            None => {}
+        }
+    }
+    let q = voters.len() / 2 + 1;
+    if yes >= q {
+        VoteResult::Won
+    } else if no > voters.len() - q {
+        VoteResult::Lost
+    } else {
+        VoteResult::Pending
+    }
+}
+
+/// Counts votes under the configuration (a joint configuration needs both halves).
+pub fn vote_result(conf: &ConfState, votes: &HashMap<NodeId, bool>) -> VoteResult {
+    match (
+        majority_vote(&conf.voters, votes),
+        majority_vote(&conf.voters_outgoing, votes),
+    ) {
+        (VoteResult::Won, VoteResult::Won) => VoteResult::Won,
+        (VoteResult::Lost, _) | (_, VoteResult::Lost) => VoteResult::Lost,
+        _ => VoteResult::Pending,
+    }
+}
+
+/// True if the nodes for which `active` holds form a quorum of the configuration.
+pub fn is_quorum(conf: &ConfState, active: impl Fn(NodeId) -> bool) -> bool {
+    let votes: HashMap<NodeId, bool> = conf
+        .voters
+        .iter()
+        .chain(&conf.voters_outgoing)
+        .map(|&v| (v, active(v)))
+        .collect();
+    vote_result(conf, &votes) == VoteResult::Won
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::rng::Rng;
+
+    /// Brute-force oracle: the largest index i such that the set of voters with match >= i
+    /// is a majority of each half.
+    fn oracle(conf: &ConfState, m: &HashMap<NodeId, u64>) -> u64 {
+        let mut best = 0;
+        for &i in m.values() {
+            let ok = |vs: &[NodeId]| {
+                vs.is_empty() || vs.iter().filter(|v| m[v] >= i).count() * 2 > vs.len()
+            };
+            if ok(&conf.voters) && ok(&conf.voters_outgoing) {
+                best = best.max(i);
+            }
+        }
+        best
+    }
+
+    #[test]
+    fn committed_index_matches_oracle_with_learners_and_joint() {
+        let mut rng = Rng::new(7);
+        for _ in 0..5000 {
+            let mut conf = ConfState::default();
+            let mut m = HashMap::new();
+            for id in 1..=7u64 {
+                m.insert(id, rng.range(0, 10));
+                match rng.range(0, 4) {
+                    0 => conf.voters.push(id),
+                    1 => conf.voters_outgoing.push(id),
+                    2 => {
+                        conf.voters.push(id);
+                        conf.voters_outgoing.push(id)
+                    }
+                    _ => conf.learners.push(id),
+                }
+            }
+            if conf.voters.is_empty() {
+                continue;
+            }
+            // Learners have high match indexes but must never count.
+            for l in &conf.learners {
+                m.insert(*l, 100);
+            }
+            assert_eq!(committed_index(&conf, |id| m[&id]), oracle(&conf, &m), "{conf:?} {m:?}");
+        }
+    }
+
+    #[test]
+    fn votes_need_both_halves() {
+        let conf = ConfState {
+            voters: vec![1, 2, 3],
+            voters_outgoing: vec![3, 4, 5],
+            learners: vec![6],
+        };
+        let mut votes = HashMap::new();
+        votes.insert(1, true);
+        votes.insert(2, true);
+        votes.insert(6, true);
+        assert_eq!(vote_result(&conf, &votes), VoteResult::Pending);
+        votes.insert(4, false);
+        votes.insert(5, false);
+        assert_eq!(vote_result(&conf, &votes), VoteResult::Lost);
+        votes.insert(4, true);
+        votes.insert(3, true);
+        assert_eq!(vote_result(&conf, &votes), VoteResult::Won);
+    }
+}
