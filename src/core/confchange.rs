@@ -111,7 +111,13 @@ mod tests {
         .unwrap();
         assert_eq!(two.voters_outgoing, vec![1, 2, 3]);
         assert_eq!(
-            apply_conf_change(&two, &ConfChange::Enter { voters: vec![1], learners: vec![] }),
+            apply_conf_change(
+                &two,
+                &ConfChange::Enter {
+                    voters: vec![1],
+                    learners: vec![]
+                }
+            ),
             Err(ConfChangeError::InJoint)
         );
         let left = apply_conf_change(&two, &ConfChange::LeaveJoint).unwrap();
@@ -124,10 +130,19 @@ mod tests {
     fn refusals_are_explicit() {
         let c = ConfState::with_voters([1]);
         let e = |v: Vec<u64>, l: Vec<u64>| {
-            apply_conf_change(&c, &ConfChange::Enter { voters: v, learners: l })
+            apply_conf_change(
+                &c,
+                &ConfChange::Enter {
+                    voters: v,
+                    learners: l,
+                },
+            )
         };
         assert_eq!(e(vec![], vec![2]), Err(ConfChangeError::NoVoters));
-        assert_eq!(e(vec![1, 2], vec![2]), Err(ConfChangeError::VoterAndLearner(2)));
+        assert_eq!(
+            e(vec![1, 2], vec![2]),
+            Err(ConfChangeError::VoterAndLearner(2))
+        );
         assert_eq!(e(vec![0], vec![]), Err(ConfChangeError::ZeroId));
         assert_eq!(
             apply_conf_change(&c, &ConfChange::LeaveJoint),

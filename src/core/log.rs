@@ -127,7 +127,7 @@ impl<S: Storage> RaftLog<S> {
             let stored_hi = hi.min(self.offset);
             out = self.storage.entries(lo, stored_hi, max_bytes)?;
             size = out.iter().map(Entry::size).sum();
-            if (out.len() as u64) < stored_hi - lo || size >= max_bytes {
+            if (out.len() as u64) < stored_hi - lo || size >= max_bytes || hi <= self.offset {
                 return Ok(out);
             }
         }

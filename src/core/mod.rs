@@ -20,7 +20,11 @@ pub use confchange::{apply_conf_change, ConfChangeError};
 pub use config::Config;
 pub use message::{Message, MessageBody};
 pub use progress::ProgressState;
-pub use raft::{decode_conf_change, encode_conf_change, ProposeError, Raft, ReadState, Role, SnapshotChunk};
+pub use raft::{
+    decode_conf_change, encode_conf_change, ProposeError, Raft, ReadState, Role, SnapshotChunk,
+};
 pub use raw_node::{PeerStatus, RawNode, Ready, SoftState, Status};
 pub use storage::{MemStorage, Storage, StorageError, StorageResult};
-pub use types::{ConfChange, ConfState, Entry, EntryKind, HardState, NodeId, SnapshotMeta, NO_NODE};
+pub use types::{
+    ConfChange, ConfState, Entry, EntryKind, HardState, NodeId, SnapshotMeta, NO_NODE,
+};

@@ -56,6 +56,13 @@ impl Inflights {
         }
     }
 
+    /// Frees the oldest message (used when acknowledgements may have been lost).
+    pub fn free_first(&mut self) {
+        if let Some((_, b)) = self.window.pop_front() {
+            self.bytes -= b;
+        }
+    }
+
     /// Frees everything.
     pub fn reset(&mut self) {
         self.window.clear();

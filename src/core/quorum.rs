@@ -127,7 +127,11 @@ mod tests {
             for l in &conf.learners {
                 m.insert(*l, 100);
             }
-            assert_eq!(committed_index(&conf, |id| m[&id]), oracle(&conf, &m), "{conf:?} {m:?}");
+            assert_eq!(
+                committed_index(&conf, |id| m[&id]),
+                oracle(&conf, &m),
+                "{conf:?} {m:?}"
+            );
         }
     }
 

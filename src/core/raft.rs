@@ -1,15 +1,17 @@
 //! The Raft protocol state machine: elections, replication, commitment, membership, reads
 //! and leadership transfer. Driven by [`super::RawNode`]; never blocks and never does I/O.
 
-use super::config::Config;
 use super::confchange::apply_conf_change;
+use super::config::Config;
 use super::log::RaftLog;
 use super::message::{Message, MessageBody};
 use super::progress::{Progress, ProgressState};
 use super::quorum::{self, VoteResult};
 use super::rng::Rng;
 use super::storage::{Storage, StorageError};
-use super::types::{ConfChange, ConfState, Entry, EntryKind, HardState, NodeId, SnapshotMeta, NO_NODE};
+use super::types::{
+    ConfChange, ConfState, Entry, EntryKind, HardState, NodeId, SnapshotMeta, NO_NODE,
+};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// A node's role.
@@ -207,7 +209,10 @@ impl<S: Storage> Raft<S> {
         let mut next = r.log.first_index();
         let last = r.log.last_index();
         while next <= last {
-            let batch = r.log.slice(next, last + 1, 4 << 20).map_err(|e| e.to_string())?;
+            let batch = r
+                .log
+                .slice(next, last + 1, 4 << 20)
+                .map_err(|e| e.to_string())?;
             next += batch.len() as u64;
             for e in &batch {
                 r.note_appended(e);
@@ -232,7 +237,11 @@ impl<S: Storage> Raft<S> {
 
     /// The configuration in force.
     pub fn conf(&self) -> &ConfState {
-        &self.confs.last().expect("configuration history is never empty").1
+        &self
+            .confs
+            .last()
+            .expect("configuration history is never empty")
+            .1
     }
 
     /// Id (entry index) of the configuration in force.
@@ -426,10 +435,19 @@ impl<S: Storage> Raft<S> {
             if self.cfg.check_quorum {
                 let id = self.id();
                 let active = |n: NodeId| {
-                    n == id || self.progress.get(&n).map(|p| p.recent_active).unwrap_or(false)
+                    n == id
+                        || self
+                            .progress
+                            .get(&n)
+                            .map(|p| p.recent_active)
+                            .unwrap_or(false)
                 };
                 if !quorum::is_quorum(self.conf(), active) {
-                    tracing::info!(node = id, term = self.term, "no quorum heard; stepping down");
+                    tracing::info!(
+                        node = id,
+                        term = self.term,
+                        "no quorum heard; stepping down"
+                    );
                     let term = self.term;
                     self.become_follower(term, NO_NODE);
                     return;
@@ -526,7 +544,10 @@ impl<S: Storage> Raft<S> {
             return;
         }
         if m.term > self.term {
-            if let MessageBody::Vote { transfer, pre_vote, .. } = m.body {
+            if let MessageBody::Vote {
+                transfer, pre_vote, ..
+            } = m.body
+            {
                 let in_lease = self.cfg.check_quorum
                     && self.leader != NO_NODE
                     && self.election_elapsed < self.cfg.election_ticks;
@@ -633,7 +654,9 @@ impl<S: Storage> Raft<S> {
 
     fn step_follower(&mut self, m: Message) {
         match m.body {
-            MessageBody::Append { .. } | MessageBody::Heartbeat { .. } | MessageBody::Snapshot { .. } => {
+            MessageBody::Append { .. }
+            | MessageBody::Heartbeat { .. }
+            | MessageBody::Snapshot { .. } => {
                 self.election_elapsed = 0;
                 self.leader = m.from;
                 self.lost_elections = 0;
@@ -644,7 +667,14 @@ impl<S: Storage> Raft<S> {
                 self.start_election(true);
             }
             MessageBody::ReadIndex { ctx } => {
-                self.send(m.from, MessageBody::ReadIndexResponse { ctx, index: 0, ok: false });
+                self.send(
+                    m.from,
+                    MessageBody::ReadIndexResponse {
+                        ctx,
+                        index: 0,
+                        ok: false,
+                    },
+                );
             }
             MessageBody::ReadIndexResponse { ctx, index, ok } => {
                 self.read_states.push(ReadState {
@@ -658,7 +688,9 @@ impl<S: Storage> Raft<S> {
 
     fn step_candidate(&mut self, m: Message) {
         match m.body {
-            MessageBody::Append { .. } | MessageBody::Heartbeat { .. } | MessageBody::Snapshot { .. } => {
+            MessageBody::Append { .. }
+            | MessageBody::Heartbeat { .. }
+            | MessageBody::Snapshot { .. } => {
                 let term = self.term;
                 self.become_follower(term, m.from);
                 self.handle_leader_message(m);
@@ -670,7 +702,14 @@ impl<S: Storage> Raft<S> {
                 }
             }
             MessageBody::ReadIndex { ctx } => {
-                self.send(m.from, MessageBody::ReadIndexResponse { ctx, index: 0, ok: false });
+                self.send(
+                    m.from,
+                    MessageBody::ReadIndexResponse {
+                        ctx,
+                        index: 0,
+                        ok: false,
+                    },
+                );
             }
             MessageBody::ReadIndexResponse { ctx, .. } => {
                 self.read_states.push(ReadState { ctx, index: None });
@@ -702,7 +741,14 @@ impl<S: Storage> Raft<S> {
         }
     }
 
-    fn handle_append(&mut self, from: NodeId, prev_index: u64, prev_term: u64, entries: Vec<Entry>, commit: u64) {
+    fn handle_append(
+        &mut self,
+        from: NodeId,
+        prev_index: u64,
+        prev_term: u64,
+        entries: Vec<Entry>,
+        commit: u64,
+    ) {
         if self.incoming.as_ref().is_some_and(|i| i.complete) {
             // A received snapshot is being installed; the leader will retry.
             return;
@@ -722,7 +768,10 @@ impl<S: Storage> Raft<S> {
             return;
         }
         let old_last = self.log.last_index();
-        match self.log.maybe_append(prev_index, prev_term, commit, &entries) {
+        match self
+            .log
+            .maybe_append(prev_index, prev_term, commit, &entries)
+        {
             Some((last_new, first_appended)) => {
                 if first_appended != 0 {
                     if first_appended <= old_last {
@@ -760,7 +809,14 @@ impl<S: Storage> Raft<S> {
         }
     }
 
-    fn handle_snapshot_chunk(&mut self, from: NodeId, meta: SnapshotMeta, offset: u64, data: Vec<u8>, done: bool) {
+    fn handle_snapshot_chunk(
+        &mut self,
+        from: NodeId,
+        meta: SnapshotMeta,
+        offset: u64,
+        data: Vec<u8>,
+        done: bool,
+    ) {
         if meta.index <= self.log.committed {
             // Already have everything the snapshot covers.
             let idx = self.log.committed;
@@ -841,7 +897,9 @@ impl<S: Storage> Raft<S> {
 
     /// Storage finished (or failed) installing a fully received snapshot.
     pub fn snapshot_received(&mut self, meta: &SnapshotMeta, ok: bool) {
-        let Some(inc) = self.incoming.take() else { return };
+        let Some(inc) = self.incoming.take() else {
+            return;
+        };
         if inc.meta.index != meta.index || inc.meta.term != meta.term {
             self.incoming = Some(inc);
             return;
@@ -861,14 +919,17 @@ impl<S: Storage> Raft<S> {
             }
             return;
         }
-        if meta.index > self.log.committed {
+        // Storage has dropped the entries the snapshot covers; the state machine must
+        // restore it unless it has already applied past it.
+        if meta.index > self.log.applying {
             if self.log.match_term(meta.index, meta.term) {
                 self.log.commit_to(meta.index);
+                self.log.applying = meta.index;
             } else {
                 self.log.restore(meta.clone());
                 self.confs = vec![(meta.conf_index, meta.conf.clone())];
-                self.pending_restore = Some(meta.clone());
             }
+            self.pending_restore = Some(meta.clone());
         }
         if to != NO_NODE {
             self.send_after_persist(
@@ -914,6 +975,10 @@ impl<S: Storage> Raft<S> {
                             }
                             true
                         } else {
+                            if p.state == ProgressState::Replicate && p.inflights.full() {
+                                // Acknowledgements may have been lost: make room to probe.
+                                p.inflights.free_first();
+                            }
                             p.matched < self.log.last_index()
                         }
                     }
@@ -939,8 +1004,17 @@ impl<S: Storage> Raft<S> {
         }
     }
 
-    fn handle_append_response(&mut self, from: NodeId, index: u64, reject: bool, hint_index: u64, hint_term: u64) {
-        let Some(p) = self.progress.get(&from) else { return };
+    fn handle_append_response(
+        &mut self,
+        from: NodeId,
+        index: u64,
+        reject: bool,
+        hint_index: u64,
+        hint_term: u64,
+    ) {
+        let Some(p) = self.progress.get(&from) else {
+            return;
+        };
         if reject {
             if index == 0 && hint_index == 0 {
                 return; // notification of a higher term handled by the term check
@@ -967,7 +1041,10 @@ impl<S: Storage> Raft<S> {
             match p.state {
                 ProgressState::Probe => p.become_replicate(),
                 ProgressState::Snapshot => {
-                    if p.snapshot.as_ref().is_none_or(|s| p.matched >= s.meta.index) {
+                    if p.snapshot
+                        .as_ref()
+                        .is_none_or(|s| p.matched >= s.meta.index)
+                    {
                         p.become_probe();
                     }
                 }
@@ -986,8 +1063,17 @@ impl<S: Storage> Raft<S> {
         }
     }
 
-    fn handle_snapshot_response(&mut self, from: NodeId, index: u64, next_offset: u64, done: bool, reject: bool) {
-        let Some(p) = self.progress.get_mut(&from) else { return };
+    fn handle_snapshot_response(
+        &mut self,
+        from: NodeId,
+        index: u64,
+        next_offset: u64,
+        done: bool,
+        reject: bool,
+    ) {
+        let Some(p) = self.progress.get_mut(&from) else {
+            return;
+        };
         if p.state != ProgressState::Snapshot {
             return;
         }
@@ -1055,7 +1141,11 @@ impl<S: Storage> Raft<S> {
         });
         // Only entries of the current term are committed by counting (Figure 8).
         if idx > self.log.committed && self.log.term(idx) == Ok(self.term) {
-            let first_own_term = self.log.term(self.log.committed).map(|t| t != self.term).unwrap_or(true);
+            let first_own_term = self
+                .log
+                .term(self.log.committed)
+                .map(|t| t != self.term)
+                .unwrap_or(true);
             self.log.commit_to(idx);
             self.on_committed(first_own_term);
             return true;
@@ -1096,7 +1186,10 @@ impl<S: Storage> Raft<S> {
         }
         // A leader removed by a committed configuration hands over and steps down.
         if !self.conf().is_voter(self.id()) && self.conf_index() <= c && !self.conf().is_joint() {
-            tracing::info!(node = self.id(), "removed from the configuration; stepping down");
+            tracing::info!(
+                node = self.id(),
+                "removed from the configuration; stepping down"
+            );
             if let Some(to) = self.most_up_to_date_voter() {
                 self.send_append(to);
                 self.send(to, MessageBody::TimeoutNow);
@@ -1122,7 +1215,9 @@ impl<S: Storage> Raft<S> {
         if to == self.id() {
             return;
         }
-        let Some(p) = self.progress.get(&to) else { return };
+        let Some(p) = self.progress.get(&to) else {
+            return;
+        };
         if p.state == ProgressState::Snapshot {
             self.send_snapshot_chunks(to);
             return;
@@ -1177,31 +1272,41 @@ impl<S: Storage> Raft<S> {
             return;
         }
         tracing::debug!(to, index = meta.index, "sending snapshot");
-        self.progress.get_mut(&to).expect("progress").become_snapshot(meta);
+        self.progress
+            .get_mut(&to)
+            .expect("progress")
+            .become_snapshot(meta);
         self.send_snapshot_chunks(to);
     }
 
     fn send_snapshot_chunks(&mut self, to: NodeId) {
         loop {
-            let Some(p) = self.progress.get(&to) else { return };
+            let Some(p) = self.progress.get(&to) else {
+                return;
+            };
             let Some(s) = p.snapshot.as_ref() else { return };
             let window = self.cfg.snapshot_window * self.cfg.snapshot_chunk_bytes as u64;
             if s.sent_done || s.sent - s.acked >= window {
                 return;
             }
             let (index, offset, size) = (s.meta.index, s.sent, s.meta.size);
-            let data = match self.log.storage.snapshot_chunk(index, offset, self.cfg.snapshot_chunk_bytes) {
-                Ok(d) => d,
-                Err(StorageError::SnapshotOutOfDate) => {
-                    // A newer snapshot replaced it: start over with that one.
-                    self.start_snapshot(to);
-                    return;
-                }
-                Err(e) => {
-                    tracing::error!(%e, "cannot read snapshot chunk");
-                    return;
-                }
-            };
+            let data =
+                match self
+                    .log
+                    .storage
+                    .snapshot_chunk(index, offset, self.cfg.snapshot_chunk_bytes)
+                {
+                    Ok(d) => d,
+                    Err(StorageError::SnapshotOutOfDate) => {
+                        // A newer snapshot replaced it: start over with that one.
+                        self.start_snapshot(to);
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::error!(%e, "cannot read snapshot chunk");
+                        return;
+                    }
+                };
             let done = offset + data.len() as u64 >= size;
             let p = self.progress.get_mut(&to).expect("progress");
             let s = p.snapshot.as_mut().expect("snapshot transfer");
@@ -1285,7 +1390,9 @@ impl<S: Storage> Raft<S> {
     pub fn propose(&mut self, commands: Vec<Vec<u8>>) -> Result<u64, ProposeError> {
         self.check_can_propose()?;
         let bytes: u64 = commands.iter().map(|c| c.len() as u64 + 24).sum();
-        if self.uncommitted_bytes > 0 && self.uncommitted_bytes + bytes > self.cfg.max_uncommitted_bytes {
+        if self.uncommitted_bytes > 0
+            && self.uncommitted_bytes + bytes > self.cfg.max_uncommitted_bytes
+        {
             return Err(ProposeError::Busy);
         }
         let first = self.log.last_index() + 1;
@@ -1314,7 +1421,11 @@ impl<S: Storage> Raft<S> {
 
     /// Proposes a membership change. `expected` is the configuration id the caller saw
     /// (compare-and-set); the change is refused if the configuration moved.
-    pub fn propose_conf_change(&mut self, cc: ConfChange, expected: Option<u64>) -> Result<u64, ProposeError> {
+    pub fn propose_conf_change(
+        &mut self,
+        cc: ConfChange,
+        expected: Option<u64>,
+    ) -> Result<u64, ProposeError> {
         self.check_can_propose()?;
         if let Some(x) = expected {
             if x != self.conf_index() {
@@ -1326,7 +1437,8 @@ impl<S: Storage> Raft<S> {
         if self.pending_conf_index > self.log.committed || self.confs.len() > 1 {
             return Err(ProposeError::ConfChangeInProgress);
         }
-        apply_conf_change(self.conf(), &cc).map_err(|e| ProposeError::InvalidConfChange(e.to_string()))?;
+        apply_conf_change(self.conf(), &cc)
+            .map_err(|e| ProposeError::InvalidConfChange(e.to_string()))?;
         let idx = self.log.last_index() + 1;
         self.pending_conf_index = idx;
         self.append_local(vec![Entry {
@@ -1384,7 +1496,11 @@ impl<S: Storage> Raft<S> {
             let last = self.log.last_index();
             for id in self.member_ids() {
                 self.progress.entry(id).or_insert_with(|| {
-                    let mut p = Progress::new(last, self.cfg.max_inflight_msgs, self.cfg.max_inflight_bytes);
+                    let mut p = Progress::new(
+                        last,
+                        self.cfg.max_inflight_msgs,
+                        self.cfg.max_inflight_bytes,
+                    );
                     p.recent_active = true;
                     p
                 });
@@ -1509,7 +1625,14 @@ impl<S: Storage> Raft<S> {
                 index: Some(index),
             });
         } else {
-            self.send(from, MessageBody::ReadIndexResponse { ctx, index, ok: true });
+            self.send(
+                from,
+                MessageBody::ReadIndexResponse {
+                    ctx,
+                    index,
+                    ok: true,
+                },
+            );
         }
     }
 }

@@ -149,7 +149,11 @@ impl<S: Storage> RawNode<S> {
     }
 
     /// Proposes a membership change (compare-and-set against `expected` when given).
-    pub fn propose_conf_change(&mut self, cc: ConfChange, expected: Option<u64>) -> Result<u64, ProposeError> {
+    pub fn propose_conf_change(
+        &mut self,
+        cc: ConfChange,
+        expected: Option<u64>,
+    ) -> Result<u64, ProposeError> {
         self.raft.propose_conf_change(cc, expected)
     }
 
@@ -283,7 +287,11 @@ impl<S: Storage> RawNode<S> {
             .iter()
             .map(|(&id, p)| PeerStatus {
                 id,
-                matched: if id == r.id() { r.log.persisted } else { p.matched },
+                matched: if id == r.id() {
+                    r.log.persisted
+                } else {
+                    p.matched
+                },
                 next: p.next,
                 state: match p.state {
                     ProgressState::Probe => "probe",

@@ -1,0 +1,237 @@
+//! Safety invariants checked after every simulator step.
+
+use super::node::SimNode;
+use crate::core::{Entry, HardState, MemStorage, NodeId, RawNode};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A broken invariant, with the seed that replays it.
+#[derive(Debug, Clone)]
+pub struct Violation {
+    /// Seed of the failing run.
+    pub seed: u64,
+    /// What went wrong.
+    pub what: String,
+}
+
+impl Violation {
+    /// A violation found in run `seed`.
+    pub fn new(seed: u64, what: String) -> Self {
+        Violation { seed, what }
+    }
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "seed {}: {} (replay with RAFT_SIM_SEED={})",
+            self.seed, self.what, self.seed
+        )
+    }
+}
+
+/// Tracks what the cluster has decided so far.
+#[derive(Default)]
+pub struct Checker {
+    leaders: BTreeMap<u64, NodeId>,
+    /// index -> (term, data, state-machine hash after applying it)
+    committed: BTreeMap<u64, (u64, Vec<u8>, u64)>,
+    /// index -> highest leader term known when the entry was first applied; any leader of a
+    /// later term must hold the entry.
+    commit_bound: BTreeMap<u64, u64>,
+    /// (node, term) -> vote cast, to check votes are never changed within a term.
+    votes: BTreeMap<(NodeId, u64), NodeId>,
+}
+
+impl Checker {
+    /// At most one leader per term; the new leader holds every committed entry.
+    pub fn on_leader(
+        &mut self,
+        seed: u64,
+        id: NodeId,
+        term: u64,
+        raw: &RawNode<MemStorage>,
+    ) -> Result<(), Violation> {
+        if let Some(&other) = self.leaders.get(&term) {
+            if other != id {
+                return Err(Violation::new(
+                    seed,
+                    format!("two leaders in term {term}: {other} and {id}"),
+                ));
+            }
+        }
+        self.leaders.insert(term, id);
+        let log = &raw.raft.log;
+        let first = log.first_index();
+        for (&i, (t, _, _)) in self.committed.range(first..) {
+            if log.term(i).ok() != Some(*t) {
+                return Err(Violation::new(
+                    seed,
+                    format!("leader completeness: leader {id} of term {term} lacks committed entry {i} (term {t})"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// True if some node led `term`.
+    pub fn has_leader(&self, term: u64) -> bool {
+        self.leaders.contains_key(&term)
+    }
+
+    /// A node never votes twice in one term (across crashes too, once the vote is durable).
+    pub fn check_hard_state(
+        &mut self,
+        seed: u64,
+        id: NodeId,
+        hs: HardState,
+    ) -> Result<(), Violation> {
+        if hs.vote != 0 {
+            if let Some(&v) = self.votes.get(&(id, hs.term)) {
+                if v != hs.vote {
+                    return Err(Violation::new(
+                        seed,
+                        format!(
+                            "node {id} voted for {v} and then {} in term {}",
+                            hs.vote, hs.term
+                        ),
+                    ));
+                }
+            }
+            self.votes.insert((id, hs.term), hs.vote);
+        }
+        Ok(())
+    }
+
+    /// State-machine safety: every node applies the same command at each index.
+    pub fn on_apply(
+        &mut self,
+        seed: u64,
+        id: NodeId,
+        e: &Entry,
+        hash: u64,
+    ) -> Result<(), Violation> {
+        match self.committed.get(&e.index) {
+            Some((t, d, h)) => {
+                if *t != e.term || *d != e.data || *h != hash {
+                    return Err(Violation::new(
+                        seed,
+                        format!(
+                            "node {id} applied a different entry at {} (term {} vs {t})",
+                            e.index, e.term
+                        ),
+                    ));
+                }
+            }
+            None => {
+                self.committed
+                    .insert(e.index, (e.term, e.data.clone(), hash));
+                let bound = self.leaders.keys().next_back().copied().unwrap_or(0);
+                self.commit_bound.insert(e.index, bound);
+            }
+        }
+        Ok(())
+    }
+
+    /// A restored snapshot agrees with what was applied elsewhere at its index.
+    pub fn check_restore(
+        &self,
+        seed: u64,
+        id: NodeId,
+        m: &super::node::Machine,
+    ) -> Result<(), Violation> {
+        if let Some((t, _, h)) = self.committed.get(&m.index) {
+            if *t != m.term || *h != m.hash {
+                return Err(Violation::new(
+                    seed,
+                    format!("node {id} restored a divergent snapshot at {}", m.index),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Entries sent by a leader of a term after an entry committed never contradict it.
+    pub fn check_sent_entries(
+        &self,
+        seed: u64,
+        term: u64,
+        entries: &[Entry],
+    ) -> Result<(), Violation> {
+        for e in entries {
+            if let Some((t, d, _)) = self.committed.get(&e.index) {
+                let bound = self.commit_bound.get(&e.index).copied().unwrap_or(u64::MAX);
+                if term > bound && (*t != e.term || *d != e.data) {
+                    return Err(Violation::new(
+                        seed,
+                        format!(
+                            "leader sent an entry conflicting with committed {}",
+                            e.index
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The committed command at `index`, if known.
+    pub fn committed_data(&self, index: u64) -> Option<&Vec<u8>> {
+        self.committed.get(&index).map(|(_, d, _)| d)
+    }
+
+    /// Log matching: where two logs hold the same term at an index, they agree before it;
+    /// and every node's committed prefix matches the committed record.
+    pub fn check_logs(
+        &self,
+        seed: u64,
+        nodes: &BTreeMap<NodeId, SimNode>,
+    ) -> Result<(), Violation> {
+        let logs: Vec<(NodeId, u64, Vec<u64>, u64)> = nodes
+            .iter()
+            .filter_map(|(&id, n)| {
+                let (first, terms) = n.log_terms()?;
+                let commit = n.raw.as_ref()?.raft.log.committed;
+                Some((id, first, terms, commit))
+            })
+            .collect();
+        for (id, first, terms, commit) in &logs {
+            for (k, t) in terms.iter().enumerate() {
+                let i = first + k as u64;
+                if i > *commit {
+                    break;
+                }
+                if let Some((ct, _, _)) = self.committed.get(&i) {
+                    if ct != t {
+                        return Err(Violation::new(
+                            seed,
+                            format!("node {id} committed term {t} at {i}, cluster has {ct}"),
+                        ));
+                    }
+                }
+            }
+        }
+        for (a, la) in logs.iter().enumerate() {
+            for lb in logs.iter().skip(a + 1) {
+                let lo = la.1.max(lb.1);
+                let hi = (la.1 + la.2.len() as u64).min(lb.1 + lb.2.len() as u64);
+                let mut agreed = false;
+                for i in (lo..hi).rev() {
+                    let ta = la.2[(i - la.1) as usize];
+                    let tb = lb.2[(i - lb.1) as usize];
+                    if agreed && ta != tb {
+                        return Err(Violation::new(
+                            seed,
+                            format!("log matching broken between {} and {} at {i}", la.0, lb.0),
+                        ));
+                    }
+                    if ta == tb {
+                        agreed = true;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

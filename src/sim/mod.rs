@@ -1,0 +1,534 @@
+//! A deterministic simulator for the core: N nodes, a virtual clock, a seeded scheduler, a
+//! faulty network (drop, delay, duplicate, reorder, partitions) and a disk that loses writes
+//! not yet reported durable. Every step is checked against Raft's safety invariants; a
+//! violation is returned as an error naming the seed, so a run replays exactly.
+
+mod disk;
+mod invariants;
+mod node;
+
+pub use invariants::Violation;
+
+use crate::core::rng::Rng;
+use crate::core::{ConfChange, ConfState, Config, Message, MessageBody, NodeId, ReadState, Role};
+use node::SimNode;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashSet};
+
+/// Virtual milliseconds per tick.
+pub const TICK_MS: u64 = 10;
+
+/// Fault rates and shapes for a run (probabilities in parts per 1000).
+#[derive(Debug, Clone)]
+pub struct Faults {
+    /// Message drop rate.
+    pub drop_per_mille: u64,
+    /// Message duplication rate.
+    pub dup_per_mille: u64,
+    /// Message delay range in ms (reordering follows from random delays).
+    pub delay_ms: (u64, u64),
+    /// Disk sync latency range in ms.
+    pub sync_ms: (u64, u64),
+}
+
+impl Faults {
+    /// A healthy network and disk.
+    pub fn none() -> Self {
+        Faults {
+            drop_per_mille: 0,
+            dup_per_mille: 0,
+            delay_ms: (1, 3),
+            sync_ms: (1, 2),
+        }
+    }
+
+    /// A hostile network and slow disk.
+    pub fn harsh() -> Self {
+        Faults {
+            drop_per_mille: 50,
+            dup_per_mille: 20,
+            delay_ms: (1, 40),
+            sync_ms: (1, 15),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Event {
+    Tick(NodeId),
+    Deliver(u64),
+    Sync(NodeId),
+}
+
+/// A pending client proposal.
+#[derive(Debug, Clone)]
+struct Pending {
+    node: NodeId,
+    index: u64,
+    data: Vec<u8>,
+}
+
+/// Counters collected during a run.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    /// Elections started (real, not pre-vote).
+    pub elections: u64,
+    /// Terms in which no leader was elected although a candidate campaigned.
+    pub split_terms: u64,
+    /// Proposals acknowledged to clients.
+    pub acked: u64,
+    /// Messages delivered.
+    pub delivered: u64,
+}
+
+/// The simulated cluster.
+pub struct Sim {
+    /// Seed of this run.
+    pub seed: u64,
+    /// Current virtual time in ms.
+    pub now: u64,
+    rng: Rng,
+    nodes: BTreeMap<NodeId, SimNode>,
+    queue: BinaryHeap<Reverse<(u64, u64, Event)>>,
+    seq: u64,
+    in_flight: BTreeMap<u64, Message>,
+    /// Faults in force.
+    pub faults: Faults,
+    cut: HashSet<(NodeId, NodeId)>,
+    inv: invariants::Checker,
+    pending: Vec<Pending>,
+    /// Proposals acknowledged: data -> index.
+    pub acked: BTreeMap<Vec<u8>, u64>,
+    next_cmd: u64,
+    /// Counters.
+    pub stats: Stats,
+    candidate_terms: BTreeSet<u64>,
+    /// Read results observed by clients: (node, ctx, read state).
+    pub reads: Vec<(NodeId, ReadState)>,
+}
+
+impl Sim {
+    /// A cluster of `n` voters with ids 1..=n, configured by `cfg(id)`.
+    pub fn new(seed: u64, n: u64, faults: Faults, cfg: impl Fn(NodeId) -> Config) -> Self {
+        let conf = ConfState::with_voters(1..=n);
+        Self::with_members(seed, &conf, faults, cfg)
+    }
+
+    /// A cluster with the given initial membership (every member is started).
+    pub fn with_members(
+        seed: u64,
+        conf: &ConfState,
+        faults: Faults,
+        cfg: impl Fn(NodeId) -> Config,
+    ) -> Self {
+        let mut sim = Sim {
+            seed,
+            now: 0,
+            rng: Rng::new(seed),
+            nodes: BTreeMap::new(),
+            queue: BinaryHeap::new(),
+            seq: 0,
+            in_flight: BTreeMap::new(),
+            faults,
+            cut: HashSet::new(),
+            inv: invariants::Checker::default(),
+            pending: Vec::new(),
+            acked: BTreeMap::new(),
+            next_cmd: 0,
+            stats: Stats::default(),
+            candidate_terms: BTreeSet::new(),
+            reads: Vec::new(),
+        };
+        for id in conf.all_members() {
+            let mut c = cfg(id);
+            c.seed = seed.wrapping_mul(31).wrapping_add(id);
+            sim.add_node(c, conf.clone());
+        }
+        sim
+    }
+
+    /// Adds (and starts) a node with the given bootstrap configuration.
+    pub fn add_node(&mut self, cfg: Config, bootstrap: ConfState) {
+        let id = cfg.id;
+        let node = SimNode::new(cfg, bootstrap);
+        self.nodes.insert(id, node);
+        let phase = self.rng.range(0, TICK_MS);
+        self.schedule(self.now + phase + 1, Event::Tick(id));
+    }
+
+    fn schedule(&mut self, at: u64, ev: Event) {
+        self.seq += 1;
+        self.queue.push(Reverse((at, self.seq, ev)));
+    }
+
+    /// Ids of all nodes (up or down).
+    pub fn ids(&self) -> Vec<NodeId> {
+        self.nodes.keys().copied().collect()
+    }
+
+    /// True if the node is running.
+    pub fn is_up(&self, id: NodeId) -> bool {
+        self.nodes.get(&id).is_some_and(|n| n.raw.is_some())
+    }
+
+    /// The node's role, if up.
+    pub fn role(&self, id: NodeId) -> Option<Role> {
+        self.nodes.get(&id)?.raw.as_ref().map(|r| r.raft.role)
+    }
+
+    /// The node's core, if up.
+    pub fn node(&self, id: NodeId) -> Option<&crate::core::RawNode<crate::core::MemStorage>> {
+        self.nodes.get(&id)?.raw.as_ref()
+    }
+
+    /// The live leader with the highest term, if any.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.nodes
+            .values()
+            .filter_map(|n| n.raw.as_ref())
+            .filter(|r| r.raft.role == Role::Leader)
+            .max_by_key(|r| r.raft.term)
+            .map(|r| r.raft.id())
+    }
+
+    /// Cuts the link from `a` to `b` (one direction).
+    pub fn cut_one_way(&mut self, a: NodeId, b: NodeId) {
+        self.cut.insert((a, b));
+    }
+
+    /// Cuts the link between `a` and `b` in both directions.
+    pub fn cut(&mut self, a: NodeId, b: NodeId) {
+        self.cut.insert((a, b));
+        self.cut.insert((b, a));
+    }
+
+    /// Isolates a node from every other.
+    pub fn isolate(&mut self, id: NodeId) {
+        for other in self.ids() {
+            if other != id {
+                self.cut(id, other);
+            }
+        }
+    }
+
+    /// Splits the cluster into the given groups (no traffic between groups).
+    pub fn partition(&mut self, groups: &[Vec<NodeId>]) {
+        for (i, g) in groups.iter().enumerate() {
+            for h in groups.iter().skip(i + 1) {
+                for &a in g {
+                    for &b in h {
+                        self.cut(a, b);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Restores every link.
+    pub fn heal(&mut self) {
+        self.cut.clear();
+    }
+
+    /// Crashes a node: volatile state and unsynced writes are lost (a random prefix of the
+    /// unsynced writes may survive, as torn writes).
+    pub fn crash(&mut self, id: NodeId) {
+        let keep = self.rng.next_u64();
+        if let Some(n) = self.nodes.get_mut(&id) {
+            n.crash(keep);
+        }
+        self.pending.retain(|p| p.node != id);
+    }
+
+    /// Restarts a crashed node from its durable state.
+    pub fn restart(&mut self, id: NodeId) -> Result<(), Violation> {
+        let seed = self.rng.next_u64();
+        let n = self.nodes.get_mut(&id).expect("node");
+        if n.raw.is_none() {
+            n.restart(seed)
+                .map_err(|e| Violation::new(self.seed, format!("restart of {id} failed: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Proposes a fresh command at `id`; returns its data if the node accepted it.
+    pub fn propose(&mut self, id: NodeId) -> Option<Vec<u8>> {
+        self.next_cmd += 1;
+        let data = format!("cmd-{}", self.next_cmd).into_bytes();
+        let raw = self.nodes.get_mut(&id)?.raw.as_mut()?;
+        let index = raw.propose(vec![data.clone()]).ok()?;
+        self.pending.push(Pending {
+            node: id,
+            index,
+            data: data.clone(),
+        });
+        Some(data)
+    }
+
+    /// Proposes a membership change at `id`.
+    pub fn propose_conf_change(&mut self, id: NodeId, cc: ConfChange) -> Result<u64, String> {
+        let raw = self
+            .nodes
+            .get_mut(&id)
+            .and_then(|n| n.raw.as_mut())
+            .ok_or("node down")?;
+        raw.propose_conf_change(cc, None).map_err(|e| e.to_string())
+    }
+
+    /// Starts a leadership transfer at `id`.
+    pub fn transfer(&mut self, id: NodeId, to: Option<NodeId>) -> Result<NodeId, String> {
+        let raw = self
+            .nodes
+            .get_mut(&id)
+            .and_then(|n| n.raw.as_mut())
+            .ok_or("node down")?;
+        raw.transfer_leader(to).map_err(|e| e.to_string())
+    }
+
+    /// Requests a read index at `id`.
+    pub fn read_index(&mut self, id: NodeId, ctx: u64) -> Result<(), String> {
+        let raw = self
+            .nodes
+            .get_mut(&id)
+            .and_then(|n| n.raw.as_mut())
+            .ok_or("node down")?;
+        raw.read_index(ctx).map_err(|e| e.to_string())
+    }
+
+    /// Runs for `ms` virtual milliseconds.
+    pub fn run_for(&mut self, ms: u64) -> Result<(), Violation> {
+        let end = self.now + ms;
+        self.run_until(end, |_| false).map(|_| ())
+    }
+
+    /// Runs until `pred` holds (checked after each event) or time `deadline`; returns
+    /// whether `pred` held.
+    pub fn run_until(
+        &mut self,
+        deadline: u64,
+        mut pred: impl FnMut(&Sim) -> bool,
+    ) -> Result<bool, Violation> {
+        while let Some(Reverse((at, _, _))) = self.queue.peek() {
+            if *at > deadline {
+                break;
+            }
+            let Reverse((at, _, ev)) = self.queue.pop().expect("event");
+            self.now = at;
+            self.handle(ev)?;
+            if pred(self) {
+                return Ok(true);
+            }
+        }
+        self.now = self.now.max(deadline);
+        Ok(pred(self))
+    }
+
+    fn handle(&mut self, ev: Event) -> Result<(), Violation> {
+        match ev {
+            Event::Tick(id) => {
+                self.schedule(self.now + TICK_MS, Event::Tick(id));
+                if let Some(raw) = self.nodes.get_mut(&id).and_then(|n| n.raw.as_mut()) {
+                    raw.tick();
+                    self.drive(id)?;
+                }
+            }
+            Event::Deliver(key) => {
+                let Some(m) = self.in_flight.remove(&key) else {
+                    return Ok(());
+                };
+                let to = m.to;
+                if self.cut.contains(&(m.from, m.to)) {
+                    return Ok(());
+                }
+                if let Some(raw) = self.nodes.get_mut(&to).and_then(|n| n.raw.as_mut()) {
+                    self.stats.delivered += 1;
+                    raw.step(m);
+                    self.drive(to)?;
+                }
+            }
+            Event::Sync(id) => {
+                let Some(n) = self.nodes.get_mut(&id) else {
+                    return Ok(());
+                };
+                n.sync_scheduled = false;
+                if n.raw.is_none() {
+                    return Ok(());
+                }
+                let (hs, msgs) = n.sync();
+                self.inv.check_hard_state(self.seed, id, hs)?;
+                for m in msgs {
+                    self.send(m);
+                }
+                self.drive(id)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, m: Message) {
+        if self.rng.chance(self.faults.drop_per_mille, 1000) {
+            return;
+        }
+        let copies = if self.rng.chance(self.faults.dup_per_mille, 1000) {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let (lo, hi) = self.faults.delay_ms;
+            let at = self.now + self.rng.range(lo, hi + 1);
+            self.seq += 1;
+            let key = self.seq;
+            self.in_flight.insert(key, m.clone());
+            self.schedule(at, Event::Deliver(key));
+        }
+    }
+
+    /// Processes every ready of node `id`, checking invariants.
+    fn drive(&mut self, id: NodeId) -> Result<(), Violation> {
+        loop {
+            let n = self.nodes.get_mut(&id).expect("node");
+            let Some(raw) = n.raw.as_mut() else {
+                return Ok(());
+            };
+            if !raw.has_ready() {
+                return Ok(());
+            }
+            let rd = raw.ready();
+            if let Some(ss) = rd.soft_state {
+                if ss.role == Role::Candidate {
+                    self.stats.elections += 1;
+                    self.candidate_terms.insert(ss.term);
+                }
+                if ss.role == Role::Leader {
+                    let raw = self.nodes[&id].raw.as_ref().expect("up");
+                    self.inv.on_leader(self.seed, id, ss.term, raw)?;
+                }
+            }
+            for m in &rd.messages {
+                if let MessageBody::Append { entries, .. } = &m.body {
+                    self.inv.check_sent_entries(self.seed, m.term, entries)?;
+                }
+            }
+            let n = self.nodes.get_mut(&id).expect("node");
+            let outcome = n.process(rd, self.seed, &mut self.inv)?;
+            let need_sync = !n.sync_scheduled && n.has_unsynced();
+            if need_sync {
+                n.sync_scheduled = true;
+            }
+            for m in outcome.send_now {
+                self.send(m);
+            }
+            for rs in outcome.reads {
+                self.reads.push((id, rs));
+            }
+            if need_sync {
+                let (lo, hi) = self.faults.sync_ms;
+                let at = self.now + self.rng.range(lo, hi + 1);
+                self.schedule(at, Event::Sync(id));
+            }
+            // Acknowledge proposals the proposing node applied.
+            let n = self.nodes.get_mut(&id).expect("node");
+            let applied = &n.applied_log;
+            let mut acked = Vec::new();
+            self.pending.retain(|p| {
+                if p.node != id {
+                    return true;
+                }
+                match applied.get(&p.index) {
+                    Some(d) if *d == p.data => {
+                        acked.push((p.data.clone(), p.index));
+                        false
+                    }
+                    Some(_) => false, // another entry won that index: dropped, not acked
+                    None => true,
+                }
+            });
+            for (d, i) in acked {
+                self.stats.acked += 1;
+                self.acked.insert(d, i);
+            }
+            n.trim_applied_log();
+        }
+    }
+
+    /// Checks invariants that span the whole cluster (log matching, acknowledged writes).
+    pub fn check_global(&self) -> Result<(), Violation> {
+        self.inv.check_logs(self.seed, &self.nodes)?;
+        for (data, index) in &self.acked {
+            match self.inv.committed_data(*index) {
+                Some(d) if d == data => {}
+                other => {
+                    return Err(Violation::new(
+                        self.seed,
+                        format!(
+                            "acknowledged write {:?} at {index} lost (have {:?})",
+                            String::from_utf8_lossy(data),
+                            other.map(|d| String::from_utf8_lossy(d).into_owned())
+                        ),
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Terms in which a candidate campaigned but no leader emerged.
+    pub fn split_terms(&self) -> u64 {
+        self.candidate_terms
+            .iter()
+            .filter(|t| !self.inv.has_leader(**t))
+            .count() as u64
+    }
+
+    /// Highest index known committed by any node.
+    pub fn max_commit(&self) -> u64 {
+        self.nodes
+            .values()
+            .filter_map(|n| n.raw.as_ref())
+            .map(|r| r.raft.log.committed)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Lowest applied index among running nodes.
+    pub fn min_applied(&self) -> u64 {
+        self.nodes
+            .values()
+            .filter_map(|n| n.raw.as_ref())
+            .map(|r| r.raft.log.applied)
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Sets the snapshot policy of every node: snapshot every `every` applied entries,
+    /// keeping `trailing` entries behind it.
+    pub fn set_snapshot_policy(&mut self, every: u64, trailing: u64) {
+        for n in self.nodes.values_mut() {
+            n.snapshot_every = every;
+            n.snapshot_trailing = trailing;
+        }
+    }
+
+    /// One line per node describing its state, for failure reports.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        for (id, n) in &self.nodes {
+            match n.raw.as_ref() {
+                None => out.push_str(&format!("node {id}: down\n")),
+                Some(r) => {
+                    let st = r.status();
+                    out.push_str(&format!(
+                        "node {id}: {:?} term {} leader {} commit {} applied {} first {} last {} persisted {} conf {:?} peers {:?}\n",
+                        st.role, st.term, st.leader, st.commit, st.applied, r.raft.log.first_index(), st.last_index, r.raft.log.persisted, st.conf.voters, st.peers
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// Random number from the run's seeded generator.
+    pub fn rand(&mut self, lo: u64, hi: u64) -> u64 {
+        self.rng.range(lo, hi)
+    }
+}

@@ -1,0 +1,289 @@
+//! One simulated node: its core, its disk and its state machine.
+
+use super::disk::{Disk, WriteOp};
+use super::invariants::{Checker, Violation};
+use crate::core::{
+    apply_conf_change, decode_conf_change, ConfState, Config, EntryKind, MemStorage, Message,
+    RawNode, ReadState, Ready, SnapshotMeta, Storage,
+};
+use crate::crc32c::crc32c;
+use std::collections::BTreeMap;
+
+/// The replicated state machine: a running hash over applied commands.
+#[derive(Debug, Clone, Default)]
+pub struct Machine {
+    /// Last applied index.
+    pub index: u64,
+    /// Term of the last applied entry.
+    pub term: u64,
+    /// Hash over every applied command.
+    pub hash: u64,
+    /// Membership as of `index`.
+    pub conf: ConfState,
+    /// Index of the configuration entry.
+    pub conf_index: u64,
+}
+
+fn mix(h: u64, data: &[u8]) -> u64 {
+    let mut x = h ^ 0x9E37_79B9_7F4A_7C15;
+    for &b in data {
+        x = (x ^ b as u64).wrapping_mul(0x1000_0000_01B3);
+    }
+    x
+}
+
+impl Machine {
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&self.index.to_le_bytes());
+        v.extend_from_slice(&self.term.to_le_bytes());
+        v.extend_from_slice(&self.hash.to_le_bytes());
+        // Filler so snapshots span several chunks.
+        v.extend((0..300u32).map(|i| (i as u64 ^ self.hash) as u8));
+        v
+    }
+
+    fn decode(data: &[u8], meta: &SnapshotMeta) -> Option<Machine> {
+        if data.len() < 24 {
+            return None;
+        }
+        let rd = |i: usize| u64::from_le_bytes(data[i..i + 8].try_into().expect("8 bytes"));
+        Some(Machine {
+            index: rd(0),
+            term: rd(8),
+            hash: rd(16),
+            conf: meta.conf.clone(),
+            conf_index: meta.conf_index,
+        })
+    }
+}
+
+/// What processing a ready produced for the network and clients.
+pub struct Outcome {
+    /// Messages to send now.
+    pub send_now: Vec<Message>,
+    /// Read states.
+    pub reads: Vec<ReadState>,
+}
+
+/// A node of the simulated cluster.
+pub struct SimNode {
+    cfg: Config,
+    /// The running core (None while crashed).
+    pub raw: Option<RawNode<MemStorage>>,
+    disk: Disk,
+    machine: Machine,
+    waiting: Vec<(u64, Vec<Message>)>,
+    /// A sync event is scheduled.
+    pub sync_scheduled: bool,
+    /// Recently applied commands by index (for acknowledging proposals).
+    pub applied_log: BTreeMap<u64, Vec<u8>>,
+    /// Snapshot every this many applied entries (0 = never).
+    pub snapshot_every: u64,
+    /// Entries kept behind a snapshot.
+    pub snapshot_trailing: u64,
+    last_commit: u64,
+}
+
+impl SimNode {
+    /// A new node with a fresh disk.
+    pub fn new(cfg: Config, bootstrap: ConfState) -> Self {
+        let disk = Disk::new(bootstrap.clone());
+        let raw = RawNode::new(cfg.clone(), disk.cache.clone()).expect("valid config");
+        SimNode {
+            cfg,
+            raw: Some(raw),
+            disk,
+            machine: Machine {
+                conf: bootstrap,
+                ..Default::default()
+            },
+            waiting: Vec::new(),
+            sync_scheduled: false,
+            applied_log: BTreeMap::new(),
+            snapshot_every: 0,
+            snapshot_trailing: 5,
+            last_commit: 0,
+        }
+    }
+
+    /// Crash: drops the core and volatile state; `keep` picks how many unsynced writes survive.
+    pub fn crash(&mut self, keep: u64) {
+        self.raw = None;
+        let n = self.waiting.len() + 1;
+        self.disk.crash((keep % (n as u64 * 3)) as usize);
+        self.waiting.clear();
+        self.applied_log.clear();
+    }
+
+    /// Restart from durable state: restore the snapshot, then replay via the core.
+    pub fn restart(&mut self, seed: u64) -> Result<(), String> {
+        let meta = self.disk.cache.snapshot_meta();
+        self.machine = if meta.index > 0 {
+            Machine::decode(&self.disk.cache.snapshot_data(), &meta).ok_or("bad snapshot")?
+        } else {
+            let (_, conf) = self.disk.cache.initial_state().map_err(|e| e.to_string())?;
+            Machine {
+                conf,
+                ..Default::default()
+            }
+        };
+        let mut cfg = self.cfg.clone();
+        cfg.applied = meta.index;
+        cfg.seed = seed;
+        self.raw = Some(RawNode::new(cfg, self.disk.cache.clone())?);
+        self.last_commit = 0;
+        Ok(())
+    }
+
+    /// True if writes are waiting for a sync.
+    pub fn has_unsynced(&self) -> bool {
+        self.disk.dirty() || !self.waiting.is_empty()
+    }
+
+    /// Completes a sync: returns the durable hard state and the messages that waited for
+    /// durability.
+    pub fn sync(&mut self) -> (crate::core::HardState, Vec<Message>) {
+        self.disk.sync();
+        let hs = self.disk.cache.hard_state();
+        let mut out = Vec::new();
+        let mut last = 0;
+        for (num, msgs) in self.waiting.drain(..) {
+            last = num;
+            out.extend(msgs);
+        }
+        if let Some(raw) = self.raw.as_mut() {
+            if last > 0 {
+                raw.on_persisted(last);
+            }
+        }
+        (hs, out)
+    }
+
+    /// Handles one ready following the RawNode contract.
+    pub fn process(
+        &mut self,
+        rd: Ready,
+        seed: u64,
+        inv: &mut Checker,
+    ) -> Result<Outcome, Violation> {
+        let id = self.cfg.id;
+        if let Some(hs) = rd.hard_state {
+            let _ = self.disk.write(WriteOp::HardState(hs));
+        }
+        if !rd.entries.is_empty() {
+            let _ = self.disk.write(WriteOp::Append(rd.entries));
+        }
+        let mut finished = Vec::new();
+        for c in rd.snapshot_chunks {
+            let meta = c.meta.clone();
+            if self
+                .disk
+                .write(WriteOp::Chunk(c.meta, c.offset, c.data))
+                .is_err()
+            {
+                continue;
+            }
+            if c.done {
+                let ok = self
+                    .disk
+                    .write(WriteOp::FinishSnapshot(meta.clone()))
+                    .is_ok();
+                finished.push((meta, ok));
+            }
+        }
+        // Every ready waits for the next sync (even with nothing to write, its
+        // persisted messages keep their order).
+        self.waiting.push((rd.number, rd.persisted_messages));
+        let raw = self.raw.as_mut().expect("up");
+        for (meta, ok) in finished {
+            raw.snapshot_received(&meta, ok);
+        }
+        if let Some(meta) = rd.snapshot {
+            let data = self.disk.cache.snapshot_data();
+            self.machine = Machine::decode(&data, &meta)
+                .ok_or_else(|| Violation::new(seed, format!("node {id}: undecodable snapshot")))?;
+            inv.check_restore(seed, id, &self.machine)?;
+        }
+        let commit = raw.raft.log.committed;
+        if commit < self.last_commit {
+            return Err(Violation::new(
+                seed,
+                format!(
+                    "node {id}: commit went back {} -> {commit}",
+                    self.last_commit
+                ),
+            ));
+        }
+        self.last_commit = commit;
+        for e in rd.committed_entries {
+            if e.index != self.machine.index + 1 {
+                return Err(Violation::new(
+                    seed,
+                    format!(
+                        "node {id}: applied {} after {}",
+                        e.index, self.machine.index
+                    ),
+                ));
+            }
+            self.machine.index = e.index;
+            self.machine.term = e.term;
+            match e.kind {
+                EntryKind::Normal => {
+                    self.machine.hash = mix(self.machine.hash, &e.data);
+                    self.applied_log.insert(e.index, e.data.clone());
+                }
+                EntryKind::ConfChange => {
+                    if let Some(cc) = decode_conf_change(&e.data) {
+                        if let Ok(c) = apply_conf_change(&self.machine.conf, &cc) {
+                            self.machine.conf = c;
+                            self.machine.conf_index = e.index;
+                        }
+                    }
+                }
+                EntryKind::Noop => {}
+            }
+            inv.on_apply(seed, id, &e, self.machine.hash)?;
+        }
+        let raw = self.raw.as_mut().expect("up");
+        raw.on_applied(self.machine.index);
+        if self.snapshot_every > 0 {
+            let snap = raw.raft.log.storage.snapshot_meta().index;
+            if self.machine.index >= snap + self.snapshot_every {
+                let data = self.machine.encode();
+                let meta = SnapshotMeta {
+                    index: self.machine.index,
+                    term: self.machine.term,
+                    conf: self.machine.conf.clone(),
+                    conf_index: self.machine.conf_index,
+                    size: data.len() as u64,
+                    checksum: crc32c(&data),
+                };
+                let _ =
+                    self.disk
+                        .write(WriteOp::CreateSnapshot(meta, data, self.snapshot_trailing));
+            }
+        }
+        Ok(Outcome {
+            send_now: rd.messages,
+            reads: rd.read_states,
+        })
+    }
+
+    /// Keeps the acknowledgement log small.
+    pub fn trim_applied_log(&mut self) {
+        while self.applied_log.len() > 4096 {
+            self.applied_log.pop_first();
+        }
+    }
+
+    /// This node's view of the log for global checks: (first index, terms).
+    pub fn log_terms(&self) -> Option<(u64, Vec<u64>)> {
+        let raw = self.raw.as_ref()?;
+        let log = &raw.raft.log;
+        let first = log.first_index();
+        let last = log.last_index();
+        let terms = (first..=last).map(|i| log.term(i).unwrap_or(0)).collect();
+        Some((first, terms))
+    }
+}

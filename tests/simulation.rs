@@ -1,0 +1,373 @@
+//! Deterministic simulation: random faults over many seeds, liveness figures and named
+//! pitfall scenarios. `RAFT_SIM_SEEDS=N` runs more seeds; `RAFT_SIM_SEED=S` replays one.
+
+use raft::core::{Config, NodeId, Role};
+use raft::sim::{Faults, Sim, Violation, TICK_MS};
+
+const ET: u64 = 10;
+
+fn cfg(id: NodeId) -> Config {
+    let mut c = Config::new(id);
+    c.election_ticks = ET;
+    c.heartbeat_ticks = 2;
+    c.max_msg_bytes = 256;
+    c.max_inflight_msgs = 4;
+    c.snapshot_chunk_bytes = 64;
+    c.max_uncommitted_bytes = 4096;
+    c
+}
+
+fn et_ms() -> u64 {
+    ET * TICK_MS
+}
+
+fn seeds(default: u64) -> Vec<u64> {
+    if let Ok(s) = std::env::var("RAFT_SIM_SEED") {
+        return vec![s.parse().expect("RAFT_SIM_SEED must be a number")];
+    }
+    let n = std::env::var("RAFT_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default);
+    (1..=n).collect()
+}
+
+fn fail(v: Violation) -> ! {
+    panic!("{v}");
+}
+
+/// One run of mixed faults; returns the number of acknowledged writes.
+fn mixed_run(seed: u64) -> Result<u64, Violation> {
+    let n = if seed % 2 == 0 { 3 } else { 5 };
+    let faults = match seed % 3 {
+        0 => Faults::none(),
+        1 => Faults {
+            drop_per_mille: 20,
+            dup_per_mille: 10,
+            delay_ms: (1, 15),
+            sync_ms: (1, 5),
+        },
+        _ => Faults::harsh(),
+    };
+    let mut sim = Sim::new(seed, n, faults, cfg);
+    if seed % 4 < 2 {
+        sim.set_snapshot_policy(8 + seed % 7, seed % 5);
+    }
+    let ids = sim.ids();
+    for _ in 0..60 {
+        let action = sim.rand(0, 100);
+        match action {
+            0..=49 => {
+                let k = sim.rand(1, 4);
+                let target = sim.leader().unwrap_or(ids[sim.rand(0, n) as usize]);
+                for _ in 0..k {
+                    sim.propose(target);
+                }
+            }
+            50..=59 => {
+                let down = ids.iter().filter(|&&i| !sim.is_up(i)).count() as u64;
+                let victim = ids[sim.rand(0, n) as usize];
+                if down < n / 2 && sim.is_up(victim) {
+                    sim.crash(victim);
+                }
+            }
+            60..=71 => {
+                for &i in &ids {
+                    if !sim.is_up(i) {
+                        sim.restart(i)?;
+                    }
+                }
+            }
+            72..=79 => {
+                let a = ids[sim.rand(0, n) as usize];
+                sim.isolate(a);
+            }
+            80..=85 => {
+                let a = ids[sim.rand(0, n) as usize];
+                let b = ids[sim.rand(0, n) as usize];
+                if a != b {
+                    sim.cut(a, b);
+                }
+            }
+            86..=89 => {
+                let a = ids[sim.rand(0, n) as usize];
+                let b = ids[sim.rand(0, n) as usize];
+                if a != b {
+                    sim.cut_one_way(a, b);
+                }
+            }
+            _ => sim.heal(),
+        }
+        let ms = sim.rand(5, 60);
+        sim.run_for(ms)?;
+    }
+    sim.check_global()?;
+    // Heal everything and require progress: a leader commits a fresh write and every
+    // node catches up.
+    sim.heal();
+    sim.faults = Faults::none();
+    for &i in &ids {
+        sim.restart(i)?;
+    }
+    let deadline = sim.now + 40 * et_ms();
+    let mut wrote: Vec<Vec<u8>> = Vec::new();
+    let mut ok = false;
+    while sim.now < deadline {
+        // Retry at whoever leads now: a write proposed to a deposed leader is dropped.
+        if let Some(l) = sim.leader() {
+            wrote.extend(sim.propose(l));
+        }
+        let until = sim.now + et_ms();
+        ok = sim.run_until(until, |s| {
+            wrote.iter().any(|w| s.acked.contains_key(w)) && s.min_applied() >= s.max_commit()
+        })?;
+        if ok {
+            break;
+        }
+    }
+    if !ok {
+        return Err(Violation::new(
+            seed,
+            format!("cluster did not recover after healing:\n{}", sim.describe()),
+        ));
+    }
+    sim.check_global()?;
+    Ok(sim.stats.acked)
+}
+
+#[test]
+fn mixed_faults_many_seeds() {
+    let list = seeds(1000);
+    let start = std::time::Instant::now();
+    let mut acked = 0;
+    for &s in &list {
+        match std::panic::catch_unwind(|| mixed_run(s)) {
+            Ok(Ok(a)) => acked += a,
+            Ok(Err(v)) => fail(v),
+            Err(_) => panic!("seed {s}: panicked (replay with RAFT_SIM_SEED={s})"),
+        }
+    }
+    println!(
+        "simulation: {} seeds passed, {acked} acknowledged writes, {:.1}s",
+        list.len(),
+        start.elapsed().as_secs_f64()
+    );
+    assert!(
+        acked > list.len() as u64,
+        "the workload must acknowledge writes"
+    );
+}
+
+/// Liveness on a stable network: first election within 10 ET in every seed; after the
+/// leader crashes, a new leader commits within 3 ET in at least 99% of seeds.
+#[test]
+fn liveness_figures() {
+    let list = seeds(300);
+    let mut failover_ms = Vec::new();
+    let mut elections = 0;
+    let mut splits = 0;
+    for &seed in &list {
+        let n = if seed % 2 == 0 { 3 } else { 5 };
+        let mut sim = Sim::new(seed, n, Faults::none(), cfg);
+        let first = sim
+            .run_until(10 * et_ms(), |s| s.leader().is_some())
+            .unwrap_or_else(|v| fail(v));
+        assert!(first, "seed {seed}: no leader within 10 election timeouts");
+        sim.run_for(3 * et_ms()).unwrap_or_else(|v| fail(v));
+        let old = sim.leader().expect("leader");
+        let before = sim.stats.elections;
+        sim.crash(old);
+        let t0 = sim.now;
+        let mut wrote: Option<Vec<u8>> = None;
+        let mut t = t0;
+        let committed_at = loop {
+            if wrote.as_ref().is_some_and(|w| sim.acked.contains_key(w)) {
+                break Some(sim.now - t0);
+            }
+            if wrote.is_none() {
+                if let Some(l) = sim.leader().filter(|&l| l != old) {
+                    wrote = sim.propose(l);
+                }
+            }
+            t += 1;
+            if t > t0 + 20 * et_ms() {
+                break None;
+            }
+            sim.run_for(1).unwrap_or_else(|v| fail(v));
+        };
+        failover_ms.push(committed_at.unwrap_or(u64::MAX));
+        elections += sim.stats.elections - before;
+        splits += sim.split_terms();
+    }
+    failover_ms.sort_unstable();
+    let pct = |p: f64| failover_ms[((failover_ms.len() as f64 - 1.0) * p) as usize];
+    let within = failover_ms.iter().filter(|&&t| t <= 3 * et_ms()).count();
+    println!(
+        "liveness: {} seeds, ET={}ms; failover-to-commit p50={}ms p90={}ms p99={}ms max={}ms; within 3 ET: {:.1}%; elections per failover {:.2}; split-vote terms {} ({:.1}% of elections)",
+        list.len(),
+        et_ms(),
+        pct(0.5),
+        pct(0.9),
+        pct(0.99),
+        failover_ms.last().unwrap(),
+        100.0 * within as f64 / list.len() as f64,
+        elections as f64 / list.len() as f64,
+        splits,
+        100.0 * splits as f64 / elections.max(1) as f64
+    );
+    assert!(
+        within * 100 >= list.len() * 99,
+        "fewer than 99% of failovers within 3 ET"
+    );
+}
+
+fn stable(n: u64, seed: u64) -> Sim {
+    let mut sim = Sim::new(seed, n, Faults::none(), cfg);
+    assert!(sim
+        .run_until(10 * et_ms(), |s| s.leader().is_some())
+        .unwrap());
+    sim.run_for(et_ms()).unwrap();
+    sim
+}
+
+fn commit_one(sim: &mut Sim, at: NodeId) -> Vec<u8> {
+    let d = sim.propose(at).expect("leader accepts");
+    let end = sim.now + 10 * et_ms();
+    let key = d.clone();
+    assert!(
+        sim.run_until(end, |s| s.acked.contains_key(&key)).unwrap(),
+        "write not committed"
+    );
+    d
+}
+
+#[test]
+fn prevote_partitioned_node_rejoining_does_not_depose_leader() {
+    let mut sim = stable(3, 11);
+    let leader = sim.leader().unwrap();
+    let term = sim.node(leader).unwrap().raft.term;
+    let other = sim.ids().into_iter().find(|&i| i != leader).unwrap();
+    sim.isolate(other);
+    sim.run_for(100 * et_ms()).unwrap();
+    // Pre-vote keeps the isolated node's term from inflating.
+    assert_eq!(sim.node(other).unwrap().raft.term, term);
+    sim.heal();
+    sim.run_for(5 * et_ms()).unwrap();
+    assert_eq!(sim.leader(), Some(leader));
+    assert_eq!(sim.node(leader).unwrap().raft.term, term);
+    commit_one(&mut sim, leader);
+    sim.check_global().unwrap();
+}
+
+#[test]
+fn check_quorum_steps_isolated_leader_down_within_two_timeouts() {
+    let mut sim = stable(5, 12);
+    let leader = sim.leader().unwrap();
+    sim.isolate(leader);
+    let t0 = sim.now;
+    let down = sim
+        .run_until(t0 + 2 * et_ms(), |s| s.role(leader) != Some(Role::Leader))
+        .unwrap();
+    assert!(
+        down,
+        "isolated leader still leads after 2 election timeouts"
+    );
+    // The majority side elects a new leader and commits.
+    sim.run_for(5 * et_ms()).unwrap();
+    let new = sim.leader().unwrap();
+    assert_ne!(new, leader);
+    commit_one(&mut sim, new);
+}
+
+#[test]
+fn one_link_cut_keeps_electing_and_committing() {
+    // Cloudflare 2020: only the leader <-> one follower link is cut.
+    let mut sim = stable(3, 13);
+    let leader = sim.leader().unwrap();
+    let f = sim.ids().into_iter().find(|&i| i != leader).unwrap();
+    sim.cut(leader, f);
+    let term0 = sim.node(leader).unwrap().raft.term;
+    let mut committed = 0;
+    for _ in 0..20 {
+        sim.run_for(et_ms()).unwrap();
+        if let Some(l) = sim.leader() {
+            if sim.propose(l).is_some() {
+                committed += 1;
+            }
+        }
+    }
+    let end = sim.now + 10 * et_ms();
+    sim.run_until(end, |s| s.stats.acked >= 10).unwrap();
+    assert!(
+        sim.stats.acked >= 10,
+        "writes stalled under a one-link cut ({committed} proposed)"
+    );
+    let term1 = sim.max_commit();
+    let _ = term1;
+    let terms: Vec<u64> = sim
+        .ids()
+        .iter()
+        .map(|&i| sim.node(i).unwrap().raft.term)
+        .collect();
+    assert!(
+        terms.iter().all(|&t| t <= term0 + 6),
+        "terms grew without bound: {terms:?} from {term0}"
+    );
+    sim.check_global().unwrap();
+}
+
+#[test]
+fn vote_granted_is_never_lost_across_crash() {
+    // Crash nodes repeatedly right after elections; the checker refuses double votes and
+    // two leaders per term.
+    for seed in 0..50 {
+        let mut sim = Sim::new(seed, 3, Faults::none(), cfg);
+        for round in 0..10 {
+            let ms = sim_rand_ms(&mut sim);
+            sim.run_for(ms).unwrap_or_else(|v| fail(v));
+            let victim = 1 + (seed + round) % 3;
+            sim.crash(victim);
+            sim.run_for(3).unwrap_or_else(|v| fail(v));
+            sim.restart(victim).unwrap_or_else(|v| fail(v));
+        }
+        sim.check_global().unwrap_or_else(|v| fail(v));
+    }
+}
+
+fn sim_rand_ms(sim: &mut Sim) -> u64 {
+    sim.rand(1, 3 * et_ms())
+}
+
+#[test]
+fn snapshot_catch_up_after_long_partition() {
+    let mut sim = stable(3, 14);
+    sim.set_snapshot_policy(10, 2);
+    let leader = sim.leader().unwrap();
+    let lagger = sim.ids().into_iter().find(|&i| i != leader).unwrap();
+    sim.isolate(lagger);
+    sim.run_for(et_ms()).unwrap();
+    sim.heal();
+    let majority: Vec<NodeId> = sim.ids().into_iter().filter(|&i| i != lagger).collect();
+    sim.partition(&[vec![lagger], majority]);
+    let l = sim.leader().unwrap();
+    for _ in 0..60 {
+        sim.propose(l);
+        sim.run_for(5).unwrap();
+    }
+    sim.run_for(2 * et_ms()).unwrap();
+    let first = sim.node(l).unwrap().raft.log.first_index();
+    assert!(first > 10, "leader compacted its log (first index {first})");
+    sim.heal();
+    let target = sim.max_commit();
+    let caught = sim
+        .run_until(sim.now + 20 * et_ms(), |s| {
+            s.node(lagger).is_some_and(|n| n.raft.log.applied >= target)
+        })
+        .unwrap();
+    assert!(
+        caught,
+        "lagging follower did not catch up by snapshot:\n{}",
+        sim.describe()
+    );
+    sim.check_global().unwrap();
+}
