@@ -5,8 +5,9 @@
 //! - Heartbeat and Normal messages share one FIFO (`main`); Bulk messages have their own FIFO.
 //! - All queued bytes count against one cap. A Heartbeat is always enqueued, then the oldest
 //!   heartbeats are evicted until the queue is back under the cap (possibly the new one).
-//! - A Normal or Bulk message that does not fit first evicts queued heartbeats (oldest first);
-//!   if it still does not fit it is refused (`QueueFull`).
+//! - A Normal or Bulk message that does not fit evicts queued heartbeats (oldest first) as far
+//!   as needed; if it would not fit even with every heartbeat gone, it is refused (`QueueFull`)
+//!   and nothing is evicted.
 //! - Dequeue order: `main` first, but after [`BULK_SHARE_BYTES`] of `main` traffic since the last
 //!   bulk message, one bulk message goes next — so bulk never starves heartbeats and is never
 //!   starved itself.
@@ -33,6 +34,7 @@ pub struct SendQueue {
     bulk: VecDeque<Vec<u8>>,
     bytes: usize,
     heartbeats: usize,
+    heartbeat_bytes: usize,
     max_bytes: usize,
     main_since_bulk: usize,
 }
@@ -45,6 +47,7 @@ impl SendQueue {
             bulk: VecDeque::new(),
             bytes: 0,
             heartbeats: 0,
+            heartbeat_bytes: 0,
             max_bytes,
             main_since_bulk: 0,
         }
@@ -68,6 +71,7 @@ impl SendQueue {
             SendClass::Heartbeat => {
                 self.bytes += len;
                 self.heartbeats += 1;
+                self.heartbeat_bytes += len;
                 self.main.push_back((class, bytes));
                 out.evicted_heartbeats = self.evict_heartbeats(0);
                 // Eviction goes oldest first, so the new heartbeat is gone only if no
@@ -75,12 +79,12 @@ impl SendQueue {
                 out.accepted = self.heartbeats > 0;
             }
             SendClass::Normal | SendClass::Bulk => {
-                if self.bytes + len > self.max_bytes {
-                    out.evicted_heartbeats = self.evict_heartbeats(len);
-                }
-                if self.bytes + len > self.max_bytes {
+                // Refuse without evicting anything if even evicting every heartbeat would not
+                // make room.
+                if self.bytes - self.heartbeat_bytes + len > self.max_bytes {
                     return out;
                 }
+                out.evicted_heartbeats = self.evict_heartbeats(len);
                 self.bytes += len;
                 if class == SendClass::Bulk {
                     self.bulk.push_back(bytes);
@@ -102,6 +106,7 @@ impl SendQueue {
                 let (_, b) = self.main.remove(i).expect("index in range");
                 self.bytes -= b.len();
                 self.heartbeats -= 1;
+                self.heartbeat_bytes -= b.len();
                 evicted += 1;
             } else {
                 i += 1;
@@ -121,6 +126,7 @@ impl SendQueue {
             let (class, bytes) = self.main.pop_front()?;
             if class == SendClass::Heartbeat {
                 self.heartbeats -= 1;
+                self.heartbeat_bytes -= bytes.len();
             }
             self.main_since_bulk += bytes.len();
             (class, bytes)
@@ -137,6 +143,7 @@ impl SendQueue {
             SendClass::Bulk => self.bulk.push_front(bytes),
             SendClass::Heartbeat => {
                 self.heartbeats += 1;
+                self.heartbeat_bytes += bytes.len();
                 self.main.push_front((class, bytes));
             }
             SendClass::Normal => self.main.push_front((class, bytes)),
@@ -150,6 +157,7 @@ impl SendQueue {
         self.bulk.clear();
         self.bytes = 0;
         self.heartbeats = 0;
+        self.heartbeat_bytes = 0;
         n
     }
 }
@@ -190,6 +198,16 @@ mod tests {
                 evicted_heartbeats: 3
             }
         );
+        // Would not fit even without heartbeats: refused, nothing evicted.
+        let out = q.push(msg(51, 61), SendClass::Normal);
+        assert_eq!(
+            out,
+            PushOutcome {
+                accepted: false,
+                evicted_heartbeats: 0
+            }
+        );
+        assert_eq!(q.len(), 3);
         assert!(q.push(msg(51, 50), SendClass::Normal).accepted); // evicts the last 2
         let out = q.push(msg(52, 1), SendClass::Normal);
         assert!(!out.accepted);
