@@ -736,3 +736,45 @@ fn fuzz_handshake_parsing() {
     let largest = LARGEST_ALLOC.load(Ordering::Relaxed);
     assert!(largest < ALLOC_LIMIT, "largest allocation {largest}");
 }
+
+#[test]
+fn membership_changes() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<TcpTransport>();
+
+    let (a, a_in) = start(config(1, CLUSTER));
+    let (b, b_in) = start(config(2, CLUSTER));
+    // B knows A, A does not know B yet: B's connection is refused.
+    b.add_peer(1, a.local_addr());
+    b.send(1, msg("early", 0), SendClass::Normal).unwrap();
+    wait_until("unknown_node", || a.stats().unknown_node >= 1);
+    assert!(a_in.snapshot().is_empty());
+    // Adding B lets B's retry through; the queued message is delivered.
+    a.add_peer(2, b.local_addr());
+    assert_eq!(a_in.wait_len(1)[0], (2, msg("early", 0)));
+    a.send(2, msg("hi", 1), SendClass::Normal).unwrap();
+    b_in.wait_len(1);
+    assert_eq!(a.peers(), vec![2]);
+
+    // B moves to a new address: re-adding with the new address redirects A's writer.
+    drop(b);
+    let mut cfg = config(2, CLUSTER);
+    cfg.peers.insert(1, a.local_addr());
+    let (b2, b2_in) = start(cfg);
+    a.add_peer(2, b2.local_addr());
+    a.send(2, msg("moved", 2), SendClass::Normal).unwrap();
+    assert_eq!(b2_in.wait_len(1)[0], (1, msg("moved", 2)));
+
+    // Removing B: sends fail, B's connection is closed and its retries are refused.
+    a.remove_peer(2);
+    assert_eq!(
+        a.send(2, vec![1], SendClass::Normal),
+        Err(TransportError::UnknownPeer(2))
+    );
+    let refused_before = a.stats().unknown_node;
+    b2.send(1, msg("late", 3), SendClass::Normal).unwrap();
+    wait_until("refused after removal", || {
+        a.stats().unknown_node > refused_before
+    });
+    assert_eq!(a_in.snapshot().len(), 1);
+}
