@@ -5,3 +5,4 @@ pub mod codec;
 pub mod core;
 pub mod crc32c;
 pub mod sim;
+pub mod transport;

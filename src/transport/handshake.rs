@@ -1,0 +1,426 @@
+//! Connection handshake: cluster/identity checks and optional mutual HMAC authentication.
+//!
+//! Wire messages (all integers big endian, fixed sizes):
+//!
+//! 1. dialer → acceptor, [`Hello`] (62 bytes):
+//!    `magic "RMGR" | u16 protocol version | u64 cluster_id | u64 from | u64 to | [u8; 32] dialer_nonce`
+//! 2. acceptor → dialer, [`Reply`] (33 bytes): `u8 status | [u8; 32] body`
+//!    - `ACCEPT` (no secret configured; body zero) — handshake done, or
+//!    - `CHALLENGE` (body = fresh acceptor nonce from `/dev/urandom`), or
+//!    - `REJECT_*` (body zero) — the connection is then closed.
+//! 3. (secret only) dialer → acceptor: 32-byte
+//!    `HMAC-SHA256(secret, "raft-manager-v1" | cluster | from | to | acceptor_nonce | dialer_nonce)`
+//! 4. (secret only) acceptor → dialer, [`Reply`]: `PROOF` with body
+//!    `HMAC-SHA256(secret, "raft-manager-v1/acceptor" | cluster | from | to | acceptor_nonce | dialer_nonce)`,
+//!    or `REJECT_AUTH`.
+//!
+//! The acceptor only sends its proof after verifying the dialer's, and the two MACs use different
+//! labels so one can never be reflected as the other. Both nonces are fresh per connection, so a
+//! recorded handshake cannot be replayed. MACs are compared in constant time.
+
+use super::hmac::{constant_time_eq, hmac_sha256};
+use std::fmt;
+use std::io::{self, Read, Write};
+
+/// Magic bytes opening every handshake.
+pub const MAGIC: [u8; 4] = *b"RMGR";
+/// Handshake protocol version.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// Nonce size in bytes.
+pub const NONCE_LEN: usize = 32;
+/// Size of an encoded [`Hello`].
+pub const HELLO_LEN: usize = 4 + 2 + 8 + 8 + 8 + NONCE_LEN;
+/// Size of an encoded [`Reply`].
+pub const REPLY_LEN: usize = 1 + 32;
+/// Size of the dialer's proof.
+pub const PROOF_LEN: usize = 32;
+
+/// Label of the dialer's MAC.
+pub const DIALER_LABEL: &[u8] = b"raft-manager-v1";
+/// Label of the acceptor's MAC.
+pub const ACCEPTOR_LABEL: &[u8] = b"raft-manager-v1/acceptor";
+
+/// Reply status: accepted, no authentication.
+pub const ACCEPT: u8 = 0;
+/// Reply status: body is the acceptor's challenge nonce.
+pub const CHALLENGE: u8 = 1;
+/// Reply status: body is the acceptor's MAC; handshake done.
+pub const PROOF: u8 = 2;
+/// Reply status: refused, wrong cluster.
+pub const REJECT_CLUSTER: u8 = 0x10;
+/// Reply status: refused, the dialer is not a known peer.
+pub const REJECT_UNKNOWN_NODE: u8 = 0x11;
+/// Reply status: refused, the dialer addressed another node.
+pub const REJECT_WRONG_TARGET: u8 = 0x12;
+/// Reply status: refused, unsupported protocol version.
+pub const REJECT_VERSION: u8 = 0x13;
+/// Reply status: refused, authentication failed.
+pub const REJECT_AUTH: u8 = 0x14;
+
+/// The dialer's opening message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hello {
+    /// Protocol version spoken by the dialer.
+    pub version: u16,
+    /// Cluster the dialer belongs to.
+    pub cluster_id: u64,
+    /// Dialer's node id.
+    pub from: u64,
+    /// Node id the dialer wants to reach.
+    pub to: u64,
+    /// Dialer's fresh nonce.
+    pub nonce: [u8; NONCE_LEN],
+}
+
+impl Hello {
+    /// Encodes to the fixed wire layout.
+    pub fn encode(&self) -> [u8; HELLO_LEN] {
+        let mut out = [0u8; HELLO_LEN];
+        out[0..4].copy_from_slice(&MAGIC);
+        out[4..6].copy_from_slice(&self.version.to_be_bytes());
+        out[6..14].copy_from_slice(&self.cluster_id.to_be_bytes());
+        out[14..22].copy_from_slice(&self.from.to_be_bytes());
+        out[22..30].copy_from_slice(&self.to.to_be_bytes());
+        out[30..62].copy_from_slice(&self.nonce);
+        out
+    }
+
+    /// Parses the wire layout. Checks length and magic only; the version is returned for the
+    /// caller to judge.
+    pub fn parse(bytes: &[u8]) -> Result<Hello, HandshakeError> {
+        if bytes.len() != HELLO_LEN {
+            return Err(HandshakeError::Malformed("hello has the wrong length"));
+        }
+        if bytes[0..4] != MAGIC {
+            return Err(HandshakeError::Malformed("bad magic"));
+        }
+        let u64_at = |i: usize| u64::from_be_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
+        Ok(Hello {
+            version: u16::from_be_bytes([bytes[4], bytes[5]]),
+            cluster_id: u64_at(6),
+            from: u64_at(14),
+            to: u64_at(22),
+            nonce: bytes[30..62].try_into().expect("32 bytes"),
+        })
+    }
+}
+
+/// An acceptor → dialer message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// One of the status constants.
+    pub status: u8,
+    /// Nonce, MAC or zeros depending on `status`.
+    pub body: [u8; 32],
+}
+
+impl Reply {
+    /// Encodes to the fixed wire layout.
+    pub fn encode(&self) -> [u8; REPLY_LEN] {
+        let mut out = [0u8; REPLY_LEN];
+        out[0] = self.status;
+        out[1..].copy_from_slice(&self.body);
+        out
+    }
+
+    /// Parses the wire layout (any status byte is accepted here).
+    pub fn parse(bytes: &[u8]) -> Result<Reply, HandshakeError> {
+        if bytes.len() != REPLY_LEN {
+            return Err(HandshakeError::Malformed("reply has the wrong length"));
+        }
+        Ok(Reply {
+            status: bytes[0],
+            body: bytes[1..].try_into().expect("32 bytes"),
+        })
+    }
+
+    fn status_only(status: u8) -> Reply {
+        Reply {
+            status,
+            body: [0; 32],
+        }
+    }
+}
+
+/// Why a handshake failed.
+#[derive(Debug)]
+pub enum HandshakeError {
+    /// Socket error or timeout.
+    Io(io::Error),
+    /// Structurally invalid message.
+    Malformed(&'static str),
+    /// Unsupported protocol version.
+    BadVersion(u16),
+    /// The dialer belongs to another cluster.
+    WrongCluster(u64),
+    /// The dialer is not a known peer.
+    UnknownNode(u64),
+    /// The dialer addressed a different node id.
+    WrongTarget(u64),
+    /// A MAC did not verify, or one side has a secret and the other does not.
+    AuthFailed(&'static str),
+    /// The acceptor refused with this status byte.
+    Rejected(u8),
+}
+
+impl fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HandshakeError::Io(e) => write!(f, "i/o error: {e}"),
+            HandshakeError::Malformed(why) => write!(f, "malformed handshake: {why}"),
+            HandshakeError::BadVersion(v) => write!(f, "unsupported protocol version {v}"),
+            HandshakeError::WrongCluster(c) => write!(f, "peer is in cluster {c}"),
+            HandshakeError::UnknownNode(n) => write!(f, "node {n} is not a known peer"),
+            HandshakeError::WrongTarget(n) => write!(f, "peer addressed node {n}, not us"),
+            HandshakeError::AuthFailed(why) => write!(f, "authentication failed: {why}"),
+            HandshakeError::Rejected(s) => write!(f, "refused by peer (status {s:#x})"),
+        }
+    }
+}
+
+impl std::error::Error for HandshakeError {}
+
+impl From<io::Error> for HandshakeError {
+    fn from(e: io::Error) -> Self {
+        HandshakeError::Io(e)
+    }
+}
+
+/// Reads a fresh nonce from `/dev/urandom`.
+pub fn random_nonce() -> io::Result<[u8; NONCE_LEN]> {
+    let mut nonce = [0u8; NONCE_LEN];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut nonce)?;
+    Ok(nonce)
+}
+
+/// Computes a handshake MAC with the given label.
+pub fn handshake_mac(
+    secret: &[u8],
+    label: &[u8],
+    hello: &Hello,
+    acceptor_nonce: &[u8; NONCE_LEN],
+) -> [u8; 32] {
+    hmac_sha256(
+        secret,
+        &[
+            label,
+            &hello.cluster_id.to_be_bytes(),
+            &hello.from.to_be_bytes(),
+            &hello.to.to_be_bytes(),
+            acceptor_nonce,
+            &hello.nonce,
+        ],
+    )
+}
+
+/// Runs the dialer side on a connected stream.
+pub fn dial<S: Read + Write>(
+    stream: &mut S,
+    cluster_id: u64,
+    from: u64,
+    to: u64,
+    secret: Option<&[u8]>,
+) -> Result<(), HandshakeError> {
+    let hello = Hello {
+        version: PROTOCOL_VERSION,
+        cluster_id,
+        from,
+        to,
+        nonce: random_nonce()?,
+    };
+    stream.write_all(&hello.encode())?;
+    stream.flush()?;
+    let reply = read_reply(stream)?;
+    match (reply.status, secret) {
+        (ACCEPT, None) => Ok(()),
+        (ACCEPT, Some(_)) => Err(HandshakeError::AuthFailed(
+            "peer does not authenticate but we have a secret",
+        )),
+        (CHALLENGE, None) => Err(HandshakeError::AuthFailed(
+            "peer requires a secret but we have none",
+        )),
+        (CHALLENGE, Some(secret)) => {
+            let acceptor_nonce = reply.body;
+            let proof = handshake_mac(secret, DIALER_LABEL, &hello, &acceptor_nonce);
+            stream.write_all(&proof)?;
+            stream.flush()?;
+            let reply = read_reply(stream)?;
+            if reply.status != PROOF {
+                return Err(rejected(reply.status));
+            }
+            let want = handshake_mac(secret, ACCEPTOR_LABEL, &hello, &acceptor_nonce);
+            if constant_time_eq(&want, &reply.body) {
+                Ok(())
+            } else {
+                Err(HandshakeError::AuthFailed("acceptor proof does not verify"))
+            }
+        }
+        (status, _) => Err(rejected(status)),
+    }
+}
+
+fn rejected(status: u8) -> HandshakeError {
+    match status {
+        REJECT_AUTH => HandshakeError::AuthFailed("acceptor refused our proof"),
+        s => HandshakeError::Rejected(s),
+    }
+}
+
+fn read_reply<S: Read>(stream: &mut S) -> Result<Reply, HandshakeError> {
+    let mut buf = [0u8; REPLY_LEN];
+    stream.read_exact(&mut buf)?;
+    Reply::parse(&buf)
+}
+
+/// What the acceptor checks a [`Hello`] against.
+pub struct AcceptPolicy<'a> {
+    /// Our cluster.
+    pub cluster_id: u64,
+    /// Our node id.
+    pub node_id: u64,
+    /// Shared secret, if authentication is on.
+    pub secret: Option<&'a [u8]>,
+    /// Whether a node id is a currently known peer.
+    pub is_known: &'a dyn Fn(u64) -> bool,
+}
+
+/// Runs the acceptor side on a freshly accepted stream; returns the authenticated peer id.
+/// On refusal a `REJECT_*` reply is sent (best effort) before the error is returned.
+pub fn accept<S: Read + Write>(
+    stream: &mut S,
+    policy: &AcceptPolicy<'_>,
+) -> Result<u64, HandshakeError> {
+    let mut buf = [0u8; HELLO_LEN];
+    stream.read_exact(&mut buf)?;
+    let hello = Hello::parse(&buf)?;
+    let refuse = |stream: &mut S, status: u8, err: HandshakeError| {
+        let _ = stream.write_all(&Reply::status_only(status).encode());
+        let _ = stream.flush();
+        Err(err)
+    };
+    if hello.version != PROTOCOL_VERSION {
+        return refuse(
+            stream,
+            REJECT_VERSION,
+            HandshakeError::BadVersion(hello.version),
+        );
+    }
+    if hello.cluster_id != policy.cluster_id {
+        return refuse(
+            stream,
+            REJECT_CLUSTER,
+            HandshakeError::WrongCluster(hello.cluster_id),
+        );
+    }
+    if hello.to != policy.node_id {
+        return refuse(
+            stream,
+            REJECT_WRONG_TARGET,
+            HandshakeError::WrongTarget(hello.to),
+        );
+    }
+    if hello.from == policy.node_id || !(policy.is_known)(hello.from) {
+        return refuse(
+            stream,
+            REJECT_UNKNOWN_NODE,
+            HandshakeError::UnknownNode(hello.from),
+        );
+    }
+    let Some(secret) = policy.secret else {
+        stream.write_all(&Reply::status_only(ACCEPT).encode())?;
+        stream.flush()?;
+        return Ok(hello.from);
+    };
+    let acceptor_nonce = random_nonce()?;
+    stream.write_all(
+        &Reply {
+            status: CHALLENGE,
+            body: acceptor_nonce,
+        }
+        .encode(),
+    )?;
+    stream.flush()?;
+    let mut proof = [0u8; PROOF_LEN];
+    stream.read_exact(&mut proof)?;
+    let want = handshake_mac(secret, DIALER_LABEL, &hello, &acceptor_nonce);
+    if !constant_time_eq(&want, &proof) {
+        return refuse(
+            stream,
+            REJECT_AUTH,
+            HandshakeError::AuthFailed("dialer proof does not verify"),
+        );
+    }
+    let mine = handshake_mac(secret, ACCEPTOR_LABEL, &hello, &acceptor_nonce);
+    stream.write_all(
+        &Reply {
+            status: PROOF,
+            body: mine,
+        }
+        .encode(),
+    )?;
+    stream.flush()?;
+    Ok(hello.from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixStream;
+
+    fn run(
+        dial_secret: Option<&'static [u8]>,
+        accept_secret: Option<&'static [u8]>,
+        cluster: u64,
+        from: u64,
+    ) -> (Result<(), HandshakeError>, Result<u64, HandshakeError>) {
+        let (mut a, mut b) = UnixStream::pair().unwrap();
+        let t = std::thread::spawn(move || dial(&mut a, cluster, from, 1, dial_secret));
+        let known = |id: u64| id == 2;
+        let policy = AcceptPolicy {
+            cluster_id: 7,
+            node_id: 1,
+            secret: accept_secret,
+            is_known: &known,
+        };
+        let acc = accept(&mut b, &policy);
+        drop(b);
+        (t.join().unwrap(), acc)
+    }
+
+    #[test]
+    fn hello_roundtrip() {
+        let h = Hello {
+            version: 1,
+            cluster_id: 2,
+            from: 3,
+            to: 4,
+            nonce: [9; 32],
+        };
+        assert_eq!(Hello::parse(&h.encode()).unwrap(), h);
+    }
+
+    #[test]
+    fn outcomes() {
+        let (d, a) = run(None, None, 7, 2);
+        assert!(d.is_ok() && a.unwrap() == 2);
+        let (d, a) = run(Some(b"s"), Some(b"s"), 7, 2);
+        assert!(d.is_ok() && a.unwrap() == 2);
+        let (d, a) = run(Some(b"s"), Some(b"t"), 7, 2);
+        assert!(matches!(d, Err(HandshakeError::AuthFailed(_))));
+        assert!(matches!(a, Err(HandshakeError::AuthFailed(_))));
+        let (d, _) = run(None, Some(b"t"), 7, 2);
+        assert!(matches!(d, Err(HandshakeError::AuthFailed(_))));
+        let (d, a) = run(Some(b"s"), None, 7, 2);
+        assert!(matches!(d, Err(HandshakeError::AuthFailed(_))));
+        assert!(a.is_ok()); // the acceptor has no way to know; the dialer hangs up
+        let (d, a) = run(None, None, 8, 2);
+        assert!(matches!(d, Err(HandshakeError::Rejected(REJECT_CLUSTER))));
+        assert!(matches!(a, Err(HandshakeError::WrongCluster(8))));
+        let (d, a) = run(None, None, 7, 3);
+        assert!(matches!(
+            d,
+            Err(HandshakeError::Rejected(REJECT_UNKNOWN_NODE))
+        ));
+        assert!(matches!(a, Err(HandshakeError::UnknownNode(3))));
+    }
+}
