@@ -4,3 +4,4 @@
 pub mod codec;
 pub mod core;
 pub mod crc32c;
+pub mod storage;

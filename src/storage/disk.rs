@@ -1,0 +1,1133 @@
+//! [`DiskStorage`]: the durable storage engine (segmented WAL, hard state file, snapshots).
+//!
+//! See `docs/STORAGE.md` for the on-disk format and the recovery rules.
+
+use super::fsutil::{fsync_dir, io_err};
+use super::hard_state::{self, HARD_STATE_FILE, STORE_META_FILE};
+use super::record::{self, Parsed};
+use super::segment::{self, corrupt, Tail, HEADER_LEN};
+use super::snapshot_file::{self, CheckedReader, PARTIAL_FILE};
+use super::{DiskOptions, FsyncPolicy, LogStore};
+use crate::core::{
+    ConfState, Entry, HardState, SnapshotMeta, Storage, StorageError, StorageResult,
+};
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+const WRITE_BUFFER: usize = 256 << 10;
+const LOCK_FILE: &str = "LOCK";
+
+/// One WAL segment file.
+struct Segment {
+    path: PathBuf,
+    /// Read handle (positional reads only).
+    file: File,
+    /// Logical length, including bytes still in the write buffer.
+    len: u64,
+}
+
+/// Where an entry lives on disk.
+#[derive(Debug, Clone, Copy)]
+struct Loc {
+    term: u64,
+    /// First index of the segment holding it (its key in `segments`).
+    seg: u64,
+    offset: u64,
+    len: u32,
+}
+
+/// The current snapshot file.
+struct SnapFile {
+    path: PathBuf,
+    file: File,
+    data_offset: u64,
+}
+
+/// A snapshot being received.
+struct Partial {
+    meta: SnapshotMeta,
+    file: File,
+    data_offset: u64,
+    /// Bytes of data durably written.
+    durable: u64,
+}
+
+struct Inner {
+    dir: PathBuf,
+    fsync: bool,
+    segment_bytes: u64,
+    cache_limit: u64,
+    hs: HardState,
+    snap: SnapshotMeta,
+    snap_file: Option<SnapFile>,
+    segments: BTreeMap<u64, Segment>,
+    /// Buffered appender for the last segment.
+    writer: Option<BufWriter<File>>,
+    /// Index of `locs[0]` (the first entry physically present in the WAL).
+    phys_first: u64,
+    locs: VecDeque<Loc>,
+    /// Compaction point: the entry before the first readable one.
+    offset_index: u64,
+    offset_term: u64,
+    /// The most recent entries (a suffix of the log), bounded by `cache_limit` bytes.
+    cache: VecDeque<Entry>,
+    cache_bytes: u64,
+    partial: Option<Partial>,
+    poisoned: Option<String>,
+    scratch: Vec<u8>,
+}
+
+/// A durable [`Storage`] + [`LogStore`] in a directory. Thread-safe; every method takes
+/// `&self`. Only one `DiskStorage` may have a directory open at a time (enforced with
+/// `flock` on `LOCK`).
+pub struct DiskStorage {
+    inner: Mutex<Inner>,
+    _lock: File,
+}
+
+impl std::fmt::Debug for DiskStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let g = self.inner.lock();
+        f.debug_struct("DiskStorage")
+            .field("dir", &g.dir)
+            .field("first_index", &(g.offset_index + 1))
+            .field("last_index", &g.last_index())
+            .field("snapshot_index", &g.snap.index)
+            .finish()
+    }
+}
+
+fn is_store_file(name: &str) -> bool {
+    name == HARD_STATE_FILE
+        || name == PARTIAL_FILE
+        || segment::parse_file_name(name).is_some()
+        || snapshot_file::parse_file_name(name).is_some()
+}
+
+impl DiskStorage {
+    /// Opens (creating if needed) the store in `dir`, recovering from a crash: a torn tail
+    /// of the last segment is truncated (with a warning); any other damage refuses to open
+    /// with [`StorageError::Io`] naming the file and byte offset.
+    pub fn open(dir: &Path, opts: DiskOptions) -> StorageResult<DiskStorage> {
+        let fsync = opts.fsync == FsyncPolicy::Always;
+        fs::create_dir_all(dir).map_err(|e| io_err(dir.display(), e))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| io_err(lock_path.display(), e))?;
+        // SAFETY: flock on a valid, owned file descriptor.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(StorageError::Io(format!(
+                "{}: store is already open (lock held): {}",
+                lock_path.display(),
+                io::Error::last_os_error()
+            )));
+        }
+
+        // Leftover temp files are incomplete writes that never took effect.
+        let mut has_store_files = false;
+        for ent in fs::read_dir(dir).map_err(|e| io_err(dir.display(), e))? {
+            let ent = ent.map_err(|e| io_err(dir.display(), e))?;
+            let name = ent.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".tmp") {
+                tracing::info!(file = %ent.path().display(), "removing leftover temp file");
+                fs::remove_file(ent.path()).map_err(|e| io_err(ent.path().display(), e))?;
+            } else if is_store_file(&name) {
+                has_store_files = true;
+            }
+        }
+
+        let bootstrap = match hard_state::read_store_meta(dir)? {
+            Some(c) => c,
+            None => {
+                if has_store_files {
+                    return Err(StorageError::Io(format!(
+                        "{}: missing {STORE_META_FILE} in a directory holding store files",
+                        dir.display()
+                    )));
+                }
+                hard_state::write_store_meta(dir, &opts.bootstrap, fsync)
+                    .map_err(|e| io_err(dir.join(STORE_META_FILE).display(), e))?;
+                opts.bootstrap.clone()
+            }
+        };
+        let mut hs = hard_state::read_hard_state(dir)?.unwrap_or_default();
+
+        // Snapshot: the newest complete one wins; older ones are leftovers of an install.
+        let snaps = snapshot_file::list(dir)?;
+        let (snap, snap_file) = match snaps.last() {
+            Some((i, t, name)) => {
+                let path = dir.join(name);
+                let file = File::open(&path).map_err(|e| io_err(path.display(), e))?;
+                let (meta, data_offset) = snapshot_file::read_header(&file, &path)?;
+                if meta.index != *i || meta.term != *t {
+                    return Err(corrupt(&path, 0, "snapshot meta does not match file name"));
+                }
+                let len = file.metadata().map_err(|e| io_err(path.display(), e))?.len();
+                if len != data_offset + meta.size {
+                    return Err(corrupt(
+                        &path,
+                        len,
+                        format!("snapshot file should be {} bytes", data_offset + meta.size),
+                    ));
+                }
+                (
+                    meta,
+                    Some(SnapFile {
+                        path,
+                        file,
+                        data_offset,
+                    }),
+                )
+            }
+            None => (
+                SnapshotMeta {
+                    conf: bootstrap.clone(),
+                    ..Default::default()
+                },
+                None,
+            ),
+        };
+        if snaps.len() > 1 {
+            for (_, _, name) in &snaps[..snaps.len() - 1] {
+                tracing::info!(file = name.as_str(), "removing superseded snapshot");
+                fs::remove_file(dir.join(name)).map_err(|e| io_err(name, e))?;
+            }
+            if fsync {
+                fsync_dir(dir).map_err(|e| io_err(dir.display(), e))?;
+            }
+        }
+        let partial = load_partial(dir, &snap)?;
+
+        // WAL segments.
+        let cache_limit = opts.cache_bytes;
+        let mut segments = BTreeMap::new();
+        let mut locs = VecDeque::new();
+        let mut cache: VecDeque<Entry> = VecDeque::new();
+        let mut cache_bytes = 0u64;
+        let mut expected: Option<u64> = None;
+        let mut prev_term = 0u64;
+        let list = segment::list(dir)?;
+        for (k, (first, name)) in list.iter().enumerate() {
+            let first = *first;
+            let is_last = k + 1 == list.len();
+            let path = dir.join(name);
+            if first == 0 {
+                return Err(corrupt(&path, 0, "segment first index 0 is invalid"));
+            }
+            if let Some(exp) = expected {
+                if first != exp {
+                    return Err(corrupt(
+                        &path,
+                        0,
+                        format!(
+                            "segment starts at index {first} but the previous segment ends at \
+                             index {}: a segment is missing or misplaced",
+                            exp - 1
+                        ),
+                    ));
+                }
+            }
+            let scan = segment::scan(&path, first, is_last, prev_term, |e, offset, len| {
+                locs.push_back(Loc {
+                    term: e.term,
+                    seg: first,
+                    offset,
+                    len,
+                });
+                prev_term = e.term;
+                cache_bytes += e.size();
+                cache.push_back(e);
+                while cache_bytes > cache_limit {
+                    match cache.pop_front() {
+                        Some(old) => cache_bytes -= old.size(),
+                        None => break,
+                    }
+                }
+            })?;
+            match &scan.tail {
+                Tail::Clean => {}
+                Tail::TornHeader => {
+                    tracing::warn!(
+                        file = %path.display(),
+                        bytes = scan.file_len,
+                        "last segment has a torn header (crash while creating it); removing it"
+                    );
+                    fs::remove_file(&path).map_err(|e| io_err(path.display(), e))?;
+                    if fsync {
+                        fsync_dir(dir).map_err(|e| io_err(dir.display(), e))?;
+                    }
+                    continue;
+                }
+                Tail::Torn { offset, reason } => {
+                    tracing::warn!(
+                        file = %path.display(),
+                        offset,
+                        dropped_bytes = scan.file_len - offset,
+                        reason = reason.as_str(),
+                        "torn tail in the last WAL segment; truncating it"
+                    );
+                    let f = OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .map_err(|e| io_err(path.display(), e))?;
+                    f.set_len(*offset).map_err(|e| io_err(path.display(), e))?;
+                    if fsync {
+                        f.sync_all().map_err(|e| io_err(path.display(), e))?;
+                    }
+                }
+            }
+            let file = File::open(&path).map_err(|e| io_err(path.display(), e))?;
+            segments.insert(
+                first,
+                Segment {
+                    path,
+                    file,
+                    len: scan.valid_len,
+                },
+            );
+            expected = Some(first + scan.records);
+        }
+
+        let phys_first = segments.keys().next().copied().unwrap_or(snap.index + 1);
+        let mut inner = Inner {
+            dir: dir.to_path_buf(),
+            fsync,
+            segment_bytes: opts.segment_bytes,
+            cache_limit,
+            hs,
+            snap,
+            snap_file,
+            segments,
+            writer: None,
+            phys_first,
+            locs,
+            offset_index: 0,
+            offset_term: 0,
+            cache,
+            cache_bytes,
+            partial,
+            poisoned: None,
+            scratch: Vec::new(),
+        };
+
+        // Reconcile the log with the snapshot.
+        if let Some((&first, seg)) = inner.segments.iter().next() {
+            let s = inner.snap.index;
+            if first > s + 1 {
+                return Err(corrupt(
+                    &seg.path,
+                    0,
+                    format!(
+                        "log starts at index {first} but the snapshot ends at index {s}: \
+                         entries are missing"
+                    ),
+                ));
+            }
+            if first <= s && !inner.log_holds(s, inner.snap.term) {
+                tracing::warn!(
+                    snapshot_index = s,
+                    snapshot_term = inner.snap.term,
+                    log_first = first,
+                    log_last = inner.last_index(),
+                    "log does not hold the snapshot's last entry (interrupted snapshot \
+                     install); discarding the log, which the snapshot supersedes"
+                );
+                inner.reset_log()?;
+            }
+        }
+        if hs.commit < inner.snap.index {
+            hs.commit = inner.snap.index;
+            inner.hs = hs;
+        }
+        if let Some((_, seg)) = inner.segments.iter().next_back() {
+            let path = seg.path.clone();
+            inner.writer = Some(open_writer(&path).map_err(|e| io_err(path.display(), e))?);
+        }
+        inner.recompute_offset();
+        Ok(DiskStorage {
+            inner: Mutex::new(inner),
+            _lock: lock,
+        })
+    }
+
+    /// The directory this store lives in.
+    pub fn dir(&self) -> PathBuf {
+        self.inner.lock().dir.clone()
+    }
+
+    /// The current hard state.
+    pub fn hard_state(&self) -> HardState {
+        self.inner.lock().hs
+    }
+
+    /// The error that poisoned the store, if a write or fsync has failed.
+    pub fn poisoned(&self) -> Option<String> {
+        self.inner.lock().poisoned.clone()
+    }
+
+    /// The WAL segment files as `(first index, path, bytes)`, oldest first.
+    pub fn segment_files(&self) -> Vec<(u64, PathBuf, u64)> {
+        let g = self.inner.lock();
+        g.segments
+            .iter()
+            .map(|(f, s)| (*f, s.path.clone(), s.len))
+            .collect()
+    }
+}
+
+fn open_writer(path: &Path) -> io::Result<BufWriter<File>> {
+    let f = OpenOptions::new().append(true).open(path)?;
+    Ok(BufWriter::with_capacity(WRITE_BUFFER, f))
+}
+
+fn load_partial(dir: &Path, snap: &SnapshotMeta) -> StorageResult<Option<Partial>> {
+    let path = dir.join(PARTIAL_FILE);
+    let file = match OpenOptions::new().read(true).write(true).open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(path.display(), e)),
+    };
+    let discard = |why: String| -> StorageResult<Option<Partial>> {
+        tracing::warn!(file = %path.display(), reason = why.as_str(), "discarding incoming snapshot");
+        fs::remove_file(&path).map_err(|e| io_err(path.display(), e))?;
+        Ok(None)
+    };
+    let (meta, data_offset) = match snapshot_file::read_header(&file, &path) {
+        Ok(h) => h,
+        Err(e) => return discard(format!("unreadable header: {e}")),
+    };
+    let len = file.metadata().map_err(|e| io_err(path.display(), e))?.len();
+    if len < data_offset {
+        return discard("no data".into());
+    }
+    let durable = len - data_offset;
+    if durable > meta.size {
+        return discard(format!("{durable} bytes exceed the snapshot size {}", meta.size));
+    }
+    if meta.index <= snap.index {
+        return discard(format!(
+            "snapshot {} is not newer than the installed snapshot {}",
+            meta.index, snap.index
+        ));
+    }
+    Ok(Some(Partial {
+        meta,
+        file,
+        data_offset,
+        durable,
+    }))
+}
+
+impl Inner {
+    fn last_index(&self) -> u64 {
+        self.phys_first + self.locs.len() as u64 - 1
+    }
+
+    fn log_holds(&self, index: u64, term: u64) -> bool {
+        index >= self.phys_first
+            && self
+                .locs
+                .get((index - self.phys_first) as usize)
+                .is_some_and(|l| l.term == term)
+    }
+
+    fn check(&self) -> StorageResult<()> {
+        match &self.poisoned {
+            Some(p) => Err(StorageError::Io(format!(
+                "store is poisoned by an earlier write/fsync failure: {p}"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Records a fatal write/fsync failure: every later write fails.
+    fn poison(&mut self, what: impl std::fmt::Display, e: io::Error) -> StorageError {
+        let msg = format!("{what}: {e}");
+        tracing::error!(error = msg.as_str(), "storage write failed; store is now poisoned");
+        if self.poisoned.is_none() {
+            self.poisoned = Some(msg.clone());
+        }
+        StorageError::Io(msg)
+    }
+
+    fn sync_dir(&mut self) -> StorageResult<()> {
+        if self.fsync {
+            if let Err(e) = fsync_dir(&self.dir) {
+                let d = self.dir.display().to_string();
+                return Err(self.poison(format!("fsync directory {d}"), e));
+            }
+        }
+        Ok(())
+    }
+
+    fn recompute_offset(&mut self) {
+        match self.locs.front() {
+            Some(l) if self.phys_first <= self.snap.index => {
+                self.offset_index = self.phys_first;
+                self.offset_term = l.term;
+            }
+            _ => {
+                self.offset_index = self.snap.index;
+                self.offset_term = self.snap.term;
+                if self.segments.is_empty() {
+                    self.phys_first = self.snap.index + 1;
+                }
+            }
+        }
+    }
+
+    fn term(&self, index: u64) -> StorageResult<u64> {
+        if index == self.offset_index {
+            return Ok(self.offset_term);
+        }
+        if index < self.offset_index {
+            return Err(StorageError::Compacted);
+        }
+        if index > self.last_index() {
+            return Err(StorageError::Unavailable);
+        }
+        Ok(self.locs[(index - self.phys_first) as usize].term)
+    }
+
+    fn entry(&mut self, i: u64) -> StorageResult<Entry> {
+        let last = self.last_index();
+        let cache_first = last + 1 - self.cache.len() as u64;
+        if i >= cache_first {
+            return Ok(self.cache[(i - cache_first) as usize].clone());
+        }
+        let loc = self.locs[(i - self.phys_first) as usize];
+        let is_active = self.segments.keys().next_back() == Some(&loc.seg);
+        if is_active {
+            if let Some(w) = self.writer.as_mut() {
+                if !w.buffer().is_empty() {
+                    if let Err(e) = w.flush() {
+                        return Err(self.poison("flush WAL", e));
+                    }
+                }
+            }
+        }
+        let seg = &self.segments[&loc.seg];
+        let mut buf = vec![0u8; loc.len as usize];
+        seg.file
+            .read_exact_at(&mut buf, loc.offset)
+            .map_err(|e| corrupt(&seg.path, loc.offset, format!("read: {e}")))?;
+        match record::parse(&buf) {
+            Parsed::Record(e, _) if e.index == i => Ok(e),
+            other => Err(corrupt(
+                &seg.path,
+                loc.offset,
+                format!("record {i} is damaged on read ({other:?})"),
+            )),
+        }
+    }
+
+    fn push_cache(&mut self, e: Entry) {
+        self.cache_bytes += e.size();
+        self.cache.push_back(e);
+        while self.cache_bytes > self.cache_limit {
+            match self.cache.pop_front() {
+                Some(old) => self.cache_bytes -= old.size(),
+                None => break,
+            }
+        }
+    }
+
+    /// Creates a new (empty) last segment starting at `first`, atomically.
+    fn create_segment(&mut self, first: u64) -> StorageResult<()> {
+        let name = segment::file_name(first);
+        let path = self.dir.join(&name);
+        let res = (|| -> io::Result<File> {
+            let tmp = self.dir.join(format!("{name}.tmp"));
+            {
+                let mut f = OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&tmp)?;
+                f.write_all(&segment::encode_header(first))?;
+                if self.fsync {
+                    f.sync_all()?;
+                }
+            }
+            fs::rename(&tmp, &path)?;
+            if self.fsync {
+                fsync_dir(&self.dir)?;
+            }
+            File::open(&path)
+        })();
+        let file = match res {
+            Ok(f) => f,
+            Err(e) => return Err(self.poison(format!("create segment {}", path.display()), e)),
+        };
+        match open_writer(&path) {
+            Ok(w) => self.writer = Some(w),
+            Err(e) => return Err(self.poison(format!("open {}", path.display()), e)),
+        }
+        if self.locs.is_empty() {
+            self.phys_first = first;
+        }
+        self.segments.insert(
+            first,
+            Segment {
+                path,
+                file,
+                len: HEADER_LEN,
+            },
+        );
+        Ok(())
+    }
+
+    /// Flushes and fsyncs the current writer and closes it.
+    fn close_writer(&mut self) -> StorageResult<()> {
+        if let Some(mut w) = self.writer.take() {
+            if let Err(e) = w.flush() {
+                return Err(self.poison("flush WAL", e));
+            }
+            if self.fsync {
+                if let Err(e) = w.get_ref().sync_data() {
+                    return Err(self.poison("fsync WAL", e));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn write_entry(&mut self, e: &Entry) -> StorageResult<()> {
+        let need_new = match self.segments.values().next_back() {
+            None => true,
+            Some(s) => s.len >= self.segment_bytes && s.len > HEADER_LEN,
+        };
+        if need_new {
+            self.close_writer()?;
+            self.create_segment(e.index)?;
+        }
+        let active = *self.segments.keys().next_back().expect("active segment");
+        self.scratch.clear();
+        let n = record::encode(e, &mut self.scratch);
+        let w = self.writer.as_mut().expect("writer");
+        if let Err(err) = w.write_all(&self.scratch) {
+            return Err(self.poison("write WAL", err));
+        }
+        let seg = self.segments.get_mut(&active).expect("segment");
+        let offset = seg.len;
+        seg.len += n as u64;
+        if self.locs.is_empty() {
+            self.phys_first = e.index;
+        }
+        self.locs.push_back(Loc {
+            term: e.term,
+            seg: active,
+            offset,
+            len: n as u32,
+        });
+        self.push_cache(e.clone());
+        Ok(())
+    }
+
+    /// Durably removes entries `idx..` before new ones are written at `idx`.
+    fn truncate_from(&mut self, idx: u64) -> StorageResult<()> {
+        let pos = (idx - self.phys_first) as usize;
+        let loc = self.locs[pos];
+        if let Some(mut w) = self.writer.take() {
+            if let Err(e) = w.flush() {
+                return Err(self.poison("flush WAL", e));
+            }
+        }
+        let later: Vec<u64> = self.segments.range(loc.seg + 1..).map(|(k, _)| *k).collect();
+        for k in later.iter().rev() {
+            let s = self.segments.remove(k).expect("segment");
+            if let Err(e) = fs::remove_file(&s.path) {
+                return Err(self.poison(format!("remove {}", s.path.display()), e));
+            }
+        }
+        let path = self.segments[&loc.seg].path.clone();
+        let res = (|| -> io::Result<()> {
+            let f = OpenOptions::new().write(true).open(&path)?;
+            f.set_len(loc.offset)?;
+            if self.fsync {
+                f.sync_all()?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = res {
+            return Err(self.poison(format!("truncate {}", path.display()), e));
+        }
+        if !later.is_empty() {
+            self.sync_dir()?;
+        }
+        self.segments.get_mut(&loc.seg).expect("segment").len = loc.offset;
+        let removed = self.last_index() - idx + 1;
+        for _ in 0..removed.min(self.cache.len() as u64) {
+            let e = self.cache.pop_back().expect("cache");
+            self.cache_bytes -= e.size();
+        }
+        self.locs.truncate(pos);
+        match open_writer(&path) {
+            Ok(w) => self.writer = Some(w),
+            Err(e) => return Err(self.poison(format!("open {}", path.display()), e)),
+        }
+        Ok(())
+    }
+
+    /// Removes whole segments whose entries are all `<= c` (oldest first, so a crash
+    /// leaves a contiguous suffix). Call [`Inner::recompute_offset`] afterwards.
+    fn compact_through(&mut self, c: u64) -> StorageResult<()> {
+        let keys: Vec<u64> = self.segments.keys().copied().collect();
+        let last = self.last_index();
+        let mut removed = 0;
+        for (k, &first) in keys.iter().enumerate() {
+            let is_last = k + 1 == keys.len();
+            let seg_last = if is_last { last } else { keys[k + 1] - 1 };
+            if seg_last > c {
+                break;
+            }
+            if is_last {
+                self.close_writer()?;
+            }
+            let s = self.segments.remove(&first).expect("segment");
+            if let Err(e) = fs::remove_file(&s.path) {
+                return Err(self.poison(format!("remove {}", s.path.display()), e));
+            }
+            removed += 1;
+        }
+        if removed == 0 {
+            return Ok(());
+        }
+        self.sync_dir()?;
+        match self.segments.keys().next().copied() {
+            Some(f) => {
+                let drop_n = (f - self.phys_first) as usize;
+                self.locs.drain(..drop_n);
+                self.phys_first = f;
+                let cache_first = self.last_index() + 1 - self.cache.len() as u64;
+                for _ in cache_first..f.max(cache_first) {
+                    let e = self.cache.pop_front().expect("cache");
+                    self.cache_bytes -= e.size();
+                }
+            }
+            None => {
+                self.locs.clear();
+                self.cache.clear();
+                self.cache_bytes = 0;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every segment (newest first). Call [`Inner::recompute_offset`] afterwards.
+    fn reset_log(&mut self) -> StorageResult<()> {
+        self.writer = None;
+        while let Some((_, s)) = self.segments.pop_last() {
+            if let Err(e) = fs::remove_file(&s.path) {
+                return Err(self.poison(format!("remove {}", s.path.display()), e));
+            }
+        }
+        self.sync_dir()?;
+        self.locs.clear();
+        self.cache.clear();
+        self.cache_bytes = 0;
+        Ok(())
+    }
+
+    /// Makes `path` (already renamed into place) the current snapshot with `meta`, removes
+    /// the previous snapshot file, and raises the commit index to the snapshot.
+    fn adopt_snapshot(&mut self, meta: SnapshotMeta, path: PathBuf) -> StorageResult<()> {
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) => return Err(self.poison(format!("open {}", path.display()), e)),
+        };
+        let data_offset = snapshot_file::data_offset_for(&meta);
+        let old = self.snap_file.replace(SnapFile {
+            path: path.clone(),
+            file,
+            data_offset,
+        });
+        self.snap = meta;
+        self.recompute_offset();
+        if let Some(old) = old {
+            if old.path != path {
+                if let Err(e) = fs::remove_file(&old.path) {
+                    return Err(self.poison(format!("remove {}", old.path.display()), e));
+                }
+                self.sync_dir()?;
+            }
+        }
+        if let Some(p) = &self.partial {
+            if p.meta.index <= self.snap.index {
+                let _ = fs::remove_file(self.dir.join(PARTIAL_FILE));
+                self.partial = None;
+            }
+        }
+        if self.hs.commit < self.snap.index {
+            let hs = HardState {
+                commit: self.snap.index,
+                ..self.hs
+            };
+            if let Err(e) = hard_state::write_hard_state(&self.dir, &hs, self.fsync) {
+                return Err(self.poison("write hardstate", e));
+            }
+            self.hs = hs;
+        }
+        Ok(())
+    }
+}
+
+impl Storage for DiskStorage {
+    fn initial_state(&self) -> StorageResult<(HardState, ConfState)> {
+        let g = self.inner.lock();
+        Ok((g.hs, g.snap.conf.clone()))
+    }
+
+    fn entries(&self, lo: u64, hi: u64, max_bytes: u64) -> StorageResult<Vec<Entry>> {
+        let mut g = self.inner.lock();
+        if lo <= g.offset_index {
+            return Err(StorageError::Compacted);
+        }
+        if hi > g.last_index() + 1 || lo > hi {
+            return Err(StorageError::Unavailable);
+        }
+        let mut out = Vec::new();
+        let mut size = 0;
+        for i in lo..hi {
+            let e = g.entry(i)?;
+            size += e.size();
+            if !out.is_empty() && size > max_bytes {
+                break;
+            }
+            out.push(e);
+        }
+        Ok(out)
+    }
+
+    fn term(&self, index: u64) -> StorageResult<u64> {
+        self.inner.lock().term(index)
+    }
+
+    fn first_index(&self) -> u64 {
+        self.inner.lock().offset_index + 1
+    }
+
+    fn last_index(&self) -> u64 {
+        self.inner.lock().last_index()
+    }
+
+    fn snapshot_meta(&self) -> SnapshotMeta {
+        self.inner.lock().snap.clone()
+    }
+
+    fn snapshot_chunk(&self, index: u64, offset: u64, max_len: usize) -> StorageResult<Vec<u8>> {
+        let g = self.inner.lock();
+        let Some(sf) = g.snap_file.as_ref().filter(|_| g.snap.index == index) else {
+            return Err(StorageError::SnapshotOutOfDate);
+        };
+        let start = offset.min(g.snap.size);
+        let end = start.saturating_add(max_len as u64).min(g.snap.size);
+        let mut buf = vec![0u8; (end - start) as usize];
+        sf.file
+            .read_exact_at(&mut buf, sf.data_offset + start)
+            .map_err(|e| corrupt(&sf.path, sf.data_offset + start, format!("read: {e}")))?;
+        Ok(buf)
+    }
+
+    fn partial_snapshot(&self) -> Option<(SnapshotMeta, u64)> {
+        let g = self.inner.lock();
+        g.partial.as_ref().map(|p| (p.meta.clone(), p.durable))
+    }
+}
+
+impl LogStore for DiskStorage {
+    fn append(&self, entries: &[Entry]) -> StorageResult<()> {
+        let mut g = self.inner.lock();
+        g.check()?;
+        let skip = entries
+            .iter()
+            .take_while(|e| e.index <= g.offset_index)
+            .count();
+        let entries = &entries[skip..];
+        let Some(first) = entries.first() else {
+            return Ok(());
+        };
+        for (k, e) in entries.iter().enumerate() {
+            if k > 0 && e.term < entries[k - 1].term {
+                return Err(StorageError::Io(format!(
+                    "append: entry {} has a lower term than the entry before it",
+                    e.index
+                )));
+            }
+            if e.index != first.index + k as u64 {
+                return Err(StorageError::Io(format!(
+                    "append: entries are not contiguous at index {}",
+                    e.index
+                )));
+            }
+            if e.data.len() > record::MAX_PAYLOAD {
+                return Err(StorageError::Io(format!(
+                    "append: entry {} payload of {} bytes exceeds the {} byte limit",
+                    e.index,
+                    e.data.len(),
+                    record::MAX_PAYLOAD
+                )));
+            }
+        }
+        let last = g.last_index();
+        if first.index > last + 1 {
+            return Err(StorageError::Io(format!(
+                "append at index {} leaves a gap after the last index {last}",
+                first.index
+            )));
+        }
+        let prev_term = g.term(first.index - 1).unwrap_or(0);
+        if first.term < prev_term {
+            return Err(StorageError::Io(format!(
+                "append: entry {} has term {} below the previous entry's term {prev_term}",
+                first.index, first.term
+            )));
+        }
+        if first.index <= last {
+            g.truncate_from(first.index)?;
+        }
+        for e in entries {
+            g.write_entry(e)?;
+        }
+        Ok(())
+    }
+
+    fn set_hard_state(&self, hs: HardState) -> StorageResult<()> {
+        let mut g = self.inner.lock();
+        g.check()?;
+        if let Err(e) = hard_state::write_hard_state(&g.dir, &hs, g.fsync) {
+            return Err(g.poison("write hardstate", e));
+        }
+        g.hs = hs;
+        Ok(())
+    }
+
+    fn sync(&self) -> StorageResult<()> {
+        let mut g = self.inner.lock();
+        g.check()?;
+        let fsync = g.fsync;
+        let res = match g.writer.as_mut() {
+            Some(w) => w.flush().and_then(|_| {
+                if fsync {
+                    w.get_ref().sync_data()
+                } else {
+                    Ok(())
+                }
+            }),
+            None => Ok(()),
+        };
+        res.map_err(|e| g.poison("sync WAL", e))
+    }
+
+    fn write_snapshot_chunk(
+        &self,
+        meta: &SnapshotMeta,
+        offset: u64,
+        data: &[u8],
+    ) -> StorageResult<bool> {
+        let mut g = self.inner.lock();
+        g.check()?;
+        let fresh = !matches!(&g.partial, Some(p) if p.meta == *meta);
+        if fresh {
+            if offset != 0 {
+                return Ok(false);
+            }
+            g.partial = None;
+            let path = g.dir.join(PARTIAL_FILE);
+            let data_offset = snapshot_file::data_offset_for(meta);
+            let res = (|| -> io::Result<File> {
+                let f = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&path)?;
+                f.write_all_at(&snapshot_file::encode_header(meta, data_offset), 0)?;
+                f.set_len(data_offset)?;
+                Ok(f)
+            })();
+            let file = match res {
+                Ok(f) => f,
+                Err(e) => return Err(g.poison(format!("create {}", path.display()), e)),
+            };
+            g.partial = Some(Partial {
+                meta: meta.clone(),
+                file,
+                data_offset,
+                durable: 0,
+            });
+        }
+        let fsync = g.fsync;
+        let p = g.partial.as_ref().expect("partial");
+        if p.durable != offset {
+            return Ok(false);
+        }
+        if offset + data.len() as u64 > meta.size {
+            return Err(StorageError::Io(format!(
+                "snapshot chunk at {offset} of {} bytes exceeds the snapshot size {}",
+                data.len(),
+                meta.size
+            )));
+        }
+        let res = p
+            .file
+            .write_all_at(data, p.data_offset + offset)
+            .and_then(|_| if fsync { p.file.sync_all() } else { Ok(()) });
+        if let Err(e) = res {
+            return Err(g.poison("write incoming snapshot", e));
+        }
+        if fresh {
+            g.sync_dir()?;
+        }
+        g.partial.as_mut().expect("partial").durable += data.len() as u64;
+        Ok(true)
+    }
+
+    fn finish_incoming_snapshot(&self, meta: &SnapshotMeta) -> StorageResult<()> {
+        let mut g = self.inner.lock();
+        g.check()?;
+        let partial_path = g.dir.join(PARTIAL_FILE);
+        let Some(p) = g.partial.as_ref().filter(|p| p.meta == *meta) else {
+            return Err(StorageError::Io(format!(
+                "no incoming snapshot matching index {} term {}",
+                meta.index, meta.term
+            )));
+        };
+        let verdict = snapshot_file::verify_data(&p.file, &partial_path, meta, p.data_offset);
+        if let Err(e) = verdict {
+            tracing::warn!(error = %e, "incoming snapshot failed verification; discarding it");
+            g.partial = None;
+            let _ = fs::remove_file(&partial_path);
+            return Err(e);
+        }
+        if meta.index <= g.snap.index {
+            g.partial = None;
+            let _ = fs::remove_file(&partial_path);
+            return Err(StorageError::SnapshotOutOfDate);
+        }
+        let final_path = g.dir.join(snapshot_file::file_name(meta.index, meta.term));
+        if let Err(e) = fs::rename(&partial_path, &final_path) {
+            return Err(g.poison(format!("rename to {}", final_path.display()), e));
+        }
+        g.partial = None;
+        g.sync_dir()?;
+        if g.log_holds(meta.index, meta.term) {
+            g.compact_through(meta.index)?;
+        } else {
+            g.reset_log()?;
+        }
+        g.adopt_snapshot(meta.clone(), final_path)
+    }
+
+    fn create_snapshot(
+        &self,
+        mut meta: SnapshotMeta,
+        data: &mut dyn Read,
+        keep_trailing: u64,
+    ) -> StorageResult<SnapshotMeta> {
+        let (dir, fsync) = {
+            let g = self.inner.lock();
+            g.check()?;
+            if meta.index <= g.snap.index {
+                return Err(StorageError::SnapshotOutOfDate);
+            }
+            let t = g.term(meta.index)?;
+            if t != meta.term {
+                return Err(StorageError::Io(format!(
+                    "snapshot at index {} claims term {} but the log has term {t}",
+                    meta.index, meta.term
+                )));
+            }
+            (g.dir.clone(), g.fsync)
+        };
+        // Stream the data to a temp file without holding the lock.
+        let name = snapshot_file::file_name(meta.index, meta.term);
+        let tmp = dir.join(format!("{name}.tmp"));
+        let data_offset = snapshot_file::data_offset_for(&meta);
+        let written = (|| -> io::Result<(u64, u32, File)> {
+            let f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)?;
+            let mut w = BufWriter::with_capacity(1 << 20, f);
+            w.seek(SeekFrom::Start(data_offset))?;
+            let mut buf = vec![0u8; 1 << 16];
+            let (mut size, mut crc) = (0u64, 0u32);
+            loop {
+                let n = match data.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                crc = crate::crc32c::crc32c_append(crc, &buf[..n]);
+                size += n as u64;
+                w.write_all(&buf[..n])?;
+            }
+            let f = w.into_inner().map_err(|e| e.into_error())?;
+            f.set_len(data_offset + size)?;
+            Ok((size, crc, f))
+        })();
+        let (size, crc, file) = match written {
+            Ok(x) => x,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(io_err(format!("write snapshot {}", tmp.display()), e));
+            }
+        };
+        meta.size = size;
+        meta.checksum = crc;
+        let header = snapshot_file::encode_header(&meta, data_offset);
+        if let Err(e) = file.write_all_at(&header, 0) {
+            let _ = fs::remove_file(&tmp);
+            return Err(io_err(format!("write snapshot {}", tmp.display()), e));
+        }
+        let mut g = self.inner.lock();
+        if fsync {
+            if let Err(e) = file.sync_all() {
+                let _ = fs::remove_file(&tmp);
+                return Err(g.poison(format!("fsync {}", tmp.display()), e));
+            }
+        }
+        drop(file);
+        g.check()?;
+        if meta.index <= g.snap.index {
+            let _ = fs::remove_file(&tmp);
+            return Err(StorageError::SnapshotOutOfDate);
+        }
+        let final_path = dir.join(&name);
+        if let Err(e) = fs::rename(&tmp, &final_path) {
+            return Err(g.poison(format!("rename to {}", final_path.display()), e));
+        }
+        g.sync_dir()?;
+        g.compact_through(meta.index.saturating_sub(keep_trailing))?;
+        g.adopt_snapshot(meta.clone(), final_path)?;
+        Ok(meta)
+    }
+
+    fn open_snapshot(&self) -> StorageResult<Option<(SnapshotMeta, Box<dyn Read + Send>)>> {
+        let g = self.inner.lock();
+        let Some(sf) = g.snap_file.as_ref() else {
+            return Ok(None);
+        };
+        let mut f = sf
+            .file
+            .try_clone()
+            .map_err(|e| io_err(sf.path.display(), e))?;
+        f.seek(SeekFrom::Start(sf.data_offset))
+            .map_err(|e| io_err(sf.path.display(), e))?;
+        let reader = CheckedReader::new(BufReader::new(f), g.snap.size, g.snap.checksum);
+        Ok(Some((g.snap.clone(), Box::new(reader))))
+    }
+}
