@@ -678,16 +678,18 @@ impl Inner {
         Ok(())
     }
 
-    /// Removes whole segments whose entries are all `<= c` (oldest first, so a crash
-    /// leaves a contiguous suffix). Call [`Inner::recompute_offset`] afterwards.
-    fn compact_through(&mut self, c: u64) -> StorageResult<()> {
+    /// Removes whole segments whose entries are all `< c` (or all `<= c` when `c` is the
+    /// new snapshot's index `snap_index`, whose term the snapshot records), oldest first, so
+    /// a crash leaves a contiguous suffix. Keeping the segment holding `c` keeps `term(c)`
+    /// known and entries after `c` readable. Call [`Inner::recompute_offset`] afterwards.
+    fn compact_through(&mut self, c: u64, snap_index: u64) -> StorageResult<()> {
         let keys: Vec<u64> = self.segments.keys().copied().collect();
         let last = self.last_index();
         let mut removed = 0;
         for (k, &first) in keys.iter().enumerate() {
             let is_last = k + 1 == keys.len();
             let seg_last = if is_last { last } else { keys[k + 1] - 1 };
-            if seg_last > c {
+            if !(seg_last < c || (seg_last == c && c == snap_index)) {
                 break;
             }
             if is_last {
@@ -1021,7 +1023,7 @@ impl LogStore for DiskStorage {
         g.partial = None;
         g.sync_dir()?;
         if g.log_holds(meta.index, meta.term) {
-            g.compact_through(meta.index)?;
+            g.compact_through(meta.index, meta.index)?;
         } else {
             g.reset_log()?;
         }
@@ -1111,7 +1113,7 @@ impl LogStore for DiskStorage {
             return Err(g.poison(format!("rename to {}", final_path.display()), e));
         }
         g.sync_dir()?;
-        g.compact_through(meta.index.saturating_sub(keep_trailing))?;
+        g.compact_through(meta.index.saturating_sub(keep_trailing), meta.index)?;
         g.adopt_snapshot(meta.clone(), final_path)?;
         Ok(meta)
     }
