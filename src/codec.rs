@@ -112,7 +112,10 @@ mod tests {
         let bytes = encode(&sample());
         assert_eq!(decode(&[], 100), Err(CodecError::Empty));
         assert_eq!(decode(&[9, 1, 2], 100), Err(CodecError::UnknownVersion(9)));
-        assert!(matches!(decode(&bytes, 4), Err(CodecError::TooLarge { .. })));
+        assert!(matches!(
+            decode(&bytes, 4),
+            Err(CodecError::TooLarge { .. })
+        ));
         assert!(matches!(
             decode(&bytes[..bytes.len() - 2], 1 << 20),
             Err(CodecError::Malformed(_))

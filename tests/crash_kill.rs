@@ -78,7 +78,12 @@ fn sigkill_never_loses_acknowledged_entries() {
         let out = reader.join().unwrap();
         if status.signal() != Some(libc::SIGKILL) {
             let mut err = String::new();
-            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
             panic!("round {round}: writer exited on its own ({status}): {err}");
         }
         // Only complete lines are acknowledgements.
@@ -102,17 +107,29 @@ fn sigkill_never_loses_acknowledged_entries() {
             let (m, mut r) = s.open_snapshot().unwrap().unwrap();
             let mut data = Vec::new();
             r.read_to_end(&mut data).unwrap();
-            assert_eq!(data, format!("snapshot-{}", m.index).repeat(50).into_bytes());
+            assert_eq!(
+                data,
+                format!("snapshot-{}", m.index).repeat(50).into_bytes()
+            );
         }
         let first = s.first_index();
         assert!(first <= snap.index + 1);
         if acked >= first {
             let got = s.entries(first, acked + 1, u64::MAX).unwrap();
-            assert_eq!(got.len() as u64, acked + 1 - first, "round {round} (seed {seed})");
+            assert_eq!(
+                got.len() as u64,
+                acked + 1 - first,
+                "round {round} (seed {seed})"
+            );
             for (k, e) in got.iter().enumerate() {
                 assert_eq!(e.index, first + k as u64);
                 assert_eq!(e.term, 1);
-                assert_eq!(e.data, payload(e.index), "round {round} (seed {seed}): entry {}", e.index);
+                assert_eq!(
+                    e.data,
+                    payload(e.index),
+                    "round {round} (seed {seed}): entry {}",
+                    e.index
+                );
             }
         }
         drop(s);

@@ -113,12 +113,16 @@ fn conformance_disk_storage() {
     let root = TempDir::new("conformance");
     let n = AtomicU64::new(0);
     conformance_suite(|| {
-        let dir = root.path().join(n.fetch_add(1, Ordering::Relaxed).to_string());
+        let dir = root
+            .path()
+            .join(n.fetch_add(1, Ordering::Relaxed).to_string());
         DiskStorage::open(&dir, DiskOptions::default()).unwrap()
     });
     // Tiny segments and no cache: every read goes to disk across segment boundaries.
     conformance_suite(|| {
-        let dir = root.path().join(n.fetch_add(1, Ordering::Relaxed).to_string());
+        let dir = root
+            .path()
+            .join(n.fetch_add(1, Ordering::Relaxed).to_string());
         let opts = DiskOptions {
             segment_bytes: 64,
             cache_bytes: 0,
@@ -139,7 +143,10 @@ fn round_trip_across_reopen() {
     };
     {
         let s = open(d.path());
-        assert_eq!(s.initial_state().unwrap().1, ConfState::with_voters([1, 2, 3]));
+        assert_eq!(
+            s.initial_state().unwrap().1,
+            ConfState::with_voters([1, 2, 3])
+        );
         for chunk in es.chunks(37) {
             s.append(chunk).unwrap();
         }
@@ -164,7 +171,10 @@ fn round_trip_across_reopen() {
         ..small_opts()
     };
     let s = DiskStorage::open(d.path(), other).unwrap();
-    assert_eq!(s.initial_state().unwrap().1, ConfState::with_voters([1, 2, 3]));
+    assert_eq!(
+        s.initial_state().unwrap().1,
+        ConfState::with_voters([1, 2, 3])
+    );
 }
 
 #[test]
@@ -352,7 +362,10 @@ fn snapshot_create_compaction_and_reopen() {
         };
         stored = s.create_snapshot(meta, &mut &data[..], 20).unwrap();
         assert_eq!(stored.size, data.len() as u64);
-        assert!(wal_files(d.path()).len() < segs_before, "segments compacted");
+        assert!(
+            wal_files(d.path()).len() < segs_before,
+            "segments compacted"
+        );
         assert!(s.first_index() <= 281);
         assert!(s.first_index() > 100, "first_index {}", s.first_index());
         assert!(s.term(300).is_ok());
@@ -418,14 +431,20 @@ fn chunked_incoming_snapshot_resumes_after_restart() {
         s.sync().unwrap();
         for k in 0..4 {
             assert!(s
-                .write_snapshot_chunk(&meta, k * chunk, &data[(k * chunk) as usize..((k + 1) * chunk) as usize])
+                .write_snapshot_chunk(
+                    &meta,
+                    k * chunk,
+                    &data[(k * chunk) as usize..((k + 1) * chunk) as usize]
+                )
                 .unwrap());
         }
     }
     // Restart mid-transfer.
     let s = open(d.path());
     assert_eq!(s.partial_snapshot(), Some((meta.clone(), 4 * chunk)));
-    assert!(!s.write_snapshot_chunk(&meta, 0, &data[..chunk as usize]).unwrap());
+    assert!(!s
+        .write_snapshot_chunk(&meta, 0, &data[..chunk as usize])
+        .unwrap());
     let (_, mut off) = s.partial_snapshot().unwrap();
     while off < data.len() as u64 {
         let end = (off + chunk).min(data.len() as u64);
@@ -443,7 +462,10 @@ fn chunked_incoming_snapshot_resumes_after_restart() {
     assert_eq!(s.last_index(), 1000);
     assert_eq!(s.initial_state().unwrap().1, meta.conf);
     assert!(s.partial_snapshot().is_none());
-    assert_eq!(s.snapshot_chunk(1000, 500, 100).unwrap(), data[500..600].to_vec());
+    assert_eq!(
+        s.snapshot_chunk(1000, 500, 100).unwrap(),
+        data[500..600].to_vec()
+    );
 }
 
 #[test]
@@ -545,7 +567,11 @@ fn crash_after_install_rename_log_holds_snapshot_entry() {
     .unwrap();
     let s = open(d.path());
     assert_eq!(s.snapshot_meta(), meta);
-    assert_eq!(s.last_index(), 50, "log kept: it holds the snapshot's entry");
+    assert_eq!(
+        s.last_index(),
+        50,
+        "log kept: it holds the snapshot's entry"
+    );
     assert_eq!(s.entries(31, 51, u64::MAX).unwrap(), entries(31, 50, 1));
 }
 
@@ -580,23 +606,22 @@ fn crash_before_old_snapshot_removed_and_leftover_temps() {
     fs::write(d.path().join(&old_name), &old_bytes).unwrap();
     fs::write(d.path().join("hardstate.tmp"), b"garbage").unwrap();
     fs::write(
-        d.path().join(format!("snap-{:020}-{:020}.snap.tmp", 300, 5)),
+        d.path()
+            .join(format!("snap-{:020}-{:020}.snap.tmp", 300, 5)),
         b"half a snapshot",
     )
     .unwrap();
-    fs::write(
-        d.path().join(format!("wal-{:020}.log.tmp", 201)),
-        b"RAFTW",
-    )
-    .unwrap();
+    fs::write(d.path().join(format!("wal-{:020}.log.tmp", 201)), b"RAFTW").unwrap();
     let s = open(d.path());
     assert_eq!(s.snapshot_meta(), meta);
     assert_eq!(s.first_index(), 201);
     assert_eq!(files_with_prefix(d.path(), "snap-").len(), 1);
     assert!(!d.path().join(&old_name).exists());
-    assert!(fs::read_dir(d.path())
+    assert!(fs::read_dir(d.path()).unwrap().all(|e| !e
         .unwrap()
-        .all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".tmp")));
+        .file_name()
+        .to_string_lossy()
+        .ends_with(".tmp")));
     let (_, mut r) = s.open_snapshot().unwrap().unwrap();
     let mut got = Vec::new();
     r.read_to_end(&mut got).unwrap();
@@ -778,7 +803,10 @@ fn operator_tool_inspect_and_verify() {
     let pc = c.path().to_str().unwrap();
     let (code, out) = manager(&["inspect", pa]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("hard state: term 2 vote 1 commit 100"), "{out}");
+    assert!(
+        out.contains("hard state: term 2 vote 1 commit 100"),
+        "{out}"
+    );
     assert!(out.contains("entries: [1, 200]"), "{out}");
     assert!(out.contains("wal-00000000000000000001.log"), "{out}");
     assert!(out.contains("all checksums OK"), "{out}");
@@ -799,7 +827,10 @@ fn operator_tool_inspect_and_verify() {
     let (code, out) = manager(&["inspect", pa]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("CORRUPT"), "{out}");
-    assert!(out.contains(&*seg.file_name().unwrap().to_string_lossy()), "{out}");
+    assert!(
+        out.contains(&*seg.file_name().unwrap().to_string_lossy()),
+        "{out}"
+    );
     let (code, _) = manager(&["inspect"]);
     assert_eq!(code, 2);
 }

@@ -61,7 +61,8 @@ fn main() {
                 ..Default::default()
             };
             let data = format!("snapshot-{last}").repeat(50).into_bytes();
-            s.create_snapshot(meta, &mut &data[..], 64).expect("snapshot");
+            s.create_snapshot(meta, &mut &data[..], 64)
+                .expect("snapshot");
         }
     }
 }

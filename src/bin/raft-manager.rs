@@ -16,7 +16,10 @@ fn usage() -> ExitCode {
 fn print_report(r: &Report) {
     println!("directory: {}", r.dir.display());
     match &r.bootstrap {
-        Some(c) => println!("bootstrap membership: voters {:?} learners {:?}", c.voters, c.learners),
+        Some(c) => println!(
+            "bootstrap membership: voters {:?} learners {:?}",
+            c.voters, c.learners
+        ),
         None => println!("bootstrap membership: (store.meta missing)"),
     }
     match &r.hard_state {
@@ -35,7 +38,11 @@ fn print_report(r: &Report) {
             s.first_index,
             last,
             s.bytes,
-            if s.torn_tail.is_some() { "  (torn tail)" } else { "" }
+            if s.torn_tail.is_some() {
+                "  (torn tail)"
+            } else {
+                ""
+            }
         );
     }
     match &r.snapshot {

@@ -115,7 +115,9 @@ impl Message {
     /// Approximate encoded size, for queue byte accounting.
     pub fn size(&self) -> u64 {
         match &self.body {
-            MessageBody::Append { entries, .. } => 48 + entries.iter().map(Entry::size).sum::<u64>(),
+            MessageBody::Append { entries, .. } => {
+                48 + entries.iter().map(Entry::size).sum::<u64>()
+            }
             MessageBody::Snapshot { data, .. } => 96 + data.len() as u64,
             _ => 48,
         }

@@ -10,4 +10,6 @@ mod types;
 
 pub use message::{Message, MessageBody};
 pub use storage::{MemStorage, Storage, StorageError, StorageResult};
-pub use types::{ConfChange, ConfState, Entry, EntryKind, HardState, NodeId, SnapshotMeta, NO_NODE};
+pub use types::{
+    ConfChange, ConfState, Entry, EntryKind, HardState, NodeId, SnapshotMeta, NO_NODE,
+};

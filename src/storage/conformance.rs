@@ -121,9 +121,7 @@ pub fn check_create_snapshot<S: LogStore>(s: &S) {
         size: 0,
         checksum: 0,
     };
-    let stored = s
-        .create_snapshot(meta.clone(), &mut &data[..], 2)
-        .unwrap();
+    let stored = s.create_snapshot(meta.clone(), &mut &data[..], 2).unwrap();
     assert_eq!(stored.size, data.len() as u64);
     assert_eq!(stored.checksum, crate::crc32c::crc32c(&data));
     assert_eq!(s.snapshot_meta(), stored);
@@ -170,7 +168,9 @@ pub fn check_incoming_snapshot_resets_log<S: LogStore>(s: &S) {
     assert!(!s.write_snapshot_chunk(&meta, 100, &data[100..200]).unwrap());
     assert!(s.write_snapshot_chunk(&meta, 0, &data[..4000]).unwrap());
     assert_eq!(s.partial_snapshot(), Some((meta.clone(), 4000)));
-    assert!(!s.write_snapshot_chunk(&meta, 3000, &data[3000..5000]).unwrap());
+    assert!(!s
+        .write_snapshot_chunk(&meta, 3000, &data[3000..5000])
+        .unwrap());
     assert!(s.write_snapshot_chunk(&meta, 4000, &data[4000..]).unwrap());
     s.finish_incoming_snapshot(&meta).unwrap();
     assert!(s.partial_snapshot().is_none());

@@ -171,7 +171,10 @@ impl DiskStorage {
                 if meta.index != *i || meta.term != *t {
                     return Err(corrupt(&path, 0, "snapshot meta does not match file name"));
                 }
-                let len = file.metadata().map_err(|e| io_err(path.display(), e))?.len();
+                let len = file
+                    .metadata()
+                    .map_err(|e| io_err(path.display(), e))?
+                    .len();
                 if len != data_offset + meta.size {
                     return Err(corrupt(
                         &path,
@@ -405,13 +408,19 @@ fn load_partial(dir: &Path, snap: &SnapshotMeta) -> StorageResult<Option<Partial
         Ok(h) => h,
         Err(e) => return discard(format!("unreadable header: {e}")),
     };
-    let len = file.metadata().map_err(|e| io_err(path.display(), e))?.len();
+    let len = file
+        .metadata()
+        .map_err(|e| io_err(path.display(), e))?
+        .len();
     if len < data_offset {
         return discard("no data".into());
     }
     let durable = len - data_offset;
     if durable > meta.size {
-        return discard(format!("{durable} bytes exceed the snapshot size {}", meta.size));
+        return discard(format!(
+            "{durable} bytes exceed the snapshot size {}",
+            meta.size
+        ));
     }
     if meta.index <= snap.index {
         return discard(format!(
@@ -452,7 +461,10 @@ impl Inner {
     /// Records a fatal write/fsync failure: every later write fails.
     fn poison(&mut self, what: impl std::fmt::Display, e: io::Error) -> StorageError {
         let msg = format!("{what}: {e}");
-        tracing::error!(error = msg.as_str(), "storage write failed; store is now poisoned");
+        tracing::error!(
+            error = msg.as_str(),
+            "storage write failed; store is now poisoned"
+        );
         if self.poisoned.is_none() {
             self.poisoned = Some(msg.clone());
         }
@@ -642,7 +654,11 @@ impl Inner {
                 return Err(self.poison("flush WAL", e));
             }
         }
-        let later: Vec<u64> = self.segments.range(loc.seg + 1..).map(|(k, _)| *k).collect();
+        let later: Vec<u64> = self
+            .segments
+            .range(loc.seg + 1..)
+            .map(|(k, _)| *k)
+            .collect();
         for k in later.iter().rev() {
             let s = self.segments.remove(k).expect("segment");
             if let Err(e) = fs::remove_file(&s.path) {

@@ -41,12 +41,15 @@ pub fn decode_hard_state(b: &[u8], path: &Path) -> StorageResult<HardState> {
         StorageError::Io(format!("{}: byte offset {off}: {what}", path.display()))
     };
     if b.len() != HS_LEN {
-        return Err(bad(0, &format!("hard state file is {} bytes, expected {HS_LEN}", b.len())));
+        return Err(bad(
+            0,
+            &format!("hard state file is {} bytes, expected {HS_LEN}", b.len()),
+        ));
     }
     if &b[0..8] != HS_MAGIC {
         return Err(bad(0, "bad hard state magic"));
     }
-    if le_u32(&b, 36) != crc32c(&b[..36]) {
+    if le_u32(b, 36) != crc32c(&b[..36]) {
         return Err(bad(36, "hard state crc mismatch"));
     }
     if le_u32(b, 8) != VERSION {

@@ -128,11 +128,16 @@ pub fn inspect_dir(dir: &Path) -> StorageResult<Report> {
     let partial = match File::open(&partial_path) {
         Ok(f) => match snapshot_file::read_header(&f, &partial_path) {
             Ok((meta, off)) => {
-                let len = f.metadata().map_err(|e| corrupt(&partial_path, 0, e))?.len();
+                let len = f
+                    .metadata()
+                    .map_err(|e| corrupt(&partial_path, 0, e))?
+                    .len();
                 Some((meta, len.saturating_sub(off)))
             }
             Err(e) => {
-                warnings.push(format!("incoming snapshot unreadable (discarded on open): {e}"));
+                warnings.push(format!(
+                    "incoming snapshot unreadable (discarded on open): {e}"
+                ));
                 None
             }
         },

@@ -162,6 +162,9 @@ impl LogStore for MemStorage {
         if meta.index == 0 {
             return Ok(None);
         }
-        Ok(Some((meta, Box::new(std::io::Cursor::new(self.snapshot_data())))))
+        Ok(Some((
+            meta,
+            Box::new(std::io::Cursor::new(self.snapshot_data())),
+        )))
     }
 }

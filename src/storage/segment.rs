@@ -61,7 +61,11 @@ pub fn check_header(h: &[u8], name_first: u64, path: &Path) -> StorageResult<()>
     }
     let v = le_u32(h, 8);
     if v != FORMAT_VERSION {
-        return Err(corrupt(path, 8, format!("unsupported WAL format version {v}")));
+        return Err(corrupt(
+            path,
+            8,
+            format!("unsupported WAL format version {v}"),
+        ));
     }
     let first = le_u64(h, 12);
     if first != name_first {
@@ -189,7 +193,11 @@ pub fn scan(
                 return Err(corrupt(path, pos as u64, "record crc mismatch"));
             }
             Parsed::BadLen(l) => {
-                return Err(corrupt(path, pos as u64, format!("invalid record length {l}")))
+                return Err(corrupt(
+                    path,
+                    pos as u64,
+                    format!("invalid record length {l}"),
+                ))
             }
             Parsed::BadKind(k) => {
                 return Err(corrupt(path, pos as u64, format!("invalid entry kind {k}")))

@@ -84,7 +84,11 @@ pub fn read_header(file: &File, path: &Path) -> StorageResult<(SnapshotMeta, u64
     }
     let v = le_u32(&fixed, 8);
     if v != VERSION {
-        return Err(corrupt(path, 8, format!("unsupported snapshot version {v}")));
+        return Err(corrupt(
+            path,
+            8,
+            format!("unsupported snapshot version {v}"),
+        ));
     }
     let meta: SnapshotMeta = postcard::from_bytes(&m)
         .map_err(|e| corrupt(path, FIXED, format!("decode snapshot meta: {e}")))?;
