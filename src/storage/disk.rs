@@ -3,11 +3,11 @@
 //! See `docs/STORAGE.md` for the on-disk format and the recovery rules.
 
 use super::fsutil::{fsync_dir, io_err};
-use super::hard_state::{self, HARD_STATE_FILE, STORE_META_FILE};
+use super::hard_state;
 use super::record::{self, Parsed};
-use super::segment::{self, corrupt, Tail, HEADER_LEN};
+use super::segment::{self, corrupt, HEADER_LEN};
 use super::snapshot_file::{self, CheckedReader, PARTIAL_FILE};
-use super::{DiskOptions, FsyncPolicy, LogStore};
+use super::LogStore;
 use crate::core::{
     ConfState, Entry, HardState, SnapshotMeta, Storage, StorageError, StorageResult,
 };
@@ -16,78 +16,77 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 const WRITE_BUFFER: usize = 256 << 10;
-const LOCK_FILE: &str = "LOCK";
+pub(super) const LOCK_FILE: &str = "LOCK";
 
 /// One WAL segment file.
-struct Segment {
-    path: PathBuf,
+pub(super) struct Segment {
+    pub(super) path: PathBuf,
     /// Read handle (positional reads only).
-    file: File,
+    pub(super) file: File,
     /// Logical length, including bytes still in the write buffer.
-    len: u64,
+    pub(super) len: u64,
 }
 
 /// Where an entry lives on disk.
 #[derive(Debug, Clone, Copy)]
-struct Loc {
-    term: u64,
+pub(super) struct Loc {
+    pub(super) term: u64,
     /// First index of the segment holding it (its key in `segments`).
-    seg: u64,
-    offset: u64,
-    len: u32,
+    pub(super) seg: u64,
+    pub(super) offset: u64,
+    pub(super) len: u32,
 }
 
 /// The current snapshot file.
-struct SnapFile {
-    path: PathBuf,
-    file: File,
-    data_offset: u64,
+pub(super) struct SnapFile {
+    pub(super) path: PathBuf,
+    pub(super) file: File,
+    pub(super) data_offset: u64,
 }
 
 /// A snapshot being received.
-struct Partial {
-    meta: SnapshotMeta,
-    file: File,
-    data_offset: u64,
+pub(super) struct Partial {
+    pub(super) meta: SnapshotMeta,
+    pub(super) file: File,
+    pub(super) data_offset: u64,
     /// Bytes of data durably written.
-    durable: u64,
+    pub(super) durable: u64,
 }
 
-struct Inner {
-    dir: PathBuf,
-    fsync: bool,
-    segment_bytes: u64,
-    cache_limit: u64,
-    hs: HardState,
-    snap: SnapshotMeta,
-    snap_file: Option<SnapFile>,
-    segments: BTreeMap<u64, Segment>,
+pub(super) struct Inner {
+    pub(super) dir: PathBuf,
+    pub(super) fsync: bool,
+    pub(super) segment_bytes: u64,
+    pub(super) cache_limit: u64,
+    pub(super) hs: HardState,
+    pub(super) snap: SnapshotMeta,
+    pub(super) snap_file: Option<SnapFile>,
+    pub(super) segments: BTreeMap<u64, Segment>,
     /// Buffered appender for the last segment.
-    writer: Option<BufWriter<File>>,
+    pub(super) writer: Option<BufWriter<File>>,
     /// Index of `locs[0]` (the first entry physically present in the WAL).
-    phys_first: u64,
-    locs: VecDeque<Loc>,
+    pub(super) phys_first: u64,
+    pub(super) locs: VecDeque<Loc>,
     /// Compaction point: the entry before the first readable one.
-    offset_index: u64,
-    offset_term: u64,
+    pub(super) offset_index: u64,
+    pub(super) offset_term: u64,
     /// The most recent entries (a suffix of the log), bounded by `cache_limit` bytes.
-    cache: VecDeque<Entry>,
-    cache_bytes: u64,
-    partial: Option<Partial>,
-    poisoned: Option<String>,
-    scratch: Vec<u8>,
+    pub(super) cache: VecDeque<Entry>,
+    pub(super) cache_bytes: u64,
+    pub(super) partial: Option<Partial>,
+    pub(super) poisoned: Option<String>,
+    pub(super) scratch: Vec<u8>,
 }
 
 /// A durable [`Storage`] + [`LogStore`] in a directory. Thread-safe; every method takes
 /// `&self`. Only one `DiskStorage` may have a directory open at a time (enforced with
 /// `flock` on `LOCK`).
 pub struct DiskStorage {
-    inner: Mutex<Inner>,
-    _lock: File,
+    pub(super) inner: Mutex<Inner>,
+    pub(super) _lock: File,
 }
 
 impl std::fmt::Debug for DiskStorage {
@@ -102,266 +101,7 @@ impl std::fmt::Debug for DiskStorage {
     }
 }
 
-fn is_store_file(name: &str) -> bool {
-    name == HARD_STATE_FILE
-        || name == PARTIAL_FILE
-        || segment::parse_file_name(name).is_some()
-        || snapshot_file::parse_file_name(name).is_some()
-}
-
 impl DiskStorage {
-    /// Opens (creating if needed) the store in `dir`, recovering from a crash: a torn tail
-    /// of the last segment is truncated (with a warning); any other damage refuses to open
-    /// with [`StorageError::Io`] naming the file and byte offset.
-    pub fn open(dir: &Path, opts: DiskOptions) -> StorageResult<DiskStorage> {
-        let fsync = opts.fsync == FsyncPolicy::Always;
-        fs::create_dir_all(dir).map_err(|e| io_err(dir.display(), e))?;
-        let lock_path = dir.join(LOCK_FILE);
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| io_err(lock_path.display(), e))?;
-        // SAFETY: flock on a valid, owned file descriptor.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            return Err(StorageError::Io(format!(
-                "{}: store is already open (lock held): {}",
-                lock_path.display(),
-                io::Error::last_os_error()
-            )));
-        }
-
-        // Leftover temp files are incomplete writes that never took effect.
-        let mut has_store_files = false;
-        for ent in fs::read_dir(dir).map_err(|e| io_err(dir.display(), e))? {
-            let ent = ent.map_err(|e| io_err(dir.display(), e))?;
-            let name = ent.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".tmp") {
-                tracing::info!(file = %ent.path().display(), "removing leftover temp file");
-                fs::remove_file(ent.path()).map_err(|e| io_err(ent.path().display(), e))?;
-            } else if is_store_file(&name) {
-                has_store_files = true;
-            }
-        }
-
-        let bootstrap = match hard_state::read_store_meta(dir)? {
-            Some(c) => c,
-            None => {
-                if has_store_files {
-                    return Err(StorageError::Io(format!(
-                        "{}: missing {STORE_META_FILE} in a directory holding store files",
-                        dir.display()
-                    )));
-                }
-                hard_state::write_store_meta(dir, &opts.bootstrap, fsync)
-                    .map_err(|e| io_err(dir.join(STORE_META_FILE).display(), e))?;
-                opts.bootstrap.clone()
-            }
-        };
-        let mut hs = hard_state::read_hard_state(dir)?.unwrap_or_default();
-
-        // Snapshot: the newest complete one wins; older ones are leftovers of an install.
-        let snaps = snapshot_file::list(dir)?;
-        let (snap, snap_file) = match snaps.last() {
-            Some((i, t, name)) => {
-                let path = dir.join(name);
-                let file = File::open(&path).map_err(|e| io_err(path.display(), e))?;
-                let (meta, data_offset) = snapshot_file::read_header(&file, &path)?;
-                if meta.index != *i || meta.term != *t {
-                    return Err(corrupt(&path, 0, "snapshot meta does not match file name"));
-                }
-                let len = file
-                    .metadata()
-                    .map_err(|e| io_err(path.display(), e))?
-                    .len();
-                if len != data_offset + meta.size {
-                    return Err(corrupt(
-                        &path,
-                        len,
-                        format!("snapshot file should be {} bytes", data_offset + meta.size),
-                    ));
-                }
-                (
-                    meta,
-                    Some(SnapFile {
-                        path,
-                        file,
-                        data_offset,
-                    }),
-                )
-            }
-            None => (
-                SnapshotMeta {
-                    conf: bootstrap.clone(),
-                    ..Default::default()
-                },
-                None,
-            ),
-        };
-        if snaps.len() > 1 {
-            for (_, _, name) in &snaps[..snaps.len() - 1] {
-                tracing::info!(file = name.as_str(), "removing superseded snapshot");
-                fs::remove_file(dir.join(name)).map_err(|e| io_err(name, e))?;
-            }
-            if fsync {
-                fsync_dir(dir).map_err(|e| io_err(dir.display(), e))?;
-            }
-        }
-        let partial = load_partial(dir, &snap)?;
-
-        // WAL segments.
-        let cache_limit = opts.cache_bytes;
-        let mut segments = BTreeMap::new();
-        let mut locs = VecDeque::new();
-        let mut cache: VecDeque<Entry> = VecDeque::new();
-        let mut cache_bytes = 0u64;
-        let mut expected: Option<u64> = None;
-        let mut prev_term = 0u64;
-        let list = segment::list(dir)?;
-        for (k, (first, name)) in list.iter().enumerate() {
-            let first = *first;
-            let is_last = k + 1 == list.len();
-            let path = dir.join(name);
-            if first == 0 {
-                return Err(corrupt(&path, 0, "segment first index 0 is invalid"));
-            }
-            if let Some(exp) = expected {
-                if first != exp {
-                    return Err(corrupt(
-                        &path,
-                        0,
-                        format!(
-                            "segment starts at index {first} but the previous segment ends at \
-                             index {}: a segment is missing or misplaced",
-                            exp - 1
-                        ),
-                    ));
-                }
-            }
-            let scan = segment::scan(&path, first, is_last, prev_term, |e, offset, len| {
-                locs.push_back(Loc {
-                    term: e.term,
-                    seg: first,
-                    offset,
-                    len,
-                });
-                prev_term = e.term;
-                cache_bytes += e.size();
-                cache.push_back(e);
-                while cache_bytes > cache_limit {
-                    match cache.pop_front() {
-                        Some(old) => cache_bytes -= old.size(),
-                        None => break,
-                    }
-                }
-            })?;
-            match &scan.tail {
-                Tail::Clean => {}
-                Tail::TornHeader => {
-                    tracing::warn!(
-                        file = %path.display(),
-                        bytes = scan.file_len,
-                        "last segment has a torn header (crash while creating it); removing it"
-                    );
-                    fs::remove_file(&path).map_err(|e| io_err(path.display(), e))?;
-                    if fsync {
-                        fsync_dir(dir).map_err(|e| io_err(dir.display(), e))?;
-                    }
-                    continue;
-                }
-                Tail::Torn { offset, reason } => {
-                    tracing::warn!(
-                        file = %path.display(),
-                        offset,
-                        dropped_bytes = scan.file_len - offset,
-                        reason = reason.as_str(),
-                        "torn tail in the last WAL segment; truncating it"
-                    );
-                    let f = OpenOptions::new()
-                        .write(true)
-                        .open(&path)
-                        .map_err(|e| io_err(path.display(), e))?;
-                    f.set_len(*offset).map_err(|e| io_err(path.display(), e))?;
-                    if fsync {
-                        f.sync_all().map_err(|e| io_err(path.display(), e))?;
-                    }
-                }
-            }
-            let file = File::open(&path).map_err(|e| io_err(path.display(), e))?;
-            segments.insert(
-                first,
-                Segment {
-                    path,
-                    file,
-                    len: scan.valid_len,
-                },
-            );
-            expected = Some(first + scan.records);
-        }
-
-        let phys_first = segments.keys().next().copied().unwrap_or(snap.index + 1);
-        let mut inner = Inner {
-            dir: dir.to_path_buf(),
-            fsync,
-            segment_bytes: opts.segment_bytes,
-            cache_limit,
-            hs,
-            snap,
-            snap_file,
-            segments,
-            writer: None,
-            phys_first,
-            locs,
-            offset_index: 0,
-            offset_term: 0,
-            cache,
-            cache_bytes,
-            partial,
-            poisoned: None,
-            scratch: Vec::new(),
-        };
-
-        // Reconcile the log with the snapshot.
-        if let Some((&first, seg)) = inner.segments.iter().next() {
-            let s = inner.snap.index;
-            if first > s + 1 {
-                return Err(corrupt(
-                    &seg.path,
-                    0,
-                    format!(
-                        "log starts at index {first} but the snapshot ends at index {s}: \
-                         entries are missing"
-                    ),
-                ));
-            }
-            if first <= s && !inner.log_holds(s, inner.snap.term) {
-                tracing::warn!(
-                    snapshot_index = s,
-                    snapshot_term = inner.snap.term,
-                    log_first = first,
-                    log_last = inner.last_index(),
-                    "log does not hold the snapshot's last entry (interrupted snapshot \
-                     install); discarding the log, which the snapshot supersedes"
-                );
-                inner.reset_log()?;
-            }
-        }
-        if hs.commit < inner.snap.index {
-            hs.commit = inner.snap.index;
-            inner.hs = hs;
-        }
-        if let Some((_, seg)) = inner.segments.iter().next_back() {
-            let path = seg.path.clone();
-            inner.writer = Some(open_writer(&path).map_err(|e| io_err(path.display(), e))?);
-        }
-        inner.recompute_offset();
-        Ok(DiskStorage {
-            inner: Mutex::new(inner),
-            _lock: lock,
-        })
-    }
-
     /// The directory this store lives in.
     pub fn dir(&self) -> PathBuf {
         self.inner.lock().dir.clone()
@@ -387,61 +127,17 @@ impl DiskStorage {
     }
 }
 
-fn open_writer(path: &Path) -> io::Result<BufWriter<File>> {
+pub(super) fn open_writer(path: &Path) -> io::Result<BufWriter<File>> {
     let f = OpenOptions::new().append(true).open(path)?;
     Ok(BufWriter::with_capacity(WRITE_BUFFER, f))
 }
 
-fn load_partial(dir: &Path, snap: &SnapshotMeta) -> StorageResult<Option<Partial>> {
-    let path = dir.join(PARTIAL_FILE);
-    let file = match OpenOptions::new().read(true).write(true).open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_err(path.display(), e)),
-    };
-    let discard = |why: String| -> StorageResult<Option<Partial>> {
-        tracing::warn!(file = %path.display(), reason = why.as_str(), "discarding incoming snapshot");
-        fs::remove_file(&path).map_err(|e| io_err(path.display(), e))?;
-        Ok(None)
-    };
-    let (meta, data_offset) = match snapshot_file::read_header(&file, &path) {
-        Ok(h) => h,
-        Err(e) => return discard(format!("unreadable header: {e}")),
-    };
-    let len = file
-        .metadata()
-        .map_err(|e| io_err(path.display(), e))?
-        .len();
-    if len < data_offset {
-        return discard("no data".into());
-    }
-    let durable = len - data_offset;
-    if durable > meta.size {
-        return discard(format!(
-            "{durable} bytes exceed the snapshot size {}",
-            meta.size
-        ));
-    }
-    if meta.index <= snap.index {
-        return discard(format!(
-            "snapshot {} is not newer than the installed snapshot {}",
-            meta.index, snap.index
-        ));
-    }
-    Ok(Some(Partial {
-        meta,
-        file,
-        data_offset,
-        durable,
-    }))
-}
-
 impl Inner {
-    fn last_index(&self) -> u64 {
+    pub(super) fn last_index(&self) -> u64 {
         self.phys_first + self.locs.len() as u64 - 1
     }
 
-    fn log_holds(&self, index: u64, term: u64) -> bool {
+    pub(super) fn log_holds(&self, index: u64, term: u64) -> bool {
         index >= self.phys_first
             && self
                 .locs
@@ -481,7 +177,7 @@ impl Inner {
         Ok(())
     }
 
-    fn recompute_offset(&mut self) {
+    pub(super) fn recompute_offset(&mut self) {
         match self.locs.front() {
             Some(l) if self.phys_first <= self.snap.index => {
                 self.offset_index = self.phys_first;
@@ -742,7 +438,7 @@ impl Inner {
     }
 
     /// Removes every segment (newest first). Call [`Inner::recompute_offset`] afterwards.
-    fn reset_log(&mut self) -> StorageResult<()> {
+    pub(super) fn reset_log(&mut self) -> StorageResult<()> {
         self.writer = None;
         while let Some((_, s)) = self.segments.pop_last() {
             if let Err(e) = fs::remove_file(&s.path) {

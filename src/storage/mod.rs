@@ -10,6 +10,7 @@ mod fsutil;
 pub mod hard_state;
 pub mod inspect;
 pub mod record;
+mod recovery;
 pub mod segment;
 pub mod snapshot_file;
 
