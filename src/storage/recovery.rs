@@ -1,0 +1,320 @@
+//! Crash recovery: [`DiskStorage::open`] scans and repairs a store directory.
+
+use super::disk::{open_writer, DiskStorage, Inner, Loc, Partial, Segment, SnapFile, LOCK_FILE};
+use super::fsutil::{fsync_dir, io_err};
+use super::hard_state::{self, HARD_STATE_FILE, STORE_META_FILE};
+use super::segment::{self, corrupt, Tail};
+use super::snapshot_file::{self, PARTIAL_FILE};
+use super::{DiskOptions, FsyncPolicy};
+use crate::core::{Entry, SnapshotMeta, StorageError, StorageResult};
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::io::AsRawFd;
+use std::path::Path;
+
+impl DiskStorage {
+    /// Opens (creating if needed) the store in `dir`, recovering from a crash: a torn tail
+    /// of the last segment is truncated (with a warning); any other damage refuses to open
+    /// with [`StorageError::Io`] naming the file and byte offset.
+    pub fn open(dir: &Path, opts: DiskOptions) -> StorageResult<DiskStorage> {
+        let fsync = opts.fsync == FsyncPolicy::Always;
+        fs::create_dir_all(dir).map_err(|e| io_err(dir.display(), e))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| io_err(lock_path.display(), e))?;
+        // SAFETY: flock on a valid, owned file descriptor.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(StorageError::Io(format!(
+                "{}: store is already open (lock held): {}",
+                lock_path.display(),
+                io::Error::last_os_error()
+            )));
+        }
+
+        // Leftover temp files are incomplete writes that never took effect.
+        let mut has_store_files = false;
+        for ent in fs::read_dir(dir).map_err(|e| io_err(dir.display(), e))? {
+            let ent = ent.map_err(|e| io_err(dir.display(), e))?;
+            let name = ent.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".tmp") {
+                tracing::info!(file = %ent.path().display(), "removing leftover temp file");
+                fs::remove_file(ent.path()).map_err(|e| io_err(ent.path().display(), e))?;
+            } else if is_store_file(&name) {
+                has_store_files = true;
+            }
+        }
+
+        let bootstrap = match hard_state::read_store_meta(dir)? {
+            Some(c) => c,
+            None => {
+                if has_store_files {
+                    return Err(StorageError::Io(format!(
+                        "{}: missing {STORE_META_FILE} in a directory holding store files",
+                        dir.display()
+                    )));
+                }
+                hard_state::write_store_meta(dir, &opts.bootstrap, fsync)
+                    .map_err(|e| io_err(dir.join(STORE_META_FILE).display(), e))?;
+                opts.bootstrap.clone()
+            }
+        };
+        let mut hs = hard_state::read_hard_state(dir)?.unwrap_or_default();
+
+        // Snapshot: the newest complete one wins; older ones are leftovers of an install.
+        let snaps = snapshot_file::list(dir)?;
+        let (snap, snap_file) = match snaps.last() {
+            Some((i, t, name)) => {
+                let path = dir.join(name);
+                let file = File::open(&path).map_err(|e| io_err(path.display(), e))?;
+                let (meta, data_offset) = snapshot_file::read_header(&file, &path)?;
+                if meta.index != *i || meta.term != *t {
+                    return Err(corrupt(&path, 0, "snapshot meta does not match file name"));
+                }
+                let len = file
+                    .metadata()
+                    .map_err(|e| io_err(path.display(), e))?
+                    .len();
+                if len != data_offset + meta.size {
+                    return Err(corrupt(
+                        &path,
+                        len,
+                        format!("snapshot file should be {} bytes", data_offset + meta.size),
+                    ));
+                }
+                (
+                    meta,
+                    Some(SnapFile {
+                        path,
+                        file,
+                        data_offset,
+                    }),
+                )
+            }
+            None => (
+                SnapshotMeta {
+                    conf: bootstrap.clone(),
+                    ..Default::default()
+                },
+                None,
+            ),
+        };
+        if snaps.len() > 1 {
+            for (_, _, name) in &snaps[..snaps.len() - 1] {
+                tracing::info!(file = name.as_str(), "removing superseded snapshot");
+                fs::remove_file(dir.join(name)).map_err(|e| io_err(name, e))?;
+            }
+            if fsync {
+                fsync_dir(dir).map_err(|e| io_err(dir.display(), e))?;
+            }
+        }
+        let partial = load_partial(dir, &snap)?;
+
+        // WAL segments.
+        let cache_limit = opts.cache_bytes;
+        let mut segments = BTreeMap::new();
+        let mut locs = VecDeque::new();
+        let mut cache: VecDeque<Entry> = VecDeque::new();
+        let mut cache_bytes = 0u64;
+        let mut expected: Option<u64> = None;
+        let mut prev_term = 0u64;
+        let list = segment::list(dir)?;
+        for (k, (first, name)) in list.iter().enumerate() {
+            let first = *first;
+            let is_last = k + 1 == list.len();
+            let path = dir.join(name);
+            if first == 0 {
+                return Err(corrupt(&path, 0, "segment first index 0 is invalid"));
+            }
+            if let Some(exp) = expected {
+                if first != exp {
+                    return Err(corrupt(
+                        &path,
+                        0,
+                        format!(
+                            "segment starts at index {first} but the previous segment ends at \
+                             index {}: a segment is missing or misplaced",
+                            exp - 1
+                        ),
+                    ));
+                }
+            }
+            let scan = segment::scan(&path, first, is_last, prev_term, |e, offset, len| {
+                locs.push_back(Loc {
+                    term: e.term,
+                    seg: first,
+                    offset,
+                    len,
+                });
+                prev_term = e.term;
+                cache_bytes += e.size();
+                cache.push_back(e);
+                while cache_bytes > cache_limit {
+                    match cache.pop_front() {
+                        Some(old) => cache_bytes -= old.size(),
+                        None => break,
+                    }
+                }
+            })?;
+            match &scan.tail {
+                Tail::Clean => {}
+                Tail::TornHeader => {
+                    tracing::warn!(
+                        file = %path.display(),
+                        bytes = scan.file_len,
+                        "last segment has a torn header (crash while creating it); removing it"
+                    );
+                    fs::remove_file(&path).map_err(|e| io_err(path.display(), e))?;
+                    if fsync {
+                        fsync_dir(dir).map_err(|e| io_err(dir.display(), e))?;
+                    }
+                    continue;
+                }
+                Tail::Torn { offset, reason } => {
+                    tracing::warn!(
+                        file = %path.display(),
+                        offset,
+                        dropped_bytes = scan.file_len - offset,
+                        reason = reason.as_str(),
+                        "torn tail in the last WAL segment; truncating it"
+                    );
+                    let f = OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .map_err(|e| io_err(path.display(), e))?;
+                    f.set_len(*offset).map_err(|e| io_err(path.display(), e))?;
+                    if fsync {
+                        f.sync_all().map_err(|e| io_err(path.display(), e))?;
+                    }
+                }
+            }
+            let file = File::open(&path).map_err(|e| io_err(path.display(), e))?;
+            segments.insert(
+                first,
+                Segment {
+                    path,
+                    file,
+                    len: scan.valid_len,
+                },
+            );
+            expected = Some(first + scan.records);
+        }
+
+        let phys_first = segments.keys().next().copied().unwrap_or(snap.index + 1);
+        let mut inner = Inner {
+            dir: dir.to_path_buf(),
+            fsync,
+            segment_bytes: opts.segment_bytes,
+            cache_limit,
+            hs,
+            snap,
+            snap_file,
+            segments,
+            writer: None,
+            phys_first,
+            locs,
+            offset_index: 0,
+            offset_term: 0,
+            cache,
+            cache_bytes,
+            partial,
+            poisoned: None,
+            scratch: Vec::new(),
+        };
+
+        // Reconcile the log with the snapshot.
+        if let Some((&first, seg)) = inner.segments.iter().next() {
+            let s = inner.snap.index;
+            if first > s + 1 {
+                return Err(corrupt(
+                    &seg.path,
+                    0,
+                    format!(
+                        "log starts at index {first} but the snapshot ends at index {s}: \
+                         entries are missing"
+                    ),
+                ));
+            }
+            if first <= s && !inner.log_holds(s, inner.snap.term) {
+                tracing::warn!(
+                    snapshot_index = s,
+                    snapshot_term = inner.snap.term,
+                    log_first = first,
+                    log_last = inner.last_index(),
+                    "log does not hold the snapshot's last entry (interrupted snapshot \
+                     install); discarding the log, which the snapshot supersedes"
+                );
+                inner.reset_log()?;
+            }
+        }
+        if hs.commit < inner.snap.index {
+            hs.commit = inner.snap.index;
+            inner.hs = hs;
+        }
+        if let Some((_, seg)) = inner.segments.iter().next_back() {
+            let path = seg.path.clone();
+            inner.writer = Some(open_writer(&path).map_err(|e| io_err(path.display(), e))?);
+        }
+        inner.recompute_offset();
+        Ok(DiskStorage {
+            inner: Mutex::new(inner),
+            _lock: lock,
+        })
+    }
+}
+
+fn is_store_file(name: &str) -> bool {
+    name == HARD_STATE_FILE
+        || name == PARTIAL_FILE
+        || segment::parse_file_name(name).is_some()
+        || snapshot_file::parse_file_name(name).is_some()
+}
+
+fn load_partial(dir: &Path, snap: &SnapshotMeta) -> StorageResult<Option<Partial>> {
+    let path = dir.join(PARTIAL_FILE);
+    let file = match OpenOptions::new().read(true).write(true).open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(path.display(), e)),
+    };
+    let discard = |why: String| -> StorageResult<Option<Partial>> {
+        tracing::warn!(file = %path.display(), reason = why.as_str(), "discarding incoming snapshot");
+        fs::remove_file(&path).map_err(|e| io_err(path.display(), e))?;
+        Ok(None)
+    };
+    let (meta, data_offset) = match snapshot_file::read_header(&file, &path) {
+        Ok(h) => h,
+        Err(e) => return discard(format!("unreadable header: {e}")),
+    };
+    let len = file
+        .metadata()
+        .map_err(|e| io_err(path.display(), e))?
+        .len();
+    if len < data_offset {
+        return discard("no data".into());
+    }
+    let durable = len - data_offset;
+    if durable > meta.size {
+        return discard(format!(
+            "{durable} bytes exceed the snapshot size {}",
+            meta.size
+        ));
+    }
+    if meta.index <= snap.index {
+        return discard(format!(
+            "snapshot {} is not newer than the installed snapshot {}",
+            meta.index, snap.index
+        ));
+    }
+    Ok(Some(Partial {
+        meta,
+        file,
+        data_offset,
+        durable,
+    }))
+}
