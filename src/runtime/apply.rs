@@ -1,0 +1,242 @@
+//! The apply thread: runs the state machine in log order, in batches, completes proposals
+//! with its responses, answers read barriers and takes snapshots by policy.
+
+use super::error::Error;
+use super::node::{in_callback, Input, ProposeResult, Shared};
+use super::state_machine::{Committed, StateMachine};
+use crate::core::{
+    apply_conf_change, decode_conf_change, ConfState, Entry, EntryKind, SnapshotMeta, SoftState,
+};
+use crate::storage::LogStore;
+use crossbeam_channel::{Receiver, Sender};
+use std::sync::Arc;
+
+/// Completes a proposal.
+pub(crate) type Completion = Box<dyn FnOnce(ProposeResult) + Send>;
+
+/// Work for the apply thread, in log order.
+pub(crate) enum ApplyJob {
+    Entries(Vec<(Entry, Option<Completion>)>),
+    Restore(SnapshotMeta),
+    ReadBarrier(u64, Box<dyn FnOnce(Result<u64, Error>) + Send>),
+    RoleChange(SoftState),
+}
+
+/// When to take snapshots.
+pub(crate) struct SnapshotPolicy {
+    pub every: u64,
+    pub trailing: u64,
+}
+
+struct Applier {
+    sm: Box<dyn StateMachine>,
+    store: Arc<dyn LogStore>,
+    raft: Sender<Input>,
+    shared: Arc<Shared>,
+    policy: SnapshotPolicy,
+    applied: u64,
+    applied_term: u64,
+    conf: ConfState,
+    conf_index: u64,
+    last_snapshot: u64,
+    barriers: Vec<(u64, Box<dyn FnOnce(Result<u64, Error>) + Send>)>,
+}
+
+pub(crate) fn run(
+    sm: Box<dyn StateMachine>,
+    store: Arc<dyn LogStore>,
+    jobs: Receiver<ApplyJob>,
+    raft: Sender<Input>,
+    shared: Arc<Shared>,
+    policy: SnapshotPolicy,
+    snap: SnapshotMeta,
+) {
+    let conf = if snap.index > 0 {
+        snap.conf.clone()
+    } else {
+        store.initial_state().map(|(_, c)| c).unwrap_or_default()
+    };
+    let mut a = Applier {
+        sm,
+        store,
+        raft,
+        shared,
+        policy,
+        applied: snap.index,
+        applied_term: snap.term,
+        conf,
+        conf_index: snap.conf_index,
+        last_snapshot: snap.index,
+        barriers: Vec::new(),
+    };
+    while let Ok(job) = jobs.recv() {
+        if let Err(e) = a.handle(job) {
+            a.shared.fail(e.clone());
+            let _ = a.raft.send(Input::Fatal(e));
+            break;
+        }
+    }
+    for (_, b) in a.barriers.drain(..) {
+        b(Err(Error::Shutdown));
+    }
+    // Jobs still queued hold completions: fail them rather than dropping silently.
+    while let Ok(job) = jobs.try_recv() {
+        match job {
+            ApplyJob::Entries(items) => {
+                for (_, d) in items {
+                    if let Some(d) = d {
+                        d(Err(Error::Shutdown));
+                    }
+                }
+            }
+            ApplyJob::ReadBarrier(_, b) => b(Err(Error::Shutdown)),
+            _ => {}
+        }
+    }
+}
+
+impl Applier {
+    fn handle(&mut self, job: ApplyJob) -> Result<(), String> {
+        match job {
+            ApplyJob::Entries(items) => self.apply(items)?,
+            ApplyJob::Restore(meta) => {
+                let (m, mut r) = self
+                    .store
+                    .open_snapshot()
+                    .map_err(|e| format!("cannot open snapshot: {e}"))?
+                    .ok_or("snapshot to restore is missing")?;
+                if m.index != meta.index {
+                    tracing::warn!(
+                        want = meta.index,
+                        have = m.index,
+                        "restoring a newer snapshot"
+                    );
+                }
+                let sm = &mut self.sm;
+                in_callback(|| sm.restore(&mut r)).map_err(|e| format!("restore failed: {e}"))?;
+                self.applied = m.index;
+                self.applied_term = m.term;
+                self.conf = m.conf.clone();
+                self.conf_index = m.conf_index;
+                self.last_snapshot = m.index;
+                let _ = self.raft.send(Input::Applied(self.applied));
+            }
+            ApplyJob::ReadBarrier(index, done) => {
+                if self.applied >= index {
+                    done(Ok(index));
+                } else {
+                    self.barriers.push((index, done));
+                }
+            }
+            ApplyJob::RoleChange(ss) => {
+                let sm = &mut self.sm;
+                in_callback(|| sm.on_role_change(ss.role, ss.term, ss.leader));
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, items: Vec<(Entry, Option<Completion>)>) -> Result<(), String> {
+        let mut items = items.into_iter();
+        let mut run = Vec::new();
+        loop {
+            let next = items.next();
+            if let Some(item) = next {
+                if item.0.kind == EntryKind::Normal {
+                    run.push(item);
+                    continue;
+                }
+                self.apply_run(std::mem::take(&mut run))?;
+                let (e, done) = item;
+                if e.kind == EntryKind::ConfChange {
+                    if let Some(cc) = decode_conf_change(&e.data) {
+                        if let Ok(c) = apply_conf_change(&self.conf, &cc) {
+                            self.conf = c;
+                            self.conf_index = e.index;
+                            let (sm, conf) = (&mut self.sm, &self.conf);
+                            in_callback(|| sm.on_conf_change(conf));
+                        }
+                    }
+                }
+                self.applied = e.index;
+                self.applied_term = e.term;
+                if let Some(d) = done {
+                    in_callback(|| d(Ok(None)));
+                }
+            } else {
+                self.apply_run(std::mem::take(&mut run))?;
+                break;
+            }
+        }
+        let _ = self.raft.send(Input::Applied(self.applied));
+        let applied = self.applied;
+        let mut i = 0;
+        while i < self.barriers.len() {
+            if self.barriers[i].0 <= applied {
+                let (idx, b) = self.barriers.swap_remove(i);
+                b(Ok(idx));
+            } else {
+                i += 1;
+            }
+        }
+        if self.policy.every > 0 && self.applied >= self.last_snapshot + self.policy.every {
+            self.snapshot()?;
+        }
+        Ok(())
+    }
+
+    /// Applies a run of normal entries as one batch and completes their proposals.
+    fn apply_run(&mut self, run: Vec<(Entry, Option<Completion>)>) -> Result<(), String> {
+        let Some(first) = run.first().map(|(e, _)| e.index) else {
+            return Ok(());
+        };
+        let batch: Vec<Committed<'_>> = run
+            .iter()
+            .map(|(e, _)| Committed {
+                index: e.index,
+                term: e.term,
+                data: &e.data,
+            })
+            .collect();
+        let sm = &mut self.sm;
+        let responses = in_callback(|| sm.apply(&batch))
+            .map_err(|e| format!("state machine apply failed at index {first}: {e}"))?;
+        drop(batch);
+        let mut responses = responses.into_iter();
+        for (e, done) in run {
+            let resp = responses.next().flatten();
+            self.applied = e.index;
+            self.applied_term = e.term;
+            if let Some(d) = done {
+                in_callback(|| d(Ok(resp)));
+            }
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self) -> Result<(), String> {
+        let mut buf = Vec::new();
+        let sm = &mut self.sm;
+        in_callback(|| sm.snapshot(&mut buf)).map_err(|e| format!("snapshot failed: {e}"))?;
+        let meta = SnapshotMeta {
+            index: self.applied,
+            term: self.applied_term,
+            conf: self.conf.clone(),
+            conf_index: self.conf_index,
+            size: 0,
+            checksum: 0,
+        };
+        match self
+            .store
+            .create_snapshot(meta, &mut buf.as_slice(), self.policy.trailing)
+        {
+            Ok(m) => {
+                tracing::info!(index = m.index, bytes = m.size, "snapshot taken");
+                self.last_snapshot = m.index;
+                Ok(())
+            }
+            Err(crate::core::StorageError::SnapshotOutOfDate) => Ok(()),
+            Err(e) => Err(format!("storing snapshot failed: {e}")),
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! Runtime configuration with safe defaults.
+
+use crate::core::{ConfState, NodeId};
+use crate::storage::FsyncPolicy;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Settings of one node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This node's id (non-zero).
+    pub id: NodeId,
+    /// Initial membership, used only when the node starts with empty storage.
+    pub bootstrap: ConfState,
+    /// Tick length: the unit of protocol time.
+    pub tick: Duration,
+    /// Base election timeout (each timeout is drawn from `[T, 2T)`).
+    pub election_timeout: Duration,
+    /// Heartbeat interval.
+    pub heartbeat_interval: Duration,
+    /// Data directory; `None` keeps everything in memory (lost on restart).
+    pub data_dir: Option<PathBuf>,
+    /// fsync policy of the data directory.
+    pub fsync: FsyncPolicy,
+    /// Take a snapshot after this many applied entries (0 = only on demand).
+    pub snapshot_entries: u64,
+    /// Entries kept behind a snapshot for slow followers.
+    pub snapshot_trailing: u64,
+    /// Uncommitted bytes the leader accepts before refusing proposals as busy.
+    pub max_uncommitted_bytes: u64,
+    /// Byte cap of one append message.
+    pub max_msg_bytes: u64,
+    /// Pre-vote (default on).
+    pub pre_vote: bool,
+    /// Check-quorum (default on).
+    pub check_quorum: bool,
+    /// Capacity of the inbound queue (proposals and messages).
+    pub inbox_capacity: usize,
+    /// Seed for randomized timeouts (defaults to a value derived from the id and time).
+    pub seed: Option<u64>,
+}
+
+impl NodeConfig {
+    /// Defaults for node `id` in a cluster of `voters`.
+    pub fn new(id: NodeId, voters: impl IntoIterator<Item = NodeId>) -> Self {
+        NodeConfig {
+            id,
+            bootstrap: ConfState::with_voters(voters),
+            tick: Duration::from_millis(10),
+            election_timeout: Duration::from_millis(500),
+            heartbeat_interval: Duration::from_millis(50),
+            data_dir: None,
+            fsync: FsyncPolicy::Always,
+            snapshot_entries: 100_000,
+            snapshot_trailing: 10_000,
+            max_uncommitted_bytes: 64 << 20,
+            max_msg_bytes: 1 << 20,
+            pre_vote: true,
+            check_quorum: true,
+            inbox_capacity: 65_536,
+            seed: None,
+        }
+    }
+
+    /// Checks the settings, naming the first bad one.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.id == 0 {
+            return Err("node id must be non-zero".into());
+        }
+        if self.tick.is_zero() {
+            return Err("tick must be positive".into());
+        }
+        if self.heartbeat_interval < self.tick || self.election_timeout <= self.heartbeat_interval {
+            return Err("need tick <= heartbeat_interval < election_timeout".into());
+        }
+        if self.bootstrap.voters.is_empty() {
+            return Err("bootstrap configuration needs at least one voter".into());
+        }
+        if self.inbox_capacity == 0 {
+            return Err("inbox_capacity must be positive".into());
+        }
+        Ok(())
+    }
+
+    pub(crate) fn ticks(&self, d: Duration) -> u64 {
+        (d.as_micros() / self.tick.as_micros().max(1)).max(1) as u64
+    }
+}

@@ -1,0 +1,14 @@
+//! The threaded runtime: a [`Node`] runs the core on a Raft thread (protocol and timers
+//! only), writes on a storage thread with group commit and applies on an apply thread.
+
+mod apply;
+mod config;
+mod error;
+mod node;
+mod state_machine;
+mod storage_worker;
+
+pub use config::NodeConfig;
+pub use error::Error;
+pub use node::{inside_callback, Node, ProposeResult};
+pub use state_machine::{Committed, MessageSink, StateMachine};

@@ -1,0 +1,100 @@
+//! The storage thread: writes readies in order, one fsync per group of queued readies
+//! (group commit), then releases the messages that waited for durability.
+
+use super::node::{send_message, Input, Shared};
+use super::state_machine::MessageSink;
+use crate::core::SnapshotChunk;
+use crate::core::{Entry, HardState, Message, SnapshotMeta};
+use crate::storage::LogStore;
+use crossbeam_channel::{Receiver, Sender};
+use std::sync::Arc;
+
+/// One ready's durable work.
+pub(crate) struct StorageJob {
+    pub number: u64,
+    pub hard_state: Option<HardState>,
+    pub entries: Vec<Entry>,
+    pub chunks: Vec<SnapshotChunk>,
+    pub messages: Vec<Message>,
+}
+
+pub(crate) fn run(
+    store: Arc<dyn LogStore>,
+    jobs: Receiver<StorageJob>,
+    sink: Arc<dyn MessageSink>,
+    raft: Sender<Input>,
+    shared: Arc<Shared>,
+) {
+    let mut written = store.initial_state().map(|(hs, _)| hs).unwrap_or_default();
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        while let Ok(j) = jobs.try_recv() {
+            group.push(j);
+            if group.len() >= 256 {
+                break;
+            }
+        }
+        let mut snaps = Vec::new();
+        let mut result = Ok(());
+        for j in &group {
+            result = write_job(store.as_ref(), j, &mut snaps, &mut written);
+            if result.is_err() {
+                break;
+            }
+        }
+        if result.is_ok() {
+            result = store.sync().map_err(|e| e.to_string());
+        }
+        if let Err(e) = result {
+            // An fsync or write error is fatal: nothing written since the last good sync
+            // can be trusted, and retrying could pretend data is safe when it is not.
+            shared.fail(format!("storage: {e}"));
+            let _ = raft.send(Input::Fatal(format!("storage: {e}")));
+            return;
+        }
+        let last = group.last().map(|j| j.number).unwrap_or(0);
+        let n = group.len();
+        for j in group {
+            for m in &j.messages {
+                send_message(sink.as_ref(), m);
+            }
+        }
+        // One report covers the whole group (readies complete in order).
+        if raft.send(Input::Persisted(last, n as u64, snaps)).is_err() {
+            return;
+        }
+    }
+}
+
+fn write_job(
+    store: &dyn LogStore,
+    j: &StorageJob,
+    snaps: &mut Vec<(SnapshotMeta, bool)>,
+    written: &mut HardState,
+) -> Result<(), String> {
+    if !j.entries.is_empty() {
+        store.append(&j.entries).map_err(|e| e.to_string())?;
+    }
+    if let Some(hs) = j.hard_state {
+        // Term and vote must be durable before dependent messages; the commit index is not
+        // needed for safety (it is relearned from the leader), so a commit-only change does
+        // not cost an extra atomic file replacement.
+        if hs.term != written.term || hs.vote != written.vote {
+            store.set_hard_state(hs).map_err(|e| e.to_string())?;
+            *written = hs;
+        }
+    }
+    for c in &j.chunks {
+        let ok = store
+            .write_snapshot_chunk(&c.meta, c.offset, &c.data)
+            .map_err(|e| e.to_string())?;
+        if c.done && ok {
+            let res = store.finish_incoming_snapshot(&c.meta);
+            if let Err(e) = &res {
+                tracing::warn!(index = c.meta.index, %e, "received snapshot refused");
+            }
+            snaps.push((c.meta.clone(), res.is_ok()));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,243 @@
+//! The threaded runtime: replication over an in-process transport, failover, slow apply
+//! that must not cause elections, shutdown semantics.
+
+use parking_lot::RwLock;
+use raft::core::{NodeId, Role};
+use raft::runtime::{Committed, Error, MessageSink, Node, NodeConfig, StateMachine};
+use raft::transport::SendClass;
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Routes message bytes between nodes of one process; links can be cut.
+#[derive(Default)]
+struct Net {
+    nodes: RwLock<HashMap<NodeId, Arc<Node>>>,
+    down: RwLock<HashSet<NodeId>>,
+}
+
+struct Sink {
+    net: Arc<Net>,
+    from: NodeId,
+}
+
+impl MessageSink for Sink {
+    fn send(&self, to: NodeId, bytes: Vec<u8>, _class: SendClass) {
+        let down = self.net.down.read();
+        if down.contains(&to) || down.contains(&self.from) {
+            return;
+        }
+        if let Some(n) = self.net.nodes.read().get(&to) {
+            let _ = n.step(&bytes);
+        }
+    }
+}
+
+/// A key-value-ish state machine: appends commands, answers with the running count.
+struct Counter {
+    applied: Arc<RwLock<Vec<Vec<u8>>>>,
+    delay: Duration,
+}
+
+impl StateMachine for Counter {
+    fn apply(&mut self, batch: &[Committed<'_>]) -> Result<Vec<Option<Vec<u8>>>, String> {
+        std::thread::sleep(self.delay);
+        let mut a = self.applied.write();
+        Ok(batch
+            .iter()
+            .map(|c| {
+                a.push(c.data.to_vec());
+                Some((a.len() as u64).to_le_bytes().to_vec())
+            })
+            .collect())
+    }
+    fn snapshot(&mut self, out: &mut dyn Write) -> Result<(), String> {
+        let a = self.applied.read();
+        for c in a.iter() {
+            out.write_all(&(c.len() as u32).to_le_bytes())
+                .map_err(|e| e.to_string())?;
+            out.write_all(c).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+    fn restore(&mut self, input: &mut dyn Read) -> Result<(), String> {
+        let mut buf = Vec::new();
+        input.read_to_end(&mut buf).map_err(|e| e.to_string())?;
+        let mut a = self.applied.write();
+        a.clear();
+        let mut p = 0;
+        while p + 4 <= buf.len() {
+            let n = u32::from_le_bytes(buf[p..p + 4].try_into().unwrap()) as usize;
+            a.push(buf[p + 4..p + 4 + n].to_vec());
+            p += 4 + n;
+        }
+        Ok(())
+    }
+}
+
+fn cfg(id: NodeId) -> NodeConfig {
+    let mut c = NodeConfig::new(id, [1, 2, 3]);
+    c.election_timeout = Duration::from_millis(150);
+    c.heartbeat_interval = Duration::from_millis(30);
+    c.seed = Some(id * 7919);
+    c
+}
+
+fn start(net: &Arc<Net>, id: NodeId, delay: Duration) -> Arc<RwLock<Vec<Vec<u8>>>> {
+    let applied = Arc::new(RwLock::new(Vec::new()));
+    let sm = Counter {
+        applied: applied.clone(),
+        delay,
+    };
+    let sink = Arc::new(Sink {
+        net: net.clone(),
+        from: id,
+    });
+    let node = Node::start(cfg(id), Box::new(sm), sink).expect("start");
+    net.nodes.write().insert(id, Arc::new(node));
+    applied
+}
+
+fn leader(net: &Net, timeout: Duration) -> Option<NodeId> {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        for (id, n) in net.nodes.read().iter() {
+            if net.down.read().contains(id) {
+                continue;
+            }
+            if let Ok(s) = n.status() {
+                if s.role == Role::Leader {
+                    return Some(*id);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+fn node(net: &Net, id: NodeId) -> Arc<Node> {
+    net.nodes.read()[&id].clone()
+}
+
+#[test]
+fn replicates_and_fails_over() {
+    let net = Arc::new(Net::default());
+    let logs: Vec<_> = (1..=3).map(|i| start(&net, i, Duration::ZERO)).collect();
+    let l = leader(&net, Duration::from_secs(5)).expect("leader");
+    let n = node(&net, l);
+    for i in 0..100u32 {
+        let r = n
+            .propose(i.to_le_bytes().to_vec(), Duration::from_secs(5))
+            .expect("propose");
+        assert_eq!(r, Some(((i + 1) as u64).to_le_bytes().to_vec()));
+    }
+    // A follower refuses with the leader's id.
+    let f = (1..=3).find(|&i| i != l).unwrap();
+    assert_eq!(
+        node(&net, f).propose(vec![1], Duration::from_secs(1)),
+        Err(Error::NotLeader(l))
+    );
+    // Kill the leader: a new one takes over and nothing acknowledged is lost.
+    net.down.write().insert(l);
+    node(&net, l).shutdown().unwrap();
+    let l2 = leader(&net, Duration::from_secs(5)).expect("new leader");
+    assert_ne!(l2, l);
+    node(&net, l2)
+        .propose(b"after".to_vec(), Duration::from_secs(5))
+        .expect("propose after failover");
+    let idx = node(&net, l2)
+        .read_index(Duration::from_secs(5))
+        .expect("read index");
+    assert!(idx >= 101);
+    let log = logs[(l2 - 1) as usize].read().clone();
+    assert_eq!(log.len(), 101);
+    for (i, c) in log.iter().take(100).enumerate() {
+        assert_eq!(c, &(i as u32).to_le_bytes().to_vec());
+    }
+    assert_eq!(
+        node(&net, l).propose(vec![1], Duration::from_secs(1)),
+        Err(Error::Shutdown)
+    );
+    for id in 1..=3 {
+        node(&net, id).shutdown().unwrap();
+    }
+}
+
+#[test]
+fn slow_apply_does_not_cause_elections() {
+    let net = Arc::new(Net::default());
+    for i in 1..=3 {
+        // Apply sleeps longer than the election timeout.
+        start(&net, i, Duration::from_millis(400));
+    }
+    let l = leader(&net, Duration::from_secs(5)).expect("leader");
+    let term = node(&net, l).status().unwrap().term;
+    let n = node(&net, l);
+    for i in 0..4u8 {
+        n.propose(vec![i], Duration::from_secs(10))
+            .expect("propose");
+    }
+    for id in 1..=3 {
+        let s = node(&net, id).status().unwrap();
+        assert_eq!(
+            s.term, term,
+            "node {id} saw an election while apply was slow"
+        );
+    }
+    assert_eq!(node(&net, l).status().unwrap().role, Role::Leader);
+    for id in 1..=3 {
+        node(&net, id).shutdown().unwrap();
+    }
+}
+
+#[test]
+fn durable_restart_and_bad_input() {
+    let dir = std::env::temp_dir().join(format!("raft-rt-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let applied = Arc::new(RwLock::new(Vec::new()));
+    let mk = |applied: &Arc<RwLock<Vec<Vec<u8>>>>| {
+        let mut c = NodeConfig::new(1, [1]);
+        c.data_dir = Some(dir.clone());
+        c.snapshot_entries = 20;
+        c.snapshot_trailing = 5;
+        c.election_timeout = Duration::from_millis(100);
+        c.heartbeat_interval = Duration::from_millis(20);
+        let sm = Counter {
+            applied: applied.clone(),
+            delay: Duration::ZERO,
+        };
+        struct Nowhere;
+        impl MessageSink for Nowhere {
+            fn send(&self, _: NodeId, _: Vec<u8>, _: SendClass) {}
+        }
+        Node::start(c, Box::new(sm), Arc::new(Nowhere)).expect("start")
+    };
+    let n = mk(&applied);
+    let end = Instant::now() + Duration::from_secs(5);
+    while n.status().unwrap().role != Role::Leader && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for i in 0..50u8 {
+        n.propose(vec![i], Duration::from_secs(5)).expect("propose");
+    }
+    assert!(matches!(n.step(b"garbage"), Err(Error::Invalid(_))));
+    n.shutdown().unwrap();
+    n.shutdown().unwrap();
+    drop(n);
+    let again = Arc::new(RwLock::new(Vec::new()));
+    let n = mk(&again);
+    let end = Instant::now() + Duration::from_secs(5);
+    while again.read().len() < 50 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        again.read().len(),
+        50,
+        "restart restores the snapshot and replays the log"
+    );
+    assert_eq!(*again.read(), *applied.read());
+    n.shutdown().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
