@@ -80,6 +80,10 @@ fn write_job(
         // needed for safety (it is relearned from the leader), so a commit-only change does
         // not cost an extra atomic file replacement.
         if hs.term != written.term || hs.vote != written.vote {
+            // The hard state is durable at once and carries the commit index: the entries
+            // it may cover must be durable first, or a crash could pair that commit index
+            // with an older, overwritten entry.
+            store.sync().map_err(|e| e.to_string())?;
             store.set_hard_state(hs).map_err(|e| e.to_string())?;
             *written = hs;
         }

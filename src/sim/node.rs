@@ -168,11 +168,13 @@ impl SimNode {
         inv: &mut Checker,
     ) -> Result<Outcome, Violation> {
         let id = self.cfg.id;
-        if let Some(hs) = rd.hard_state {
-            let _ = self.disk.write(WriteOp::HardState(hs));
-        }
+        // Entries first: a durable hard state must never name a commit index whose
+        // entries could still be lost (the runtime syncs entries before the hard state).
         if !rd.entries.is_empty() {
             let _ = self.disk.write(WriteOp::Append(rd.entries));
+        }
+        if let Some(hs) = rd.hard_state {
+            let _ = self.disk.write(WriteOp::HardState(hs));
         }
         let mut finished = Vec::new();
         for c in rd.snapshot_chunks {
