@@ -1,0 +1,37 @@
+# raft-manager: the two commands that matter are `make demo` and `make test`.
+SHELL := /bin/bash
+CARGO ?= cargo
+
+.PHONY: demo test test-rust test-c test-python lint header sim-long build
+
+## Run the main job: a local 3-node replicated key-value cluster, leader killed and recovered.
+demo:
+	$(CARGO) build --release --bins
+	./target/release/raft-kv-demo
+
+## Run every test: Rust (unit, integration, simulation), C via ctest, Python via pytest.
+test: test-rust test-c test-python
+
+test-rust:
+	$(CARGO) test --release
+
+test-c:
+	bash examples/run_ctest.sh
+	SANITIZE=asan bash examples/run_ctest.sh
+	VALGRIND=1 bash examples/run_ctest.sh
+
+test-python:
+	bash bindings/python/run_tests.sh
+
+## Formatting and lints, as CI reviewers expect them.
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+## Regenerate include/raft.h after changing src/ffi.
+header:
+	RAFT_BLESS_HEADER=1 $(CARGO) test --release --test header
+
+## Long simulation soak (100,000 seeds).
+sim-long:
+	RAFT_SIM_SEEDS=100000 $(CARGO) test --release --test simulation -- --nocapture
