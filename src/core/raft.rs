@@ -695,11 +695,11 @@ impl<S: Storage> Raft<S> {
                 self.become_follower(term, m.from);
                 self.handle_leader_message(m);
             }
-            MessageBody::VoteResponse { pre_vote, reject } => {
-                if pre_vote == (self.role == Role::PreCandidate) {
-                    self.votes.insert(m.from, !reject);
-                    self.check_votes();
-                }
+            MessageBody::VoteResponse { pre_vote, reject }
+                if pre_vote == (self.role == Role::PreCandidate) =>
+            {
+                self.votes.insert(m.from, !reject);
+                self.check_votes();
             }
             MessageBody::ReadIndex { ctx } => {
                 self.send(
@@ -1109,11 +1109,10 @@ impl<S: Storage> Raft<S> {
 
     /// Appends entries at the leader and schedules replication.
     fn append_local(&mut self, mut entries: Vec<Entry>) {
-        let mut next = self.log.last_index() + 1;
-        for e in entries.iter_mut() {
+        let first = self.log.last_index() + 1;
+        for (next, e) in (first..).zip(entries.iter_mut()) {
             e.term = self.term;
             e.index = next;
-            next += 1;
         }
         for e in &entries {
             if e.kind == EntryKind::Normal {

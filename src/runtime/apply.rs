@@ -2,7 +2,7 @@
 //! with its responses, answers read barriers and takes snapshots by policy.
 
 use super::error::Error;
-use super::node::{in_callback, Input, ProposeResult, Shared};
+use super::node::{in_callback, Input, ProposeResult, ReadDone, Shared};
 use super::state_machine::{Committed, StateMachine};
 use crate::core::{
     apply_conf_change, decode_conf_change, ConfState, Entry, EntryKind, SnapshotMeta, SoftState,
@@ -18,7 +18,7 @@ pub(crate) type Completion = Box<dyn FnOnce(ProposeResult) + Send>;
 pub(crate) enum ApplyJob {
     Entries(Vec<(Entry, Option<Completion>)>),
     Restore(SnapshotMeta),
-    ReadBarrier(u64, Box<dyn FnOnce(Result<u64, Error>) + Send>),
+    ReadBarrier(u64, ReadDone),
     RoleChange(SoftState),
 }
 
@@ -39,7 +39,7 @@ struct Applier {
     conf: ConfState,
     conf_index: u64,
     last_snapshot: u64,
-    barriers: Vec<(u64, Box<dyn FnOnce(Result<u64, Error>) + Send>)>,
+    barriers: Vec<(u64, ReadDone)>,
 }
 
 pub(crate) fn run(

@@ -23,11 +23,14 @@ use std::time::{Duration, Instant};
 /// Result of a proposal: the state machine's response bytes.
 pub type ProposeResult = Result<Option<Vec<u8>>, Error>;
 
+/// Completes a read-index request.
+pub(crate) type ReadDone = Box<dyn FnOnce(Result<u64, Error>) + Send>;
+
 pub(crate) enum Input {
     Step(Message),
     Propose(Vec<u8>, Completion),
     ConfChange(ConfChange, Option<u64>, Completion),
-    ReadIndex(Box<dyn FnOnce(Result<u64, Error>) + Send>),
+    ReadIndex(ReadDone),
     Transfer(Option<NodeId>, Sender<Result<NodeId, Error>>),
     Status(Sender<Status>),
     Persisted(u64, u64, Vec<(crate::core::SnapshotMeta, bool)>),
@@ -390,7 +393,7 @@ struct RaftLoop {
     sink: Arc<dyn MessageSink>,
     tick: Duration,
     pending: BTreeMap<u64, PendingProposal>,
-    reads: HashMap<u64, Box<dyn FnOnce(Result<u64, Error>) + Send>>,
+    reads: HashMap<u64, ReadDone>,
     next_read: u64,
     outstanding: u64,
     last_role: Role,
