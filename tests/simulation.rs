@@ -4,12 +4,12 @@
 use raft::core::{Config, NodeId, Role};
 use raft::sim::{Faults, Sim, Violation, TICK_MS};
 
-const ET: u64 = 10;
+const ET: u64 = 20;
 
 fn cfg(id: NodeId) -> Config {
     let mut c = Config::new(id);
     c.election_ticks = ET;
-    c.heartbeat_ticks = 2;
+    c.heartbeat_ticks = 4;
     c.max_msg_bytes = 256;
     c.max_inflight_msgs = 4;
     c.snapshot_chunk_bytes = 64;
@@ -162,7 +162,7 @@ fn mixed_faults_many_seeds() {
 /// leader crashes, a new leader commits within 3 ET in at least 99% of seeds.
 #[test]
 fn liveness_figures() {
-    let list = seeds(300);
+    let list = seeds(1000);
     let mut failover_ms = Vec::new();
     let mut elections = 0;
     let mut splits = 0;
@@ -195,6 +195,10 @@ fn liveness_figures() {
             }
             sim.run_for(1).unwrap_or_else(|v| fail(v));
         };
+        if std::env::var("RAFT_SIM_VERBOSE").is_ok() && committed_at.is_none_or(|t| t > 3 * et_ms())
+        {
+            println!("slow failover: seed {seed} n={n} {:?}ms", committed_at);
+        }
         failover_ms.push(committed_at.unwrap_or(u64::MAX));
         elections += sim.stats.elections - before;
         splits += sim.split_terms();

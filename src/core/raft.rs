@@ -409,7 +409,8 @@ impl<S: Storage> Raft<S> {
             self.election_elapsed += 1;
             if self.promotable() && self.election_elapsed >= self.randomized_timeout {
                 self.election_elapsed = 0;
-                if self.role != Role::Follower {
+                // Back off only after a real split vote, not a refused pre-vote.
+                if self.role == Role::Candidate {
                     self.lost_elections += 1;
                 }
                 self.start_election(false);
@@ -529,7 +530,9 @@ impl<S: Storage> Raft<S> {
             }
             VoteResult::Lost => {
                 let term = self.term;
-                self.lost_elections += 1;
+                if self.role == Role::Candidate {
+                    self.lost_elections += 1;
+                }
                 self.become_follower(term, NO_NODE);
             }
             VoteResult::Pending => {}
@@ -617,7 +620,15 @@ impl<S: Storage> Raft<S> {
         let can_vote = self.vote == from
             || (self.vote == NO_NODE && self.leader == NO_NODE)
             || (pre_vote && term > self.term);
-        if can_vote && self.log.is_up_to_date(li, lt) {
+        // Tie-break concurrent pre-campaigns for the same term with equal logs: the higher
+        // id goes ahead, so two nodes that time out together do not split the real vote.
+        let yield_to_higher = pre_vote
+            && self.role == Role::PreCandidate
+            && term == self.term + 1
+            && li == self.log.last_index()
+            && lt == self.log.last_term()
+            && from < self.id();
+        if can_vote && !yield_to_higher && self.log.is_up_to_date(li, lt) {
             if pre_vote {
                 // Granting a pre-vote changes nothing here (no timer reset).
                 self.msgs.push(Message {
@@ -1053,13 +1064,13 @@ impl<S: Storage> Raft<S> {
             if self.maybe_commit() {
                 self.bcast_pending = true;
             } else {
-                self.send_append(from);
+                self.maybe_send_append(from, false);
             }
             if from == self.transferee && self.progress[&from].matched == self.log.last_index() {
                 self.send(from, MessageBody::TimeoutNow);
             }
         } else {
-            self.send_append(from);
+            self.maybe_send_append(from, false);
         }
     }
 
@@ -1209,8 +1220,15 @@ impl<S: Storage> Raft<S> {
             .copied()
     }
 
-    /// Sends what a follower needs next (entries, or a snapshot).
+    /// Sends what a follower needs next (entries, or a snapshot), even if that is an empty
+    /// append (to probe or carry the commit index).
     fn send_append(&mut self, to: NodeId) {
+        self.maybe_send_append(to, true);
+    }
+
+    /// Sends what a follower needs next; with `send_if_empty` false nothing is sent when
+    /// there are no new entries (no append/ack ping-pong).
+    fn maybe_send_append(&mut self, to: NodeId, send_if_empty: bool) {
         if to == self.id() {
             return;
         }
@@ -1229,6 +1247,7 @@ impl<S: Storage> Raft<S> {
         let prev_term = self.log.term(prev_index);
         let entries = self.log.entries(next, self.cfg.max_msg_bytes);
         let (prev_term, entries) = match (prev_term, entries) {
+            (Ok(_), Ok(e)) if e.is_empty() && !send_if_empty => return,
             (Ok(t), Ok(e)) => (t, e),
             (Err(StorageError::Compacted), _) | (_, Err(StorageError::Compacted)) => {
                 self.start_snapshot(to);

@@ -16,7 +16,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashSet};
 
 /// Virtual milliseconds per tick.
-pub const TICK_MS: u64 = 10;
+pub const TICK_MS: u64 = 5;
 
 /// Fault rates and shapes for a run (probabilities in parts per 1000).
 #[derive(Debug, Clone)]
@@ -105,6 +105,8 @@ pub struct Sim {
     candidate_terms: BTreeSet<u64>,
     /// Read results observed by clients: (node, ctx, read state).
     pub reads: Vec<(NodeId, ReadState)>,
+    /// Print role changes and non-heartbeat messages (set from `RAFT_SIM_TRACE`).
+    pub trace: bool,
 }
 
 impl Sim {
@@ -138,6 +140,7 @@ impl Sim {
             stats: Stats::default(),
             candidate_terms: BTreeSet::new(),
             reads: Vec::new(),
+            trace: std::env::var("RAFT_SIM_TRACE").is_ok(),
         };
         for id in conf.all_members() {
             let mut c = cfg(id);
@@ -394,7 +397,20 @@ impl Sim {
                 return Ok(());
             }
             let rd = raw.ready();
+            if self.trace {
+                for m in rd.messages.iter().chain(&rd.persisted_messages) {
+                    if !m.is_heartbeat() {
+                        println!("{:>6}ms {id}->{} t{} {:?}", self.now, m.to, m.term, m.body);
+                    }
+                }
+            }
             if let Some(ss) = rd.soft_state {
+                if self.trace {
+                    println!(
+                        "{:>6}ms node {id}: {:?} term {} leader {}",
+                        self.now, ss.role, ss.term, ss.leader
+                    );
+                }
                 if ss.role == Role::Candidate {
                     self.stats.elections += 1;
                     self.candidate_terms.insert(ss.term);
