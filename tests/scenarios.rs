@@ -419,3 +419,18 @@ fn proposals_are_batched() {
     }
     assert_eq!(rd.entries.len(), 100);
 }
+
+/// A single-voter leader answers read-index requests on its own.
+#[test]
+fn single_voter_read_index_is_answered() {
+    let mut net = Net::new(1);
+    net.elect(1, &[1]);
+    net.propose(1, b"x");
+    net.settle_all();
+    let n = net.nodes.get_mut(&1).unwrap();
+    n.read_index(7).unwrap();
+    let rd = n.ready();
+    assert_eq!(rd.read_states.len(), 1);
+    assert_eq!(rd.read_states[0].ctx, 7);
+    assert_eq!(rd.read_states[0].index, Some(n.raft.log.committed));
+}

@@ -14,26 +14,26 @@ pub enum VoteResult {
     Pending,
 }
 
-/// Highest index replicated on a majority of `voters` (`u64::MAX` for an empty set, so an
+/// Highest index replicated on a majority of `voters` (`None` for an empty set, so an
 /// empty half of a joint configuration never limits the result).
-pub fn majority_index(voters: &[NodeId], matched: impl Fn(NodeId) -> u64) -> u64 {
+pub fn majority_index(voters: &[NodeId], matched: impl Fn(NodeId) -> u64) -> Option<u64> {
     if voters.is_empty() {
-        return u64::MAX;
+        return None;
     }
     let mut idx: Vec<u64> = voters.iter().map(|&v| matched(v)).collect();
     idx.sort_unstable_by(|a, b| b.cmp(a));
-    idx[voters.len() / 2]
+    Some(idx[voters.len() / 2])
 }
 
 /// Highest index replicated on a quorum of the configuration (both halves when joint).
 pub fn committed_index(conf: &ConfState, matched: impl Fn(NodeId) -> u64) -> u64 {
-    let a = majority_index(&conf.voters, &matched);
-    let b = majority_index(&conf.voters_outgoing, &matched);
-    let c = a.min(b);
-    if c == u64::MAX {
-        0
-    } else {
-        c
+    match (
+        majority_index(&conf.voters, &matched),
+        majority_index(&conf.voters_outgoing, &matched),
+    ) {
+        (Some(a), Some(b)) => a.min(b),
+        (Some(a), None) | (None, Some(a)) => a,
+        (None, None) => 0,
     }
 }
 
