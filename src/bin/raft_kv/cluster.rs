@@ -111,6 +111,8 @@ pub struct Cluster {
     pub keep: bool,
     /// Timeout for one request/answer exchange.
     pub io_timeout: Duration,
+    /// No waiting loop of the harness runs past this instant (bounds a failing run).
+    pub deadline: Instant,
 }
 
 /// Picks `n` distinct free ports on 127.0.0.1 by binding port 0 (all held until every port is
@@ -155,7 +157,13 @@ impl Cluster {
             extra: extra.iter().map(|s| s.to_string()).collect(),
             keep: false,
             io_timeout: Duration::from_secs(5),
+            deadline: Instant::now() + Duration::from_secs(50),
         })
+    }
+
+    /// When a wait of `timeout` starting now must end: never past [`Cluster::deadline`].
+    pub fn until(&self, timeout: Duration) -> Instant {
+        (Instant::now() + timeout).min(self.deadline)
     }
 
     /// The `--peers` argument.
@@ -257,7 +265,7 @@ impl Cluster {
 
     /// Waits until every listed node answers `STATUS`.
     pub fn wait_up(&self, ids: &[u64], timeout: Duration) -> Result<(), String> {
-        let end = Instant::now() + timeout;
+        let end = self.until(timeout);
         for &id in ids {
             while self.status(id).is_none() {
                 if Instant::now() > end {
@@ -280,7 +288,7 @@ impl Cluster {
         after_term: u64,
         timeout: Duration,
     ) -> Result<Status, String> {
-        let end = Instant::now() + timeout;
+        let end = self.until(timeout);
         loop {
             let statuses: Vec<Status> = among.iter().filter_map(|&id| self.status(id)).collect();
             if let Some(l) = statuses
@@ -317,7 +325,7 @@ impl Cluster {
         timeout: Duration,
         redirects: &mut u32,
     ) -> Result<String, String> {
-        let end = Instant::now() + timeout;
+        let end = self.until(timeout);
         let mut last;
         let mut rotate = 0usize;
         loop {

@@ -177,7 +177,7 @@ pub fn failover(c: &mut Cluster, say: &mut dyn FnMut(String)) -> Result<Report, 
     if let Some(s) = c.status(old) {
         say(format!("  first answer of node {old}: {}", s.line()));
     }
-    let end = Instant::now() + step_timeout;
+    let end = c.until(step_timeout);
     let caught_up_after = loop {
         let lead = c.status(hint);
         let me = c.status(old);
@@ -239,7 +239,7 @@ pub fn check_absent(c: &Cluster, at: u64, key: &str) -> Result<(), String> {
 
 /// `GET key` at node `at`, retrying transient errors (`ERR ...`) for a few seconds.
 pub fn get_retry(c: &Cluster, at: u64, key: &str) -> Result<String, String> {
-    let end = Instant::now() + Duration::from_secs(5);
+    let end = c.until(Duration::from_secs(5));
     loop {
         let a = c.request(at, &format!("GET {key}"));
         match a {
