@@ -172,3 +172,69 @@ fn partitioned_leader_serves_no_stale_reads() {
     }
     c.stop_all();
 }
+
+#[test]
+fn partitioned_follower_does_not_disrupt_the_majority() {
+    let mut c = cluster(&["--test-hooks", "--request-timeout-ms", "1500"]);
+    let g = KeepOnPanic(&mut c);
+    let c = &mut *g.0;
+    let ids: Vec<u64> = c.nodes.keys().copied().collect();
+    c.spawn_all().expect("spawn");
+    c.wait_up(&ids, Duration::from_secs(10)).expect("nodes up");
+    let leader = c
+        .wait_leader(&ids, 0, Duration::from_secs(10))
+        .expect("leader");
+    let follower = *ids.iter().find(|&&i| i != leader.id).expect("follower");
+    let majority: Vec<u64> = ids.iter().copied().filter(|&i| i != follower).collect();
+    let (mut hint, mut redirects, t) = (leader.id, 0, Duration::from_secs(10));
+    let mut acked = BTreeMap::new();
+    c.write(&mut hint, &ids, "PUT y old", t, &mut redirects)
+        .expect("PUT y old");
+
+    // Cut the follower off from both peers (blocked on the follower's side).
+    for &p in &majority {
+        assert_eq!(
+            c.request(follower, &format!("BLOCK {p}")).as_deref(),
+            Ok("OK")
+        );
+    }
+    // The majority keeps its leader and commits.
+    for i in 0..20 {
+        let (k, v) = (format!("cut-{i:02}"), format!("c{i}"));
+        let a = c.write(&mut hint, &majority, &format!("PUT {k} {v}"), t, &mut redirects);
+        assert_eq!(a.as_deref(), Ok("OK"));
+        acked.insert(k, v);
+    }
+    c.write(&mut hint, &majority, "PUT y new", t, &mut redirects)
+        .expect("PUT y new");
+    acked.insert("y".into(), "new".into());
+    // Let the follower's election timer expire a few times.
+    std::thread::sleep(Duration::from_millis(5 * ELECTION_MS));
+    // Its local copy of y is stale, so a read there must not be served.
+    let g1 = c.request(follower, "GET y");
+    assert!(refused(&g1), "GET at the cut-off follower answered {g1:?}");
+    let s = c.status(hint).expect("leader status");
+    assert!(s.is_leader() && s.term == leader.term, "majority disrupted: {s:?}");
+
+    // Heal: pre-vote keeps the returning follower from forcing an election.
+    for &p in &majority {
+        assert_eq!(
+            c.request(follower, &format!("UNBLOCK {p}")).as_deref(),
+            Ok("OK")
+        );
+    }
+    let end = c.until(Duration::from_secs(10));
+    loop {
+        let (l, f) = (c.status(hint), c.status(follower));
+        if let (Some(l), Some(f)) = (&l, &f) {
+            if l.is_leader() && f.leader == l.id && f.applied >= l.commit {
+                assert_eq!(l.term, leader.term, "healing caused an election");
+                break;
+            }
+        }
+        assert!(Instant::now() < end, "follower did not catch up: {l:?} {f:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    scenario::check_all(c, follower, &acked).expect("follower has every acknowledged write");
+    c.stop_all();
+}
