@@ -36,7 +36,10 @@ impl Drop for KeepOnPanic<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
             self.0.keep = true;
-            eprintln!("cluster data and node logs kept in {}", self.0.root.display());
+            eprintln!(
+                "cluster data and node logs kept in {}",
+                self.0.root.display()
+            );
         }
     }
 }
@@ -118,7 +121,13 @@ fn partitioned_leader_serves_no_stale_reads() {
     let mut hint = new.id;
     for i in 0..20 {
         let (k, v) = (format!("during-{i:02}"), format!("d{i}"));
-        let a = c.write(&mut hint, &others, &format!("PUT {k} {v}"), t, &mut redirects);
+        let a = c.write(
+            &mut hint,
+            &others,
+            &format!("PUT {k} {v}"),
+            t,
+            &mut redirects,
+        );
         assert_eq!(a.as_deref(), Ok("OK"));
         acked.insert(k, v);
     }
@@ -133,9 +142,15 @@ fn partitioned_leader_serves_no_stale_reads() {
     let p1 = early_put.join().expect("early put");
     assert!(refused(&p1), "PUT at the isolated leader answered {p1:?}");
     let g2 = c.request(old.id, "GET x");
-    assert!(refused(&g2), "GET at the isolated old leader answered {g2:?}");
+    assert!(
+        refused(&g2),
+        "GET at the isolated old leader answered {g2:?}"
+    );
     let p2 = c.request(old.id, "PUT x late-write-at-isolated-node");
-    assert!(refused(&p2), "PUT at the isolated old leader answered {p2:?}");
+    assert!(
+        refused(&p2),
+        "PUT at the isolated old leader answered {p2:?}"
+    );
     // Check-quorum: the isolated node has stepped down.
     let s = c.status(old.id).expect("status of the isolated node");
     assert!(!s.is_leader(), "isolated node still leads: {s:?}");
@@ -201,7 +216,13 @@ fn partitioned_follower_does_not_disrupt_the_majority() {
     // The majority keeps its leader and commits.
     for i in 0..20 {
         let (k, v) = (format!("cut-{i:02}"), format!("c{i}"));
-        let a = c.write(&mut hint, &majority, &format!("PUT {k} {v}"), t, &mut redirects);
+        let a = c.write(
+            &mut hint,
+            &majority,
+            &format!("PUT {k} {v}"),
+            t,
+            &mut redirects,
+        );
         assert_eq!(a.as_deref(), Ok("OK"));
         acked.insert(k, v);
     }
@@ -214,7 +235,10 @@ fn partitioned_follower_does_not_disrupt_the_majority() {
     let g1 = c.request(follower, "GET y");
     assert!(refused(&g1), "GET at the cut-off follower answered {g1:?}");
     let s = c.status(hint).expect("leader status");
-    assert!(s.is_leader() && s.term == leader.term, "majority disrupted: {s:?}");
+    assert!(
+        s.is_leader() && s.term == leader.term,
+        "majority disrupted: {s:?}"
+    );
 
     // Heal: pre-vote keeps the returning follower from forcing an election.
     for &p in &majority {
@@ -232,7 +256,10 @@ fn partitioned_follower_does_not_disrupt_the_majority() {
                 break;
             }
         }
-        assert!(Instant::now() < end, "follower did not catch up: {l:?} {f:?}");
+        assert!(
+            Instant::now() < end,
+            "follower did not catch up: {l:?} {f:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     scenario::check_all(c, follower, &acked).expect("follower has every acknowledged write");

@@ -78,7 +78,10 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             return Err(USAGE.into());
         }
         let val = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let num = |v: &str| v.parse::<u64>().map_err(|_| format!("{flag}: not a number: {v}"));
+        let num = |v: &str| {
+            v.parse::<u64>()
+                .map_err(|_| format!("{flag}: not a number: {v}"))
+        };
         match flag.as_str() {
             "--id" => id = Some(num(&val)?),
             "--peers" => {
@@ -289,8 +292,12 @@ fn run(a: Args) -> Result<(), String> {
     cfg.snapshot_entries = a.snapshot_entries;
     cfg.snapshot_trailing = (a.snapshot_entries / 2).max(1);
     let node = Arc::new(
-        Node::start(cfg, Box::new(KvMachine::new(map.clone())), transport.clone())
-            .map_err(|e| format!("node start: {e}"))?,
+        Node::start(
+            cfg,
+            Box::new(KvMachine::new(map.clone())),
+            transport.clone(),
+        )
+        .map_err(|e| format!("node start: {e}"))?,
     );
     let _ = slot.set(node.clone());
 

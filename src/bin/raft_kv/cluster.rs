@@ -68,7 +68,8 @@ pub fn request(addr: SocketAddr, line: &str, timeout: Duration) -> Result<String
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500))
         .map_err(|e| format!("connect {addr}: {e}"))?;
     let _ = s.set_nodelay(true);
-    s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
     s.set_write_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
     s.write_all(format!("{line}\n").as_bytes())
@@ -132,8 +133,7 @@ impl Cluster {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        let root =
-            std::env::temp_dir().join(format!("raft-kv-{}-{nanos:08x}", std::process::id()));
+        let root = std::env::temp_dir().join(format!("raft-kv-{}-{nanos:08x}", std::process::id()));
         std::fs::create_dir_all(&root)?;
         let addrs = free_addrs(2 * n as usize)?;
         let nodes = (1..=n)
@@ -347,7 +347,9 @@ impl Cluster {
                 Err(e) => last = e,
             }
             if Instant::now() > end {
-                return Err(format!("{line}: gave up after {timeout:?}: last answer: {last}"));
+                return Err(format!(
+                    "{line}: gave up after {timeout:?}: last answer: {last}"
+                ));
             }
             // No usable redirect: try the next node after a short pause.
             rotate += 1;

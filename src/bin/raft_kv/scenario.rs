@@ -48,7 +48,8 @@ pub fn failover(c: &mut Cluster, say: &mut dyn FnMut(String)) -> Result<Report, 
         ));
     }
     let t = Instant::now();
-    c.spawn_all().map_err(|e| format!("cannot start nodes: {e}"))?;
+    c.spawn_all()
+        .map_err(|e| format!("cannot start nodes: {e}"))?;
     c.wait_up(&ids, step_timeout)?;
     let first = c.wait_leader(&ids, 0, step_timeout)?;
     say(format!(
@@ -232,7 +233,9 @@ pub fn check_all(c: &Cluster, at: u64, want: &BTreeMap<String, String>) -> Resul
 pub fn check_absent(c: &Cluster, at: u64, key: &str) -> Result<(), String> {
     let a = get_retry(c, at, key)?;
     if a != "NOTFOUND" {
-        return Err(format!("GET {key} at node {at} answered {a:?}, expected NOTFOUND"));
+        return Err(format!(
+            "GET {key} at node {at} answered {a:?}, expected NOTFOUND"
+        ));
     }
     Ok(())
 }
