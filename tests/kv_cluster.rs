@@ -190,7 +190,16 @@ fn partitioned_leader_serves_no_stale_reads() {
 
 #[test]
 fn partitioned_follower_does_not_disrupt_the_majority() {
-    let mut c = cluster(&["--test-hooks", "--request-timeout-ms", "1500"]);
+    // Also runs the transport authenticated, in a non-default cluster.
+    let mut c = cluster(&[
+        "--test-hooks",
+        "--request-timeout-ms",
+        "1500",
+        "--secret",
+        "demo-secret",
+        "--cluster-id",
+        "42",
+    ]);
     let g = KeepOnPanic(&mut c);
     let c = &mut *g.0;
     let ids: Vec<u64> = c.nodes.keys().copied().collect();
@@ -263,5 +272,30 @@ fn partitioned_follower_does_not_disrupt_the_majority() {
         std::thread::sleep(Duration::from_millis(20));
     }
     scenario::check_all(c, follower, &acked).expect("follower has every acknowledged write");
+    c.stop_all();
+}
+
+#[test]
+fn single_node_cluster_serves_linearizable_reads() {
+    let mut c = Cluster::new(bin(), 1, ELECTION_MS, &[]).expect("lay out");
+    c.deadline = Instant::now() + Duration::from_secs(30);
+    c.spawn_all().expect("spawn");
+    c.wait_up(&[1], Duration::from_secs(10)).expect("up");
+    c.wait_leader(&[1], 0, Duration::from_secs(10))
+        .expect("leader");
+    assert_eq!(c.request(1, "GET a").as_deref(), Ok("NOTFOUND"));
+    assert_eq!(c.request(1, "PUT a 1").as_deref(), Ok("OK"));
+    assert_eq!(c.request(1, "GET a").as_deref(), Ok("VALUE 1"));
+    assert_eq!(c.request(1, "CAS a 2 3").as_deref(), Ok("MISMATCH"));
+    assert_eq!(c.request(1, "CAS a 1 3").as_deref(), Ok("OK"));
+    assert_eq!(c.request(1, "GET a").as_deref(), Ok("VALUE 3"));
+    assert_eq!(c.request(1, "DEL a").as_deref(), Ok("OK"));
+    assert_eq!(c.request(1, "GET a").as_deref(), Ok("NOTFOUND"));
+    assert!(c
+        .request(1, "BLOCK 2")
+        .is_ok_and(|a| a.starts_with("ERR test hooks are disabled")));
+    assert!(c
+        .request(1, "PUT a")
+        .is_ok_and(|a| a.starts_with("ERR usage")));
     c.stop_all();
 }

@@ -1602,9 +1602,12 @@ impl<S: Storage> Raft<S> {
     fn advance_reads(&mut self) {
         let id = self.id();
         let acks = &self.read_acks;
+        // The leader acknowledges its own latest round. (Not `u64::MAX`: `committed_index`
+        // reads that as "no voters" and returns 0, so a single-voter leader never answered.)
+        let own = self.read_round;
         let round = quorum::committed_index(self.conf(), |n| {
             if n == id {
-                u64::MAX
+                own
             } else {
                 acks.get(&n).copied().unwrap_or(0)
             }
