@@ -264,10 +264,15 @@ impl Cluster {
     }
 
     /// Waits until every listed node answers `STATUS`.
-    pub fn wait_up(&self, ids: &[u64], timeout: Duration) -> Result<(), String> {
+    pub fn wait_up(&mut self, ids: &[u64], timeout: Duration) -> Result<(), String> {
         let end = self.until(timeout);
         for &id in ids {
             while self.status(id).is_none() {
+                if let Some(Ok(Some(st))) = self.children.get_mut(&id).map(|c| c.try_wait()) {
+                    let log = std::fs::read_to_string(self.log_path(id)).unwrap_or_default();
+                    let last = log.lines().last().unwrap_or("").to_string();
+                    return Err(format!("node {id} exited ({st}): {last}"));
+                }
                 if Instant::now() > end {
                     return Err(format!(
                         "node {id} did not come up (log: {})",
