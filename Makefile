@@ -6,8 +6,8 @@ CARGO ?= cargo
 
 ## Run the main job: a local 3-node replicated key-value cluster, leader killed and recovered.
 demo:
-	$(CARGO) build --release --bins
-	./target/release/raft-kv-demo
+	$(CARGO) build --release --bin raft-kv --bin raft-kv-demo
+	./target/release/raft-kv-demo --bin ./target/release/raft-kv
 
 ## Run every test: Rust (unit, integration, simulation), C via ctest, Python via pytest.
 test: test-rust test-c test-python
