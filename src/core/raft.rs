@@ -1371,6 +1371,11 @@ impl<S: Storage> Raft<S> {
         }
     }
 
+    /// True if batched appends or a read round wait for [`Self::flush`].
+    pub fn has_pending_broadcast(&self) -> bool {
+        self.role == Role::Leader && (self.bcast_pending || self.read_bcast_pending)
+    }
+
     /// Sends pending broadcasts (batched appends and read rounds); called once per ready.
     pub fn flush(&mut self) {
         if self.role != Role::Leader {

@@ -183,7 +183,8 @@ impl<S: Storage> RawNode<S> {
     /// True if [`Self::ready`] would return work.
     pub fn has_ready(&self) -> bool {
         let r = &self.raft;
-        !r.msgs.is_empty()
+        r.has_pending_broadcast()
+            || !r.msgs.is_empty()
             || !r.msgs_after_persist.is_empty()
             || r.hard_state() != self.prev_hs
             || soft(r) != self.prev_soft
