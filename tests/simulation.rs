@@ -1,7 +1,7 @@
 //! Deterministic simulation: random faults over many seeds, liveness figures and named
 //! pitfall scenarios. `RAFT_SIM_SEEDS=N` runs more seeds; `RAFT_SIM_SEED=S` replays one.
 
-use raft::core::{Config, NodeId, Role};
+use raft::core::{ConfChange, Config, NodeId, Role};
 use raft::sim::{Faults, Sim, Violation, TICK_MS};
 
 const ET: u64 = 20;
@@ -36,8 +36,9 @@ fn fail(v: Violation) -> ! {
     panic!("{v}");
 }
 
-/// One run of mixed faults; returns the number of acknowledged writes.
-fn mixed_run(seed: u64) -> Result<u64, Violation> {
+/// One run of mixed faults; returns the numbers of acknowledged writes and of committed
+/// membership changes.
+fn mixed_run(seed: u64) -> Result<(u64, u64), Violation> {
     let n = if seed % 2 == 0 { 3 } else { 5 };
     let faults = match seed % 3 {
         0 => Faults::none(),
@@ -53,21 +54,32 @@ fn mixed_run(seed: u64) -> Result<u64, Violation> {
     if seed % 4 < 2 {
         sim.set_snapshot_policy(8 + seed % 7, seed % 5);
     }
-    let ids = sim.ids();
+    let mut next_id = n + 1;
+    let membership = seed % 5 < 2;
     for _ in 0..60 {
+        let ids = sim.ids();
+        let pick = |sim: &mut Sim| ids[sim.rand(0, ids.len() as u64) as usize];
         let action = sim.rand(0, 100);
         match action {
-            0..=49 => {
+            0..=44 => {
                 let k = sim.rand(1, 4);
-                let target = sim.leader().unwrap_or(ids[sim.rand(0, n) as usize]);
+                let target = match sim.leader() {
+                    Some(l) => l,
+                    None => pick(&mut sim),
+                };
                 for _ in 0..k {
                     sim.propose(target);
                 }
             }
+            45..=49 if membership => membership_action(&mut sim, &mut next_id),
             50..=59 => {
-                let down = ids.iter().filter(|&&i| !sim.is_up(i)).count() as u64;
-                let victim = ids[sim.rand(0, n) as usize];
-                if down < n / 2 && sim.is_up(victim) {
+                let victim = pick(&mut sim);
+                let voters = sim.conf().map(|c| c.voters).unwrap_or_default();
+                let up = voters
+                    .iter()
+                    .filter(|&&v| sim.is_up(v) && v != victim)
+                    .count();
+                if up * 2 > voters.len() && sim.is_up(victim) {
                     sim.crash(victim);
                 }
             }
@@ -79,19 +91,17 @@ fn mixed_run(seed: u64) -> Result<u64, Violation> {
                 }
             }
             72..=79 => {
-                let a = ids[sim.rand(0, n) as usize];
+                let a = pick(&mut sim);
                 sim.isolate(a);
             }
             80..=85 => {
-                let a = ids[sim.rand(0, n) as usize];
-                let b = ids[sim.rand(0, n) as usize];
+                let (a, b) = (pick(&mut sim), pick(&mut sim));
                 if a != b {
                     sim.cut(a, b);
                 }
             }
             86..=89 => {
-                let a = ids[sim.rand(0, n) as usize];
-                let b = ids[sim.rand(0, n) as usize];
+                let (a, b) = (pick(&mut sim), pick(&mut sim));
                 if a != b {
                     sim.cut_one_way(a, b);
                 }
@@ -101,6 +111,7 @@ fn mixed_run(seed: u64) -> Result<u64, Violation> {
         let ms = sim.rand(5, 60);
         sim.run_for(ms)?;
     }
+    let ids = sim.ids();
     sim.check_global()?;
     // Heal everything and require progress: a leader commits a fresh write and every
     // node catches up.
@@ -132,7 +143,40 @@ fn mixed_run(seed: u64) -> Result<u64, Violation> {
         ));
     }
     sim.check_global()?;
-    Ok(sim.stats.acked)
+    Ok((sim.stats.acked, sim.conf_changes()))
+}
+
+/// A random membership change at the current leader: add a learner (a fresh node),
+/// promote one, promote two at once (joint consensus), replace a voter (joint), or remove a
+/// voter (possibly the leader itself).
+fn membership_action(sim: &mut Sim, next_id: &mut u64) {
+    let Some(l) = sim.leader() else { return };
+    let conf = sim.node(l).expect("leader").raft.conf().clone();
+    if conf.is_joint() {
+        return;
+    }
+    let (mut voters, mut learners) = (conf.voters.clone(), conf.learners.clone());
+    match sim.rand(0, 5) {
+        0 if learners.len() < 2 => {
+            let id = *next_id;
+            *next_id += 1;
+            sim.add_fresh_node(id);
+            learners.push(id);
+        }
+        1 if !learners.is_empty() => voters.push(learners.remove(0)),
+        2 if learners.len() >= 2 => voters.append(&mut learners),
+        3 if voters.len() >= 3 && !learners.is_empty() => {
+            let i = sim.rand(0, voters.len() as u64) as usize;
+            voters.remove(i);
+            voters.push(learners.remove(0));
+        }
+        4 if voters.len() > 3 => {
+            let i = sim.rand(0, voters.len() as u64) as usize;
+            voters.remove(i);
+        }
+        _ => return,
+    }
+    let _ = sim.propose_conf_change(l, ConfChange::Enter { voters, learners });
 }
 
 #[test]
@@ -140,15 +184,19 @@ fn mixed_faults_many_seeds() {
     let list = seeds(1000);
     let start = std::time::Instant::now();
     let mut acked = 0;
+    let mut conf_changes = 0;
     for &s in &list {
         match std::panic::catch_unwind(|| mixed_run(s)) {
-            Ok(Ok(a)) => acked += a,
+            Ok(Ok((a, c))) => {
+                acked += a;
+                conf_changes += c;
+            }
             Ok(Err(v)) => fail(v),
             Err(_) => panic!("seed {s}: panicked (replay with RAFT_SIM_SEED={s})"),
         }
     }
     println!(
-        "simulation: {} seeds passed, {acked} acknowledged writes, {:.1}s",
+        "simulation: {} seeds passed, {acked} acknowledged writes, {conf_changes} committed membership changes, {:.1}s",
         list.len(),
         start.elapsed().as_secs_f64()
     );

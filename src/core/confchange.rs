@@ -16,6 +16,8 @@ pub enum ConfChangeError {
     InJoint,
     /// `LeaveJoint` outside a joint configuration.
     NotJoint,
+    /// The id belonged to a removed member; ids are never reused.
+    ReusedId(NodeId),
 }
 
 impl std::fmt::Display for ConfChangeError {
@@ -26,6 +28,9 @@ impl std::fmt::Display for ConfChangeError {
             ConfChangeError::ZeroId => write!(f, "node id 0 is reserved"),
             ConfChangeError::InJoint => write!(f, "joint configuration still in force"),
             ConfChangeError::NotJoint => write!(f, "not in a joint configuration"),
+            ConfChangeError::ReusedId(id) => {
+                write!(f, "node id {id} was removed and cannot be reused")
+            }
         }
     }
 }
@@ -43,16 +48,17 @@ fn sorted(ids: &[NodeId]) -> Vec<NodeId> {
 /// The configuration that results from applying `cc` to `conf`. Changing at most one voter
 /// moves directly to the target; changing more enters joint consensus (C_old,new).
 pub fn apply_conf_change(conf: &ConfState, cc: &ConfChange) -> Result<ConfState, ConfChangeError> {
-    match cc {
+    let next = match cc {
         ConfChange::LeaveJoint => {
             if !conf.is_joint() {
                 return Err(ConfChangeError::NotJoint);
             }
-            Ok(ConfState {
+            ConfState {
                 voters: conf.voters.clone(),
                 voters_outgoing: Vec::new(),
                 learners: conf.learners.clone(),
-            })
+                removed: conf.removed.clone(),
+            }
         }
         ConfChange::Enter { voters, learners } => {
             if conf.is_joint() {
@@ -69,10 +75,17 @@ pub fn apply_conf_change(conf: &ConfState, cc: &ConfChange) -> Result<ConfState,
             if let Some(id) = voters.iter().find(|v| learners.contains(v)) {
                 return Err(ConfChangeError::VoterAndLearner(*id));
             }
+            if let Some(id) = voters
+                .iter()
+                .chain(&learners)
+                .find(|v| conf.removed.contains(v))
+            {
+                return Err(ConfChangeError::ReusedId(*id));
+            }
             let old: BTreeSet<_> = conf.voters.iter().copied().collect();
             let new: BTreeSet<_> = voters.iter().copied().collect();
             let changed = old.symmetric_difference(&new).count();
-            Ok(ConfState {
+            ConfState {
                 voters,
                 voters_outgoing: if changed > 1 {
                     conf.voters.clone()
@@ -80,9 +93,21 @@ pub fn apply_conf_change(conf: &ConfState, cc: &ConfChange) -> Result<ConfState,
                     Vec::new()
                 },
                 learners,
-            })
+                removed: conf.removed.clone(),
+            }
+        }
+    };
+    // Whoever was a member before and is no member now is removed for good.
+    let mut removed: BTreeSet<NodeId> = next.removed.iter().copied().collect();
+    for id in conf.all_members() {
+        if !next.contains(id) {
+            removed.insert(id);
         }
     }
+    Ok(ConfState {
+        removed: removed.into_iter().collect(),
+        ..next
+    })
 }
 
 #[cfg(test)]
@@ -148,5 +173,41 @@ mod tests {
             apply_conf_change(&c, &ConfChange::LeaveJoint),
             Err(ConfChangeError::NotJoint)
         );
+    }
+
+    #[test]
+    fn removed_ids_are_never_reused() {
+        let c = ConfState::with_voters([1, 2, 3]);
+        let two = apply_conf_change(
+            &c,
+            &ConfChange::Enter {
+                voters: vec![1, 2],
+                learners: vec![],
+            },
+        )
+        .unwrap();
+        assert_eq!(two.removed, vec![3]);
+        assert_eq!(
+            apply_conf_change(
+                &two,
+                &ConfChange::Enter {
+                    voters: vec![1, 2],
+                    learners: vec![3]
+                }
+            ),
+            Err(ConfChangeError::ReusedId(3))
+        );
+        // Leaving a joint configuration records the outgoing voters that left.
+        let joint = apply_conf_change(
+            &two,
+            &ConfChange::Enter {
+                voters: vec![4, 5, 6],
+                learners: vec![],
+            },
+        )
+        .unwrap();
+        assert!(joint.is_joint());
+        let done = apply_conf_change(&joint, &ConfChange::LeaveJoint).unwrap();
+        assert_eq!(done.removed, vec![1, 2, 3]);
     }
 }

@@ -20,6 +20,7 @@ pub use confchange::{apply_conf_change, ConfChangeError};
 pub use config::Config;
 pub use message::{Message, MessageBody};
 pub use progress::ProgressState;
+pub use quorum::is_quorum as quorum_contains;
 pub use raft::{
     decode_conf_change, encode_conf_change, ProposeError, Raft, ReadState, Role, SnapshotChunk,
 };

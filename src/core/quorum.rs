@@ -141,6 +141,7 @@ mod tests {
             voters: vec![1, 2, 3],
             voters_outgoing: vec![3, 4, 5],
             learners: vec![6],
+            removed: vec![],
         };
         let mut votes = HashMap::new();
         votes.insert(1, true);

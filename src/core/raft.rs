@@ -244,6 +244,11 @@ impl<S: Storage> Raft<S> {
             .1
     }
 
+    /// Configuration entries appended but not yet known committed.
+    pub fn pending_conf_changes(&self) -> usize {
+        self.confs.len() - 1
+    }
+
     /// Id (entry index) of the configuration in force.
     pub fn conf_index(&self) -> u64 {
         self.confs.last().expect("configuration history").0

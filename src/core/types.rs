@@ -60,6 +60,8 @@ pub struct ConfState {
     pub voters_outgoing: Vec<NodeId>,
     /// Non-voting members that receive the log, sorted.
     pub learners: Vec<NodeId>,
+    /// Ids removed from the cluster; they are never reused (sorted).
+    pub removed: Vec<NodeId>,
 }
 
 impl ConfState {

@@ -1,7 +1,10 @@
 //! Safety invariants checked after every simulator step.
 
 use super::node::SimNode;
-use crate::core::{Entry, HardState, MemStorage, NodeId, RawNode};
+use crate::core::{
+    apply_conf_change, decode_conf_change, ConfState, Entry, EntryKind, HardState, MemStorage,
+    NodeId, RawNode,
+};
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -42,6 +45,10 @@ pub struct Checker {
     commit_bound: BTreeMap<u64, u64>,
     /// (node, term) -> vote cast, to check votes are never changed within a term.
     votes: BTreeMap<(NodeId, u64), NodeId>,
+    /// The latest committed configuration (in commit order).
+    committed_conf: ConfState,
+    /// Committed configuration changes seen.
+    pub conf_changes: u64,
 }
 
 impl Checker {
@@ -104,6 +111,33 @@ impl Checker {
         Ok(())
     }
 
+    /// Sets the bootstrap configuration (the first committed one).
+    pub fn set_initial_conf(&mut self, conf: ConfState) {
+        self.committed_conf = conf;
+    }
+
+    /// Quorums of successive committed configurations must intersect.
+    fn on_committed_conf(&mut self, seed: u64, e: &Entry) -> Result<(), Violation> {
+        let Some(cc) = decode_conf_change(&e.data) else {
+            return Ok(());
+        };
+        let Ok(next) = apply_conf_change(&self.committed_conf, &cc) else {
+            return Ok(());
+        };
+        if !quorums_overlap(&self.committed_conf, &next) {
+            return Err(Violation::new(
+                seed,
+                format!(
+                    "configurations {:?} -> {:?} (index {}) have disjoint quorums",
+                    self.committed_conf, next, e.index
+                ),
+            ));
+        }
+        self.committed_conf = next;
+        self.conf_changes += 1;
+        Ok(())
+    }
+
     /// State-machine safety: every node applies the same command at each index.
     pub fn on_apply(
         &mut self,
@@ -125,6 +159,9 @@ impl Checker {
                 }
             }
             None => {
+                if e.kind == EntryKind::ConfChange {
+                    self.on_committed_conf(seed, e)?;
+                }
                 self.committed
                     .insert(e.index, (e.term, e.data.clone(), hash));
                 let bound = self.leaders.keys().next_back().copied().unwrap_or(0);
@@ -234,4 +271,24 @@ impl Checker {
         }
         Ok(())
     }
+}
+
+/// True if every quorum of `a` intersects every quorum of `b` (brute force over members).
+pub fn quorums_overlap(a: &ConfState, b: &ConfState) -> bool {
+    let mut members: Vec<NodeId> = a.all_members();
+    members.extend(b.all_members());
+    members.sort_unstable();
+    members.dedup();
+    let n = members.len().min(16);
+    let is_q = |c: &ConfState, mask: u32| {
+        crate::core::quorum_contains(c, |id| {
+            members
+                .iter()
+                .position(|&m| m == id)
+                .is_some_and(|p| mask & (1 << p) != 0)
+        })
+    };
+    let qa: Vec<u32> = (0..1u32 << n).filter(|&m| is_q(a, m)).collect();
+    let qb: Vec<u32> = (0..1u32 << n).filter(|&m| is_q(b, m)).collect();
+    qa.iter().all(|x| qb.iter().all(|y| x & y != 0))
 }

@@ -107,11 +107,17 @@ pub struct Sim {
     pub reads: Vec<(NodeId, ReadState)>,
     /// Print role changes and non-heartbeat messages (set from `RAFT_SIM_TRACE`).
     pub trace: bool,
+    cfg: Box<dyn Fn(NodeId) -> Config>,
 }
 
 impl Sim {
     /// A cluster of `n` voters with ids 1..=n, configured by `cfg(id)`.
-    pub fn new(seed: u64, n: u64, faults: Faults, cfg: impl Fn(NodeId) -> Config) -> Self {
+    pub fn new(
+        seed: u64,
+        n: u64,
+        faults: Faults,
+        cfg: impl Fn(NodeId) -> Config + 'static,
+    ) -> Self {
         let conf = ConfState::with_voters(1..=n);
         Self::with_members(seed, &conf, faults, cfg)
     }
@@ -121,7 +127,7 @@ impl Sim {
         seed: u64,
         conf: &ConfState,
         faults: Faults,
-        cfg: impl Fn(NodeId) -> Config,
+        cfg: impl Fn(NodeId) -> Config + 'static,
     ) -> Self {
         let mut sim = Sim {
             seed,
@@ -141,19 +147,34 @@ impl Sim {
             candidate_terms: BTreeSet::new(),
             reads: Vec::new(),
             trace: std::env::var("RAFT_SIM_TRACE").is_ok(),
+            cfg: Box::new(cfg),
         };
+        sim.inv.set_initial_conf(conf.clone());
         for id in conf.all_members() {
-            let mut c = cfg(id);
-            c.seed = seed.wrapping_mul(31).wrapping_add(id);
-            sim.add_node(c, conf.clone());
+            sim.add_node(id, conf.clone());
         }
         sim
     }
 
+    /// Starts a brand-new node with empty storage that waits to be added to the
+    /// configuration (it learns the membership from the leader's log or snapshot).
+    pub fn add_fresh_node(&mut self, id: NodeId) {
+        self.add_node(id, ConfState::default());
+    }
+
     /// Adds (and starts) a node with the given bootstrap configuration.
-    pub fn add_node(&mut self, cfg: Config, bootstrap: ConfState) {
-        let id = cfg.id;
-        let node = SimNode::new(cfg, bootstrap);
+    fn add_node(&mut self, id: NodeId, bootstrap: ConfState) {
+        let mut cfg = (self.cfg)(id);
+        cfg.seed = self.seed.wrapping_mul(31).wrapping_add(id);
+        let (every, trailing) = self
+            .nodes
+            .values()
+            .next()
+            .map(|n| (n.snapshot_every, n.snapshot_trailing))
+            .unwrap_or((0, 5));
+        let mut node = SimNode::new(cfg, bootstrap);
+        node.snapshot_every = every;
+        node.snapshot_trailing = trailing;
         self.nodes.insert(id, node);
         let phase = self.rng.range(0, TICK_MS);
         self.schedule(self.now + phase + 1, Event::Tick(id));
@@ -426,6 +447,22 @@ impl Sim {
                 }
             }
             let n = self.nodes.get_mut(&id).expect("node");
+            if let Some(raw) = n.raw.as_ref() {
+                // Once a leader has committed an entry of its term (before that, entries
+                // already committed cluster-wide may still look pending to it), at most one
+                // configuration change is in flight.
+                let log = &raw.raft.log;
+                let settled = log.term(log.committed).ok() == Some(raw.raft.term);
+                if raw.raft.role == Role::Leader && settled && raw.raft.pending_conf_changes() > 1 {
+                    return Err(Violation::new(
+                        self.seed,
+                        format!(
+                            "leader {id} has {} uncommitted configuration changes",
+                            raw.raft.pending_conf_changes()
+                        ),
+                    ));
+                }
+            }
             let outcome = n.process(rd, self.seed, &mut self.inv)?;
             let need_sync = !n.sync_scheduled && n.has_unsynced();
             if need_sync {
@@ -488,6 +525,11 @@ impl Sim {
         Ok(())
     }
 
+    /// Committed membership changes seen so far.
+    pub fn conf_changes(&self) -> u64 {
+        self.inv.conf_changes
+    }
+
     /// Terms in which a candidate campaigned but no leader emerged.
     pub fn split_terms(&self) -> u64 {
         self.candidate_terms
@@ -506,14 +548,28 @@ impl Sim {
             .unwrap_or(0)
     }
 
-    /// Lowest applied index among running nodes.
+    /// Lowest applied index among running nodes that are members of the leader's
+    /// configuration (all running nodes when there is no leader).
     pub fn min_applied(&self) -> u64 {
+        let conf = self
+            .leader()
+            .and_then(|l| self.node(l))
+            .map(|r| r.raft.conf().clone());
         self.nodes
-            .values()
-            .filter_map(|n| n.raw.as_ref())
+            .iter()
+            .filter(|(id, _)| conf.as_ref().is_none_or(|c| c.contains(**id)))
+            .filter_map(|(_, n)| n.raw.as_ref())
             .map(|r| r.raft.log.applied)
             .min()
             .unwrap_or(0)
+    }
+
+    /// The configuration in force at the leader (or at any running node without one).
+    pub fn conf(&self) -> Option<ConfState> {
+        let id = self
+            .leader()
+            .or_else(|| self.ids().into_iter().find(|&i| self.is_up(i)))?;
+        self.node(id).map(|r| r.raft.conf().clone())
     }
 
     /// Sets the snapshot policy of every node: snapshot every `every` applied entries,
