@@ -18,6 +18,13 @@ typedef struct summer {
 
 static raft_snapshot_writer *_Atomic stale_writer;
 
+/* Process-wide log callback: counts the library's "snapshot taken" events. */
+static void log_cb(void *ud, const raft_log_record *rec) {
+  CHECK(rec->target != NULL && rec->message != NULL && rec->level <= RAFT_LOG_LEVEL_INFO);
+  if (strstr(rec->message, "snapshot taken") != NULL) atomic_fetch_add((atomic_int *)ud, 1);
+}
+static atomic_int logged_snapshots;
+
 static int apply_cb(void *ud, uint64_t index, const uint8_t *cmd, size_t len, raft_buf *out) {
   summer *s = ud;
   char num[32];
@@ -114,6 +121,8 @@ static uint64_t sum_of(summer *s) {
 int main(void) {
   char dir[] = "/tmp/raft-snapshot-sm-XXXXXX";
   CHECK(mkdtemp(dir) != NULL);
+  CHECK_STATUS(raft_set_log_callback(log_cb, 99, &logged_snapshots), RAFT_STATUS_INVALID_ARGUMENT);
+  CHECK_OK(raft_set_log_callback(log_cb, RAFT_LOG_LEVEL_INFO, &logged_snapshots));
 
   summer a;
   memset(&a, 0, sizeof a);
@@ -129,6 +138,8 @@ int main(void) {
   }
   CHECK(sum_of(&a) == want);
   CHECK(atomic_load(&a.snapshots) >= 3);
+  CHECK(atomic_load(&logged_snapshots) >= 1);
+  CHECK_OK(raft_set_log_callback(NULL, RAFT_LOG_LEVEL_OFF, NULL));
   /* a writer is only valid inside its callback */
   uint8_t x = 1;
   CHECK_STATUS(raft_snapshot_writer_write(atomic_load(&stale_writer), &x, 1),
