@@ -11,6 +11,8 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 cargo build --lib
+# The examples compile against the committed include/raft.h: make sure it is current.
+cargo test --quiet --test header
 
 build="$root/build/examples"
 args=(-DRAFT_LIB_DIR="$root/target/debug" -DRAFT_INCLUDE_DIR="$root/include")

@@ -103,6 +103,39 @@ typedef uint32_t raft_status;
 #endif // __cplusplus
 
 /**
+ * A node's role.
+ */
+enum raft_role
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Follows a leader (or waits for one).
+   */
+  RAFT_ROLE_FOLLOWER = 0,
+  /**
+   * Collecting pre-votes.
+   */
+  RAFT_ROLE_PRE_CANDIDATE = 1,
+  /**
+   * Collecting votes.
+   */
+  RAFT_ROLE_CANDIDATE = 2,
+  /**
+   * Leads the cluster.
+   */
+  RAFT_ROLE_LEADER = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum raft_role raft_role;
+#else
+typedef uint32_t raft_role;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * Log levels, most severe first.
  */
 enum raft_log_level
@@ -140,39 +173,6 @@ enum raft_log_level
 typedef enum raft_log_level raft_log_level;
 #else
 typedef uint32_t raft_log_level;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
-
-/**
- * A node's role.
- */
-enum raft_role
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : uint32_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
-  /**
-   * Follows a leader (or waits for one).
-   */
-  RAFT_ROLE_FOLLOWER = 0,
-  /**
-   * Collecting pre-votes.
-   */
-  RAFT_ROLE_PRE_CANDIDATE = 1,
-  /**
-   * Collecting votes.
-   */
-  RAFT_ROLE_CANDIDATE = 2,
-  /**
-   * Leads the cluster.
-   */
-  RAFT_ROLE_LEADER = 3,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum raft_role raft_role;
-#else
-typedef uint32_t raft_role;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -260,11 +260,11 @@ typedef int (*raft_snapshot_callback)(void *userdata, struct raft_snapshot_write
 typedef int (*raft_restore_callback)(void *userdata, struct raft_snapshot_reader *reader);
 
 /**
- * Called on the apply thread when this node's role, term or known leader changes. `role`
- * is a `raft_role` value; `leader` is 0 when unknown.
+ * Called on the apply thread when this node's role, term or known leader changes;
+ * `leader` is 0 when unknown.
  */
 typedef void (*raft_role_change_callback)(void *userdata,
-                                          uint32_t role,
+                                          raft_role role,
                                           uint64_t term,
                                           uint64_t leader);
 

@@ -38,7 +38,7 @@ static int apply_cb(void *userdata, uint64_t index, const uint8_t *cmd, size_t l
   return raft_buf_set(out, (const uint8_t *)"stored", 6) == RAFT_STATUS_OK ? 0 : 1;
 }
 
-static void role_cb(void *userdata, uint32_t role, uint64_t term, uint64_t leader) {
+static void role_cb(void *userdata, raft_role role, uint64_t term, uint64_t leader) {
   member *m = userdata;
   if (role == RAFT_ROLE_LEADER)
     printf("node %llu leads term %llu\n", (unsigned long long)m->id, (unsigned long long)term);

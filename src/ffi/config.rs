@@ -57,10 +57,11 @@ pub type raft_snapshot_callback =
 pub type raft_restore_callback =
     Option<unsafe extern "C" fn(userdata: *mut c_void, reader: *mut raft_snapshot_reader) -> c_int>;
 
-/// Called on the apply thread when this node's role, term or known leader changes. `role`
-/// is a `raft_role` value; `leader` is 0 when unknown.
-pub type raft_role_change_callback =
-    Option<unsafe extern "C" fn(userdata: *mut c_void, role: u32, term: u64, leader: u64)>;
+/// Called on the apply thread when this node's role, term or known leader changes;
+/// `leader` is 0 when unknown.
+pub type raft_role_change_callback = Option<
+    unsafe extern "C" fn(userdata: *mut c_void, role: super::raft_role, term: u64, leader: u64),
+>;
 
 /// The user's `userdata` pointer and its finaliser; finalised when the last `Arc` drops.
 pub(crate) struct Userdata {

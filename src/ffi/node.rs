@@ -175,7 +175,7 @@ impl StateMachine for CMachine {
 
     fn on_role_change(&mut self, role: Role, term: u64, leader: NodeId) {
         if let Some(f) = self.cb.role_change {
-            let role = raft_role::from(role) as u32;
+            let role = raft_role::from(role);
             // SAFETY: the user's callback.
             callback_scope(|| unsafe { f(self.userdata.ptr, role, term, leader) });
         }
