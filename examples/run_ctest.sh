@@ -4,6 +4,7 @@
 #   examples/run_ctest.sh                 plain run
 #   SANITIZE=asan examples/run_ctest.sh   examples built with -fsanitize=address (the Rust
 #                                         library itself is not instrumented)
+#   SANITIZE=ubsan examples/run_ctest.sh  examples built with -fsanitize=undefined
 #   VALGRIND=1 examples/run_ctest.sh      each test under valgrind --error-exitcode=1
 #                                         --leak-check=full (see examples/valgrind.supp)
 # Extra arguments go to ctest (e.g. -R kv_inproc).
@@ -25,7 +26,12 @@ case "${SANITIZE:-}" in
     # library are seen too.
     export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}"
     ;;
-  *) echo "unknown SANITIZE=$SANITIZE (supported: asan)" >&2; exit 2 ;;
+  ubsan|undefined)
+    build="$build-ubsan"
+    args+=(-DRAFT_SANITIZE=undefined)
+    export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+    ;;
+  *) echo "unknown SANITIZE=$SANITIZE (supported: asan, ubsan)" >&2; exit 2 ;;
 esac
 if [[ "${VALGRIND:-0}" == 1 ]]; then
   build="$build-valgrind"
