@@ -434,8 +434,9 @@ raft_status raft_config_builder_set_id(struct raft_config_builder *builder, uint
 raft_status raft_config_builder_add_voter(struct raft_config_builder *builder, uint64_t id);
 
 /**
- * Sets the data directory (UTF-8 path; created if missing). NULL keeps everything in
- * memory (lost when the node stops), which is the default.
+ * Sets the data directory (a NUL-terminated path: any bytes on Unix, UTF-8 elsewhere;
+ * created if missing). NULL keeps everything in memory (lost when the node stops), which
+ * is the default.
  */
 raft_status raft_config_builder_set_data_dir(struct raft_config_builder *builder, const char *path);
 

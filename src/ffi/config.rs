@@ -182,6 +182,17 @@ unsafe fn utf8<'a>(s: *const c_char, what: &str) -> Result<&'a str, raft_status>
         .map_err(|_| fail(raft_status::InvalidArgument, format!("{what} is not UTF-8")))
 }
 
+#[cfg(unix)]
+fn path_from_bytes(b: &[u8]) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    Some(PathBuf::from(std::ffi::OsStr::from_bytes(b)))
+}
+
+#[cfg(not(unix))]
+fn path_from_bytes(b: &[u8]) -> Option<PathBuf> {
+    std::str::from_utf8(b).ok().map(PathBuf::from)
+}
+
 fn parse_addr(s: &str) -> Result<SocketAddr, raft_status> {
     s.to_socket_addrs()
         .ok()
@@ -231,8 +242,9 @@ pub extern "C" fn raft_config_builder_add_voter(
     })
 }
 
-/// Sets the data directory (UTF-8 path; created if missing). NULL keeps everything in
-/// memory (lost when the node stops), which is the default.
+/// Sets the data directory (a NUL-terminated path: any bytes on Unix, UTF-8 elsewhere;
+/// created if missing). NULL keeps everything in memory (lost when the node stops), which
+/// is the default.
 #[no_mangle]
 pub unsafe extern "C" fn raft_config_builder_set_data_dir(
     builder: *mut raft_config_builder,
@@ -243,10 +255,13 @@ pub unsafe extern "C" fn raft_config_builder_set_data_dir(
             None
         } else {
             // SAFETY: NUL-terminated per contract.
-            match unsafe { utf8(path, "data_dir") } {
-                Ok("") => return fail(raft_status::InvalidArgument, "data_dir is empty"),
-                Ok(s) => Some(PathBuf::from(s)),
-                Err(s) => return s,
+            let bytes = unsafe { CStr::from_ptr(path) }.to_bytes();
+            if bytes.is_empty() {
+                return fail(raft_status::InvalidArgument, "data_dir is empty");
+            }
+            match path_from_bytes(bytes) {
+                Some(p) => Some(p),
+                None => return fail(raft_status::InvalidArgument, "data_dir is not UTF-8"),
             }
         };
         edit(builder, |b| {
