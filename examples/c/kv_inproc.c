@@ -117,6 +117,24 @@ int main(void) {
   for (int i = 0; i < 10; i++) put(leader, i);
   check_all(0, 10);
 
+  /* Linearizable read on a follower: the read index comes from the leader, and once it
+   * returns the follower has applied everything committed before the call. */
+  uint64_t follower = leader % N + 1, read = 0;
+  CHECK_OK(raft_node_read_index(node_of(follower), 5000 * time_scale(), &read));
+  char v[KV_STR];
+  CHECK(read > 0 && kv_get(&members[follower].kv, "key9", v) && strcmp(v, "value9") == 0);
+
+  /* Hand leadership to the follower, then use it. */
+  CHECK_OK(raft_node_transfer_leader(node_of(leader), follower));
+  uint64_t end = now_ms() + 10000 * time_scale();
+  while (find_leader(1000) != follower && now_ms() < end) sleep_ms(20);
+  CHECK(find_leader(1000) == follower);
+  printf("leadership transferred %llu -> %llu\n", (unsigned long long)leader,
+         (unsigned long long)follower);
+  leader = follower;
+  put(leader, 10);
+  check_all(0, 11);
+
   /* Kill the leader: unpublish it first so no callback picks it up, then free it. */
   pthread_mutex_lock(&nodes_mu);
   raft_node *dead = nodes[leader];
@@ -127,7 +145,7 @@ int main(void) {
 
   uint64_t next = find_leader(20000 * time_scale());
   CHECK(next != 0 && next != leader);
-  for (int i = 10; i < 20; i++) put(next, i);
+  for (int i = 11; i < 20; i++) put(next, i);
   check_all(leader, 20);
 
   for (uint64_t id = 1; id <= N; id++) {
