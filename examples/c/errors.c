@@ -37,6 +37,7 @@ static int apply(void *ud, uint64_t index, const uint8_t *cmd, size_t len, raft_
                  (unsigned)raft_node_propose_async(n, (const uint8_t *)"y", 1, async_done,
                                                    &async_result) + 1000u);
   }
+  if (len == 4 && memcmp(cmd, "fail", 4) == 0) return 7; /* fails the node */
   return raft_buf_set(out, (const uint8_t *)"ok", 2) == RAFT_STATUS_OK ? 0 : 1;
 }
 
@@ -199,6 +200,24 @@ static void calls_inside_callbacks(void) {
   CHECK_OK(raft_node_free(n));
 }
 
+static void failing_state_machine(void) {
+  raft_config *c = config(1, 0);
+  raft_node *n;
+  CHECK_OK(raft_node_start(c, &n));
+  raft_config_free(c);
+  CHECK_OK(propose_retry(n, "k=v", 10000 * time_scale()));
+  raft_status s = raft_node_propose(n, (const uint8_t *)"fail", 4, 5000, NULL);
+  CHECK(s == RAFT_STATUS_FAILED || s == RAFT_STATUS_SHUT_DOWN);
+  raft_node_status_info st;
+  uint64_t end = now_ms() + 5000 * time_scale();
+  while ((s = raft_node_status(n, &st)) == RAFT_STATUS_OK && now_ms() < end) sleep_ms(10);
+  CHECK_STATUS(raft_node_status(n, &st), RAFT_STATUS_FAILED);
+  char msg[256];
+  CHECK_OK(raft_last_error_message(msg, sizeof msg, NULL));
+  CHECK(strstr(msg, "returned 7") != NULL);
+  CHECK_OK(raft_node_free(n));
+}
+
 int main(void) {
   null_and_bad_arguments();
   CHECK(atomic_load(&finalised) == 0);
@@ -207,6 +226,8 @@ int main(void) {
   CHECK(atomic_load(&finalised) == 2);
   calls_inside_callbacks();
   CHECK(atomic_load(&finalised) == 3);
+  failing_state_machine();
+  CHECK(atomic_load(&finalised) == 4);
   printf("errors: all checks passed\n");
   return 0;
 }
