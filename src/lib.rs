@@ -4,6 +4,7 @@
 pub mod codec;
 pub mod core;
 pub mod crc32c;
+pub mod ffi;
 pub mod runtime;
 pub mod sim;
 pub mod storage;

@@ -241,3 +241,28 @@ fn durable_restart_and_bad_input() {
     n.shutdown().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A single-voter cluster answers linearizable reads (the leader's own ack is its quorum).
+#[test]
+fn single_voter_read_index() {
+    struct Nowhere;
+    impl MessageSink for Nowhere {
+        fn send(&self, _: NodeId, _: Vec<u8>, _: SendClass) {}
+    }
+    let mut c = NodeConfig::new(1, [1]);
+    c.election_timeout = Duration::from_millis(150);
+    c.heartbeat_interval = Duration::from_millis(30);
+    let sm = Counter {
+        applied: Arc::new(RwLock::new(Vec::new())),
+        delay: Duration::ZERO,
+    };
+    let node = Node::start(c, Box::new(sm), Arc::new(Nowhere)).expect("start");
+    let end = Instant::now() + Duration::from_secs(10);
+    while node.propose(b"x".to_vec(), Duration::from_secs(1)).is_err() {
+        assert!(Instant::now() < end, "no leader");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let read = node.read_index(Duration::from_secs(5)).expect("read index");
+    assert!(read >= 2);
+    node.shutdown().unwrap();
+}

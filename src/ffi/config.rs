@@ -1,0 +1,595 @@
+//! `raft_config_builder` and `raft_config`: node settings and callbacks.
+
+use super::buf::{raft_buf, raft_snapshot_reader, raft_snapshot_writer};
+use super::handle::{self, Object};
+use super::{boundary, boundary_void, callback_scope, fail, raft_status};
+use std::collections::HashMap;
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Opaque node-configuration builder (single-threaded). Created by
+/// [`raft_config_builder_new`], consumed by [`raft_config_builder_build`] or released by
+/// [`raft_config_builder_free`].
+pub struct raft_config_builder {
+    _private: [u8; 0],
+}
+
+/// Opaque, immutable node configuration; may start several nodes and be shared between
+/// threads. Released by [`raft_config_free`] (nodes started from it keep what they need).
+pub struct raft_config {
+    _private: [u8; 0],
+}
+
+/// Finaliser of the callbacks' `userdata`: called exactly once, when the last object that
+/// references the userdata (builder, config, or any node started from that config) is
+/// freed — normally from [`raft_node_free`](super::raft_node_free) on its calling thread.
+pub type raft_userdata_free_callback = Option<unsafe extern "C" fn(userdata: *mut c_void)>;
+
+/// Sends encoded message bytes (borrowed for the call) to node `to`; deliver them to that
+/// node's [`raft_node_step`](super::raft_node_step). Must not block for long; dropping
+/// messages is allowed (Raft retries). Runs on the node's Raft or storage thread.
+pub type raft_send_callback =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, to: u64, data: *const u8, len: usize)>;
+
+/// Applies the committed command `cmd[0..len]` at log `index` (in log order, on the apply
+/// thread). To answer the proposer, call `raft_buf_set(out_response, ptr, len)`. Return 0
+/// on success; non-zero fails the node (it stops with `RAFT_STATUS_FAILED`).
+pub type raft_apply_callback = Option<
+    unsafe extern "C" fn(
+        userdata: *mut c_void,
+        index: u64,
+        cmd: *const u8,
+        len: usize,
+        out_response: *mut raft_buf,
+    ) -> c_int,
+>;
+
+/// Writes the whole state machine with `raft_snapshot_writer_write` (apply thread). Return
+/// 0 on success; non-zero fails the node.
+pub type raft_snapshot_callback =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, writer: *mut raft_snapshot_writer) -> c_int>;
+
+/// Replaces the state machine with a snapshot read by `raft_snapshot_reader_read` (apply
+/// thread, or the thread calling `raft_node_start` when restarting from a data directory).
+/// Return 0 on success; non-zero fails the node (or its start).
+pub type raft_restore_callback =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, reader: *mut raft_snapshot_reader) -> c_int>;
+
+/// Called on the apply thread when this node's role, term or known leader changes;
+/// `leader` is 0 when unknown.
+pub type raft_role_change_callback = Option<
+    unsafe extern "C" fn(userdata: *mut c_void, role: super::raft_role, term: u64, leader: u64),
+>;
+
+/// The user's `userdata` pointer and its finaliser; finalised when the last `Arc` drops.
+pub(crate) struct Userdata {
+    pub(crate) ptr: *mut c_void,
+    free: raft_userdata_free_callback,
+}
+
+// SAFETY: the C contract requires userdata to be usable from any engine thread.
+unsafe impl Send for Userdata {}
+unsafe impl Sync for Userdata {}
+
+impl Drop for Userdata {
+    fn drop(&mut self) {
+        if let Some(f) = self.free {
+            // SAFETY: the user's finaliser, called exactly once.
+            callback_scope(|| unsafe { f(self.ptr) });
+        }
+    }
+}
+
+/// Callbacks set on a builder.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Callbacks {
+    pub(crate) send: raft_send_callback,
+    pub(crate) apply: raft_apply_callback,
+    pub(crate) snapshot: raft_snapshot_callback,
+    pub(crate) restore: raft_restore_callback,
+    pub(crate) role_change: raft_role_change_callback,
+}
+
+/// Settings collected by a builder.
+#[derive(Clone, Default)]
+pub(crate) struct BuilderData {
+    pub(crate) id: u64,
+    pub(crate) voters: Vec<u64>,
+    pub(crate) data_dir: Option<PathBuf>,
+    pub(crate) election_timeout_ms: Option<u64>,
+    pub(crate) heartbeat_ms: Option<u64>,
+    pub(crate) snapshot_entries: Option<u64>,
+    pub(crate) unsafe_no_fsync: bool,
+    pub(crate) listen: Option<SocketAddr>,
+    pub(crate) peers: HashMap<u64, SocketAddr>,
+    pub(crate) cluster_id: u64,
+    pub(crate) secret: Option<Vec<u8>>,
+    pub(crate) userdata: Option<Arc<Userdata>>,
+    pub(crate) callbacks: Callbacks,
+}
+
+/// A built, validated configuration.
+pub(crate) struct ConfigData {
+    pub(crate) data: BuilderData,
+    pub(crate) userdata: Arc<Userdata>,
+}
+
+/// Creates an empty builder in `*out_builder`. Defaults: in-memory storage, election
+/// timeout 500 ms, heartbeat 50 ms, snapshot every 100000 entries, fsync on.
+#[no_mangle]
+pub unsafe extern "C" fn raft_config_builder_new(
+    out_builder: *mut *mut raft_config_builder,
+) -> raft_status {
+    boundary(|| {
+        if out_builder.is_null() {
+            return fail(raft_status::NullArgument, "out_builder is NULL");
+        }
+        match handle::insert(Object::Builder(Box::default())) {
+            Ok(h) => {
+                // SAFETY: checked non-NULL.
+                unsafe { *out_builder = h as *mut raft_config_builder };
+                raft_status::Ok
+            }
+            Err(s) => s,
+        }
+    })
+}
+
+/// Frees a builder that was not built (its userdata finaliser runs if one was set).
+/// NULL and already-consumed handles are ignored.
+#[no_mangle]
+pub extern "C" fn raft_config_builder_free(builder: *mut raft_config_builder) {
+    boundary_void(|| {
+        let obj = handle::remove_if(builder as usize, |o| matches!(o, Object::Builder(_)));
+        drop(obj);
+    })
+}
+
+/// Runs `f` on the builder's data; the value it returns is dropped outside the table lock.
+fn edit<T>(
+    builder: *mut raft_config_builder,
+    f: impl FnOnce(&mut BuilderData) -> Result<T, raft_status>,
+) -> raft_status {
+    if builder.is_null() {
+        return fail(raft_status::NullArgument, "builder is NULL");
+    }
+    let r = handle::with(builder as usize, |o| match o {
+        Object::Builder(b) => Some(f(b)),
+        _ => None,
+    });
+    match r {
+        Some(Some(Ok(old))) => {
+            drop(old);
+            raft_status::Ok
+        }
+        Some(Some(Err(s))) => s,
+        _ => fail(
+            raft_status::InvalidHandle,
+            "not a live raft_config_builder handle",
+        ),
+    }
+}
+
+unsafe fn utf8<'a>(s: *const c_char, what: &str) -> Result<&'a str, raft_status> {
+    if s.is_null() {
+        return Err(fail(raft_status::NullArgument, format!("{what} is NULL")));
+    }
+    // SAFETY: caller passes a NUL-terminated string.
+    unsafe { CStr::from_ptr(s) }
+        .to_str()
+        .map_err(|_| fail(raft_status::InvalidArgument, format!("{what} is not UTF-8")))
+}
+
+#[cfg(unix)]
+fn path_from_bytes(b: &[u8]) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    Some(PathBuf::from(std::ffi::OsStr::from_bytes(b)))
+}
+
+#[cfg(not(unix))]
+fn path_from_bytes(b: &[u8]) -> Option<PathBuf> {
+    std::str::from_utf8(b).ok().map(PathBuf::from)
+}
+
+fn parse_addr(s: &str) -> Result<SocketAddr, raft_status> {
+    s.to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| {
+            fail(
+                raft_status::InvalidArgument,
+                format!("bad address {s:?} (want host:port)"),
+            )
+        })
+}
+
+/// Sets this node's id (non-zero; required).
+#[no_mangle]
+pub extern "C" fn raft_config_builder_set_id(
+    builder: *mut raft_config_builder,
+    id: u64,
+) -> raft_status {
+    boundary(|| {
+        if id == 0 {
+            return fail(raft_status::InvalidArgument, "node id must be non-zero");
+        }
+        edit(builder, |b| {
+            b.id = id;
+            Ok(())
+        })
+    })
+}
+
+/// Adds a voter (non-zero id) to the bootstrap membership, used when storage is empty.
+/// Include this node's own id. At least one voter is required.
+#[no_mangle]
+pub extern "C" fn raft_config_builder_add_voter(
+    builder: *mut raft_config_builder,
+    id: u64,
+) -> raft_status {
+    boundary(|| {
+        if id == 0 {
+            return fail(raft_status::InvalidArgument, "voter id must be non-zero");
+        }
+        edit(builder, |b| {
+            if !b.voters.contains(&id) {
+                b.voters.push(id);
+            }
+            Ok(())
+        })
+    })
+}
+
+/// Sets the data directory (a NUL-terminated path: any bytes on Unix, UTF-8 elsewhere;
+/// created if missing). NULL keeps everything in memory (lost when the node stops), which
+/// is the default.
+#[no_mangle]
+pub unsafe extern "C" fn raft_config_builder_set_data_dir(
+    builder: *mut raft_config_builder,
+    path: *const c_char,
+) -> raft_status {
+    boundary(|| {
+        let dir = if path.is_null() {
+            None
+        } else {
+            // SAFETY: NUL-terminated per contract.
+            let bytes = unsafe { CStr::from_ptr(path) }.to_bytes();
+            if bytes.is_empty() {
+                return fail(raft_status::InvalidArgument, "data_dir is empty");
+            }
+            match path_from_bytes(bytes) {
+                Some(p) => Some(p),
+                None => return fail(raft_status::InvalidArgument, "data_dir is not UTF-8"),
+            }
+        };
+        edit(builder, |b| {
+            b.data_dir = dir;
+            Ok(())
+        })
+    })
+}
+
+/// Sets the base election timeout in milliseconds (default 500; must exceed the heartbeat).
+#[no_mangle]
+pub extern "C" fn raft_config_builder_set_election_timeout_ms(
+    builder: *mut raft_config_builder,
+    ms: u32,
+) -> raft_status {
+    boundary(|| {
+        if ms == 0 {
+            return fail(
+                raft_status::InvalidArgument,
+                "election timeout must be positive",
+            );
+        }
+        edit(builder, |b| {
+            b.election_timeout_ms = Some(ms.into());
+            Ok(())
+        })
+    })
+}
+
+/// Sets the heartbeat interval in milliseconds (default 50).
+#[no_mangle]
+pub extern "C" fn raft_config_builder_set_heartbeat_ms(
+    builder: *mut raft_config_builder,
+    ms: u32,
+) -> raft_status {
+    boundary(|| {
+        if ms == 0 {
+            return fail(raft_status::InvalidArgument, "heartbeat must be positive");
+        }
+        edit(builder, |b| {
+            b.heartbeat_ms = Some(ms.into());
+            Ok(())
+        })
+    })
+}
+
+/// Takes a snapshot every `entries` applied entries (0 = never automatically). Without
+/// snapshot/restore callbacks automatic snapshots are disabled.
+#[no_mangle]
+pub extern "C" fn raft_config_builder_set_snapshot_entries(
+    builder: *mut raft_config_builder,
+    entries: u64,
+) -> raft_status {
+    boundary(|| {
+        edit(builder, |b| {
+            b.snapshot_entries = Some(entries);
+            Ok(())
+        })
+    })
+}
+
+/// UNSAFE for production: when `no_fsync` is true the data directory is never fsynced, so a
+/// power loss or kernel crash can lose or corrupt acknowledged data. For tests only.
+#[no_mangle]
+pub extern "C" fn raft_config_builder_set_unsafe_no_fsync(
+    builder: *mut raft_config_builder,
+    no_fsync: bool,
+) -> raft_status {
+    boundary(|| {
+        edit(builder, |b| {
+            b.unsafe_no_fsync = no_fsync;
+            Ok(())
+        })
+    })
+}
+
+/// Uses the built-in TCP transport listening on `address` ("host:port"; port 0 picks a
+/// free one) instead of the send callback. Peers are added with
+/// [`raft_config_builder_add_peer`].
+#[no_mangle]
+pub unsafe extern "C" fn raft_config_builder_set_listen_address(
+    builder: *mut raft_config_builder,
+    address: *const c_char,
+) -> raft_status {
+    boundary(|| {
+        // SAFETY: NUL-terminated per contract.
+        let addr = match unsafe { utf8(address, "address") }.and_then(parse_addr) {
+            Ok(a) => a,
+            Err(s) => return s,
+        };
+        edit(builder, |b| {
+            b.listen = Some(addr);
+            Ok(())
+        })
+    })
+}
+
+/// Adds (or re-addresses) TCP peer `id` reachable at `address` ("host:port", resolved now).
+/// Used only with [`raft_config_builder_set_listen_address`].
+#[no_mangle]
+pub unsafe extern "C" fn raft_config_builder_add_peer(
+    builder: *mut raft_config_builder,
+    id: u64,
+    address: *const c_char,
+) -> raft_status {
+    boundary(|| {
+        if id == 0 {
+            return fail(raft_status::InvalidArgument, "peer id must be non-zero");
+        }
+        // SAFETY: NUL-terminated per contract.
+        let addr = match unsafe { utf8(address, "address") }.and_then(parse_addr) {
+            Ok(a) => a,
+            Err(s) => return s,
+        };
+        edit(builder, |b| {
+            b.peers.insert(id, addr);
+            Ok(())
+        })
+    })
+}
+
+/// Sets the TCP transport's cluster id: connections from other clusters are refused
+/// (default 0).
+#[no_mangle]
+pub extern "C" fn raft_config_builder_set_cluster_id(
+    builder: *mut raft_config_builder,
+    cluster_id: u64,
+) -> raft_status {
+    boundary(|| {
+        edit(builder, |b| {
+            b.cluster_id = cluster_id;
+            Ok(())
+        })
+    })
+}
+
+/// Sets a shared secret (copied) enabling mutual HMAC-SHA256 authentication of TCP
+/// connections. `secret == NULL` (with `len == 0`) removes it.
+#[no_mangle]
+pub unsafe extern "C" fn raft_config_builder_set_secret(
+    builder: *mut raft_config_builder,
+    secret: *const u8,
+    len: usize,
+) -> raft_status {
+    boundary(|| {
+        let v = if secret.is_null() {
+            if len > 0 {
+                return fail(raft_status::NullArgument, "secret is NULL");
+            }
+            None
+        } else {
+            // SAFETY: `secret` holds `len` bytes per contract.
+            Some(unsafe { std::slice::from_raw_parts(secret, len) }.to_vec())
+        };
+        edit(builder, |b| {
+            b.secret = v;
+            Ok(())
+        })
+    })
+}
+
+/// Sets the `userdata` passed first to every node callback, and its finaliser (may be
+/// NULL). Replacing an earlier userdata finalises the earlier one now. `userdata` must be
+/// usable from any engine thread.
+#[no_mangle]
+pub extern "C" fn raft_config_builder_set_userdata(
+    builder: *mut raft_config_builder,
+    userdata: *mut c_void,
+    free_userdata: raft_userdata_free_callback,
+) -> raft_status {
+    boundary(|| {
+        let ud = Arc::new(Userdata {
+            ptr: userdata,
+            free: free_userdata,
+        });
+        let mut ud = Some(ud);
+        let s = edit(builder, |b| {
+            Ok(std::mem::replace(&mut b.userdata, ud.take()))
+        });
+        if let Some(ud) = ud {
+            // Not stored (bad handle): do not run the finaliser of an unowned pointer.
+            if let Ok(mut u) = Arc::try_unwrap(ud) {
+                u.free = None;
+            }
+        }
+        s
+    })
+}
+
+/// Sets the send callback (required unless a listen address is set).
+#[no_mangle]
+pub extern "C" fn raft_config_builder_set_send_callback(
+    builder: *mut raft_config_builder,
+    send: raft_send_callback,
+) -> raft_status {
+    boundary(|| {
+        edit(builder, |b| {
+            b.callbacks.send = send;
+            Ok(())
+        })
+    })
+}
+
+/// Sets the apply callback (required).
+#[no_mangle]
+pub extern "C" fn raft_config_builder_set_apply_callback(
+    builder: *mut raft_config_builder,
+    apply: raft_apply_callback,
+) -> raft_status {
+    boundary(|| {
+        edit(builder, |b| {
+            b.callbacks.apply = apply;
+            Ok(())
+        })
+    })
+}
+
+/// Sets the snapshot and restore callbacks (both or neither). Without them the state
+/// machine is never snapshotted and the log is kept whole.
+#[no_mangle]
+pub extern "C" fn raft_config_builder_set_snapshot_callbacks(
+    builder: *mut raft_config_builder,
+    snapshot: raft_snapshot_callback,
+    restore: raft_restore_callback,
+) -> raft_status {
+    boundary(|| {
+        if snapshot.is_some() != restore.is_some() {
+            return fail(
+                raft_status::InvalidArgument,
+                "set both snapshot and restore, or neither",
+            );
+        }
+        edit(builder, |b| {
+            b.callbacks.snapshot = snapshot;
+            b.callbacks.restore = restore;
+            Ok(())
+        })
+    })
+}
+
+/// Sets the role-change callback (optional).
+#[no_mangle]
+pub extern "C" fn raft_config_builder_set_role_change_callback(
+    builder: *mut raft_config_builder,
+    on_role_change: raft_role_change_callback,
+) -> raft_status {
+    boundary(|| {
+        edit(builder, |b| {
+            b.callbacks.role_change = on_role_change;
+            Ok(())
+        })
+    })
+}
+
+fn validate(b: &BuilderData) -> Result<(), String> {
+    if b.id == 0 {
+        return Err("node id is not set".into());
+    }
+    if b.voters.is_empty() {
+        return Err("no voters: call raft_config_builder_add_voter".into());
+    }
+    if b.callbacks.apply.is_none() {
+        return Err("the apply callback is required".into());
+    }
+    if b.listen.is_none() && b.callbacks.send.is_none() {
+        return Err("set a send callback or a listen address".into());
+    }
+    let hb = b.heartbeat_ms.unwrap_or(50);
+    let el = b.election_timeout_ms.unwrap_or(500);
+    if el <= hb {
+        return Err(format!(
+            "election timeout ({el} ms) must exceed the heartbeat ({hb} ms)"
+        ));
+    }
+    Ok(())
+}
+
+/// Validates and consumes `builder` (whether or not this succeeds, unless the handle is
+/// invalid), writing the configuration to `*out_config`. Fails with
+/// `RAFT_STATUS_INVALID_ARGUMENT` (see `raft_last_error_message`) when the id, voters, apply
+/// callback or transport (send callback or listen address) is missing or timeouts conflict.
+#[no_mangle]
+pub unsafe extern "C" fn raft_config_builder_build(
+    builder: *mut raft_config_builder,
+    out_config: *mut *mut raft_config,
+) -> raft_status {
+    boundary(|| {
+        if builder.is_null() {
+            return fail(raft_status::NullArgument, "builder is NULL");
+        }
+        if out_config.is_null() {
+            return fail(raft_status::NullArgument, "out_config is NULL");
+        }
+        let Some(Object::Builder(b)) =
+            handle::remove_if(builder as usize, |o| matches!(o, Object::Builder(_)))
+        else {
+            return fail(
+                raft_status::InvalidHandle,
+                "not a live raft_config_builder handle",
+            );
+        };
+        let mut data = *b;
+        if let Err(e) = validate(&data) {
+            return fail(raft_status::InvalidArgument, e);
+        }
+        let userdata = data.userdata.take().unwrap_or_else(|| {
+            Arc::new(Userdata {
+                ptr: std::ptr::null_mut(),
+                free: None,
+            })
+        });
+        let cfg = Arc::new(ConfigData { data, userdata });
+        match handle::insert(Object::Config(cfg)) {
+            Ok(h) => {
+                // SAFETY: checked non-NULL.
+                unsafe { *out_config = h as *mut raft_config };
+                raft_status::Ok
+            }
+            Err(s) => s,
+        }
+    })
+}
+
+/// Frees a configuration. Nodes started from it are unaffected. NULL is a no-op.
+#[no_mangle]
+pub extern "C" fn raft_config_free(config: *mut raft_config) {
+    boundary_void(|| {
+        let obj = handle::remove_if(config as usize, |o| matches!(o, Object::Config(_)));
+        drop(obj);
+    })
+}

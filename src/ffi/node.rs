@@ -1,0 +1,576 @@
+//! `raft_node`: starting, driving, inspecting and stopping a node.
+
+use super::buf::{raft_buf, with_reader, with_writer};
+use super::config::{Callbacks, ConfigData, Userdata};
+use super::handle::{self, Object};
+use super::{boundary, callback_scope, fail, from_error, in_user_callback, raft_status};
+use crate::core::{NodeId, Role};
+use crate::runtime::{Committed, MessageSink, Node, NodeConfig, StateMachine};
+use crate::storage::FsyncPolicy;
+use crate::transport::{SendClass, TcpTransport, TransportConfig};
+use parking_lot::RwLock;
+use std::ffi::c_void;
+use std::io::{Read, Write};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+/// Opaque handle of a running node. All `raft_node_*` functions are thread-safe.
+pub struct raft_node {
+    _private: [u8; 0],
+}
+
+/// A node's role.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum raft_role {
+    /// Follows a leader (or waits for one).
+    Follower = 0,
+    /// Collecting pre-votes.
+    PreCandidate = 1,
+    /// Collecting votes.
+    Candidate = 2,
+    /// Leads the cluster.
+    Leader = 3,
+}
+
+impl From<Role> for raft_role {
+    fn from(r: Role) -> Self {
+        match r {
+            Role::Follower => raft_role::Follower,
+            Role::PreCandidate => raft_role::PreCandidate,
+            Role::Candidate => raft_role::Candidate,
+            Role::Leader => raft_role::Leader,
+        }
+    }
+}
+
+/// Voter ids reported inline by [`raft_node_status`]; use [`raft_node_voters`] for more.
+pub const RAFT_STATUS_MAX_VOTERS: usize = 16;
+
+/// A snapshot of a node's state, filled by [`raft_node_status`].
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct raft_node_status_info {
+    /// This node's id.
+    pub id: u64,
+    /// Current role.
+    pub role: raft_role,
+    /// Current term.
+    pub term: u64,
+    /// Known leader (0 if unknown).
+    pub leader: u64,
+    /// Commit index.
+    pub commit: u64,
+    /// Applied index.
+    pub applied: u64,
+    /// Last log index.
+    pub last_index: u64,
+    /// Number of voters in the configuration in force (may exceed
+    /// `RAFT_STATUS_MAX_VOTERS`).
+    pub voter_count: usize,
+    /// The first `min(voter_count, RAFT_STATUS_MAX_VOTERS)` voter ids, ascending.
+    pub voters: [u64; RAFT_STATUS_MAX_VOTERS],
+}
+
+/// Completion of [`raft_node_propose_async`]: `status` is `RAFT_STATUS_OK` with the state
+/// machine's response (borrowed for the call; NULL/0 when none) once applied on this node,
+/// or an error. Runs exactly once: on the apply thread on success, otherwise on an engine
+/// thread or the proposing thread (before `raft_node_propose_async` returns).
+pub type raft_propose_callback = Option<
+    unsafe extern "C" fn(
+        cb_userdata: *mut c_void,
+        status: raft_status,
+        response: *const u8,
+        response_len: usize,
+    ),
+>;
+
+/// What a `raft_node` handle owns.
+pub(crate) struct NodeObj {
+    node: Arc<Node>,
+    transport: Option<Arc<TcpTransport>>,
+    _userdata: Arc<Userdata>,
+}
+
+impl NodeObj {
+    fn shutdown(&self) -> Result<(), crate::runtime::Error> {
+        self.node.shutdown()?;
+        if let Some(t) = &self.transport {
+            t.shutdown();
+        }
+        Ok(())
+    }
+}
+
+struct CSink {
+    send: unsafe extern "C" fn(*mut c_void, u64, *const u8, usize),
+    userdata: Arc<Userdata>,
+}
+
+impl MessageSink for CSink {
+    fn send(&self, to: NodeId, bytes: Vec<u8>, _class: SendClass) {
+        // SAFETY: the user's callback with the user's userdata and borrowed bytes.
+        callback_scope(|| unsafe {
+            (self.send)(self.userdata.ptr, to, bytes.as_ptr(), bytes.len())
+        });
+    }
+}
+
+struct CMachine {
+    cb: Callbacks,
+    userdata: Arc<Userdata>,
+}
+
+impl StateMachine for CMachine {
+    fn apply(&mut self, batch: &[Committed<'_>]) -> Result<Vec<Option<Vec<u8>>>, String> {
+        let apply = self.cb.apply.ok_or("no apply callback")?;
+        let mut out = Vec::with_capacity(batch.len());
+        for c in batch {
+            let mut buf = raft_buf::from_vec(Vec::new());
+            // SAFETY: the user's callback; `buf` is a valid empty library buffer.
+            let rc = callback_scope(|| unsafe {
+                apply(
+                    self.userdata.ptr,
+                    c.index,
+                    c.data.as_ptr(),
+                    c.data.len(),
+                    &mut buf,
+                )
+            });
+            // SAFETY: only `raft_buf_set` may have filled it.
+            let resp = unsafe { buf.take() };
+            if rc != 0 {
+                return Err(format!("apply callback returned {rc} at index {}", c.index));
+            }
+            out.push(resp);
+        }
+        Ok(out)
+    }
+
+    fn snapshot(&mut self, out: &mut dyn Write) -> Result<(), String> {
+        let Some(snapshot) = self.cb.snapshot else {
+            return Ok(());
+        };
+        let ud = self.userdata.ptr;
+        // SAFETY: the user's callback with a writer valid for its duration.
+        let rc = with_writer(out, |w| callback_scope(|| unsafe { snapshot(ud, w) }));
+        if rc != 0 {
+            return Err(format!("snapshot callback returned {rc}"));
+        }
+        Ok(())
+    }
+
+    fn restore(&mut self, input: &mut dyn Read) -> Result<(), String> {
+        let Some(restore) = self.cb.restore else {
+            return Ok(());
+        };
+        let ud = self.userdata.ptr;
+        // SAFETY: the user's callback with a reader valid for its duration.
+        let rc = with_reader(input, |r| callback_scope(|| unsafe { restore(ud, r) }));
+        if rc != 0 {
+            return Err(format!("restore callback returned {rc}"));
+        }
+        Ok(())
+    }
+
+    fn on_role_change(&mut self, role: Role, term: u64, leader: NodeId) {
+        if let Some(f) = self.cb.role_change {
+            let role = raft_role::from(role);
+            // SAFETY: the user's callback.
+            callback_scope(|| unsafe { f(self.userdata.ptr, role, term, leader) });
+        }
+    }
+}
+
+fn node_config(c: &ConfigData) -> NodeConfig {
+    let d = &c.data;
+    let mut nc = NodeConfig::new(d.id, d.voters.iter().copied());
+    if let Some(ms) = d.election_timeout_ms {
+        nc.election_timeout = Duration::from_millis(ms);
+    }
+    if let Some(ms) = d.heartbeat_ms {
+        nc.heartbeat_interval = Duration::from_millis(ms);
+    }
+    nc.tick = nc.tick.min(nc.heartbeat_interval);
+    nc.data_dir = d.data_dir.clone();
+    if d.unsafe_no_fsync {
+        nc.fsync = FsyncPolicy::UnsafeNever;
+    }
+    if let Some(n) = d.snapshot_entries {
+        nc.snapshot_entries = n;
+        nc.snapshot_trailing = nc.snapshot_trailing.min(n);
+    }
+    if d.callbacks.snapshot.is_none() {
+        nc.snapshot_entries = 0;
+    }
+    nc
+}
+
+fn start(c: &ConfigData) -> Result<NodeObj, raft_status> {
+    let nc = node_config(c);
+    let sm = Box::new(CMachine {
+        cb: c.data.callbacks,
+        userdata: c.userdata.clone(),
+    });
+    let (node, transport) = match c.data.listen {
+        Some(listen) => {
+            let mut tc = TransportConfig::new(c.data.id, c.data.cluster_id, listen);
+            tc.peers = c.data.peers.clone();
+            tc.peers.remove(&c.data.id);
+            tc.secret = c.data.secret.clone();
+            let target: Arc<RwLock<Weak<Node>>> = Arc::new(RwLock::new(Weak::new()));
+            let t2 = target.clone();
+            let on_message = Arc::new(move |_from: u64, bytes: Vec<u8>| {
+                let node = t2.read().upgrade();
+                if let Some(n) = node {
+                    if let Err(e) = n.step(&bytes) {
+                        tracing::debug!(%e, "dropped an inbound message");
+                    }
+                }
+            });
+            let t = TcpTransport::start(tc, on_message).map_err(|e| {
+                fail(
+                    raft_status::Failed,
+                    format!("cannot start the TCP transport: {e}"),
+                )
+            })?;
+            let t = Arc::new(t);
+            let node = match Node::start(nc, sm, t.clone()) {
+                Ok(n) => Arc::new(n),
+                Err(e) => {
+                    t.shutdown();
+                    return Err(from_error(e));
+                }
+            };
+            *target.write() = Arc::downgrade(&node);
+            (node, Some(t))
+        }
+        None => {
+            let send = c
+                .data
+                .callbacks
+                .send
+                .ok_or_else(|| fail(raft_status::InvalidArgument, "no send callback"))?;
+            let sink = Arc::new(CSink {
+                send,
+                userdata: c.userdata.clone(),
+            });
+            (
+                Arc::new(Node::start(nc, sm, sink).map_err(from_error)?),
+                None,
+            )
+        }
+    };
+    Ok(NodeObj {
+        node,
+        transport,
+        _userdata: c.userdata.clone(),
+    })
+}
+
+/// Starts a node from `config` (which stays valid) and writes its handle to `*out_node`:
+/// opens storage, restores the latest snapshot (restore callback on this thread) and
+/// starts the engine threads (and the TCP transport when a listen address is set).
+/// Errors: `RAFT_STATUS_STORAGE` (data directory), `RAFT_STATUS_FAILED` (transport bind,
+/// restore), `RAFT_STATUS_INVALID_ARGUMENT`.
+#[no_mangle]
+pub unsafe extern "C" fn raft_node_start(
+    config: *const super::raft_config,
+    out_node: *mut *mut raft_node,
+) -> raft_status {
+    boundary(|| {
+        if out_node.is_null() {
+            return fail(raft_status::NullArgument, "out_node is NULL");
+        }
+        let cfg = match handle::config(config as usize) {
+            Ok(c) => c,
+            Err(s) => return s,
+        };
+        let obj = match start(&cfg) {
+            Ok(o) => Arc::new(o),
+            Err(s) => return s,
+        };
+        match handle::insert(Object::Node(obj.clone())) {
+            Ok(h) => {
+                // SAFETY: checked non-NULL.
+                unsafe { *out_node = h as *mut raft_node };
+                raft_status::Ok
+            }
+            Err(s) => {
+                let _ = obj.shutdown();
+                s
+            }
+        }
+    })
+}
+
+fn with_node(
+    node: *const raft_node,
+    blocking: bool,
+    f: impl FnOnce(&NodeObj) -> raft_status,
+) -> raft_status {
+    boundary(|| {
+        let n = match handle::node(node as usize) {
+            Ok(n) => n,
+            Err(s) => return s,
+        };
+        if blocking && in_user_callback() {
+            return fail(
+                raft_status::WouldDeadlock,
+                "blocking call from inside a callback",
+            );
+        }
+        f(&n)
+    })
+}
+
+/// Delivers message bytes (copied) received from a peer. Any thread, including inside
+/// callbacks. Undecodable bytes or bytes for another node give
+/// `RAFT_STATUS_INVALID_ARGUMENT` and change nothing; `RAFT_STATUS_BUSY` when the inbound
+/// queue is full (the message may be dropped).
+#[no_mangle]
+pub unsafe extern "C" fn raft_node_step(
+    node: *const raft_node,
+    data: *const u8,
+    len: usize,
+) -> raft_status {
+    with_node(node, false, |n| {
+        if data.is_null() {
+            return fail(raft_status::NullArgument, "data is NULL");
+        }
+        // SAFETY: `data` holds `len` bytes per contract.
+        let bytes = unsafe { std::slice::from_raw_parts(data, len) };
+        match n.node.step(bytes) {
+            Ok(()) => raft_status::Ok,
+            Err(e) => from_error(e),
+        }
+    })
+}
+
+/// Proposes `cmd[0..len]` (copied; `cmd` may be NULL when `len` is 0) and blocks up to
+/// `timeout_ms` until it is applied on this node. On success `*out_response` (optional;
+/// release with `raft_buf_free`) receives the apply callback's response. Errors:
+/// `NOT_LEADER`, `BUSY`, `TIMEOUT` (may still commit), `DROPPED`, `SHUT_DOWN`, `FAILED`,
+/// `WOULD_DEADLOCK` inside a callback.
+#[no_mangle]
+pub unsafe extern "C" fn raft_node_propose(
+    node: *const raft_node,
+    cmd: *const u8,
+    len: usize,
+    timeout_ms: u64,
+    out_response: *mut raft_buf,
+) -> raft_status {
+    with_node(node, true, |n| {
+        if cmd.is_null() && len > 0 {
+            return fail(raft_status::NullArgument, "cmd is NULL");
+        }
+        let command = if len == 0 {
+            Vec::new()
+        } else {
+            // SAFETY: `cmd` holds `len` bytes per contract.
+            unsafe { std::slice::from_raw_parts(cmd, len) }.to_vec()
+        };
+        match n.node.propose(command, Duration::from_millis(timeout_ms)) {
+            Ok(resp) => {
+                if !out_response.is_null() {
+                    // SAFETY: checked non-NULL; the caller passes an empty or zeroed buffer.
+                    unsafe { *out_response = raft_buf::from_vec(resp.unwrap_or_default()) };
+                }
+                raft_status::Ok
+            }
+            Err(e) => from_error(e),
+        }
+    })
+}
+
+struct SendPtr(*mut c_void);
+// SAFETY: the C contract requires `cb_userdata` to be usable from any thread.
+unsafe impl Send for SendPtr {}
+
+/// Proposes `cmd[0..len]` (copied) without blocking; `cb(cb_userdata, ...)` runs exactly
+/// once with the outcome (see [`raft_propose_callback`]). Any thread, including inside
+/// callbacks. Returns `RAFT_STATUS_OK` when `cb` will be (or already was) called; on any
+/// other status `cb` is not called.
+#[no_mangle]
+pub unsafe extern "C" fn raft_node_propose_async(
+    node: *const raft_node,
+    cmd: *const u8,
+    len: usize,
+    cb: raft_propose_callback,
+    cb_userdata: *mut c_void,
+) -> raft_status {
+    with_node(node, false, |n| {
+        let Some(cb) = cb else {
+            return fail(raft_status::NullArgument, "cb is NULL");
+        };
+        if cmd.is_null() && len > 0 {
+            return fail(raft_status::NullArgument, "cmd is NULL");
+        }
+        let command = if len == 0 {
+            Vec::new()
+        } else {
+            // SAFETY: `cmd` holds `len` bytes per contract.
+            unsafe { std::slice::from_raw_parts(cmd, len) }.to_vec()
+        };
+        let ud = SendPtr(cb_userdata);
+        n.node.propose_async(command, move |r| {
+            let ud = ud;
+            let (status, resp) = match r {
+                Ok(resp) => (raft_status::Ok, resp.unwrap_or_default()),
+                Err(e) => (from_error(e), Vec::new()),
+            };
+            let ptr = if resp.is_empty() {
+                std::ptr::null()
+            } else {
+                resp.as_ptr()
+            };
+            // SAFETY: the user's callback with borrowed bytes.
+            callback_scope(|| unsafe { cb(ud.0, status, ptr, resp.len()) });
+        });
+        raft_status::Ok
+    })
+}
+
+/// Obtains a linearizable read index, blocking up to `timeout_ms` until this node's state
+/// machine has applied it: reading local state afterwards is linearizable. Writes
+/// `*out_index` on success. `NOT_LEADER` on followers; `WOULD_DEADLOCK` inside a callback.
+#[no_mangle]
+pub unsafe extern "C" fn raft_node_read_index(
+    node: *const raft_node,
+    timeout_ms: u64,
+    out_index: *mut u64,
+) -> raft_status {
+    with_node(node, true, |n| {
+        if out_index.is_null() {
+            return fail(raft_status::NullArgument, "out_index is NULL");
+        }
+        match n.node.read_index(Duration::from_millis(timeout_ms)) {
+            Ok(i) => {
+                // SAFETY: checked non-NULL.
+                unsafe { *out_index = i };
+                raft_status::Ok
+            }
+            Err(e) => from_error(e),
+        }
+    })
+}
+
+/// Asks the leader (this node) to hand leadership to voter `to` (0 = the most up-to-date
+/// voter). Returns once the transfer has started, not when it completes; watch
+/// `raft_node_status`. `NOT_LEADER` on followers; `WOULD_DEADLOCK` inside a callback.
+#[no_mangle]
+pub extern "C" fn raft_node_transfer_leader(node: *const raft_node, to: u64) -> raft_status {
+    with_node(node, true, |n| {
+        match n.node.transfer_leader((to != 0).then_some(to)) {
+            Ok(_) => raft_status::Ok,
+            Err(e) => from_error(e),
+        }
+    })
+}
+
+/// Fills `*out` with the node's current status. `SHUT_DOWN` after shutdown;
+/// `WOULD_DEADLOCK` inside a callback.
+#[no_mangle]
+pub unsafe extern "C" fn raft_node_status(
+    node: *const raft_node,
+    out: *mut raft_node_status_info,
+) -> raft_status {
+    with_node(node, true, |n| {
+        if out.is_null() {
+            return fail(raft_status::NullArgument, "out is NULL");
+        }
+        match n.node.status() {
+            Ok(s) => {
+                let mut info = raft_node_status_info {
+                    id: s.id,
+                    role: s.role.into(),
+                    term: s.term,
+                    leader: s.leader,
+                    commit: s.commit,
+                    applied: s.applied,
+                    last_index: s.last_index,
+                    voter_count: s.conf.voters.len(),
+                    voters: [0; RAFT_STATUS_MAX_VOTERS],
+                };
+                for (d, v) in info.voters.iter_mut().zip(&s.conf.voters) {
+                    *d = *v;
+                }
+                // SAFETY: checked non-NULL.
+                unsafe { *out = info };
+                raft_status::Ok
+            }
+            Err(e) => from_error(e),
+        }
+    })
+}
+
+/// Copies all voter ids into `ids[0..cap]` and their count into `*out_n`. When `cap` is
+/// too small returns `RAFT_STATUS_BUFFER_TOO_SMALL` and (as the one exception to the
+/// out-parameter rule) writes the needed count to `*out_n`. `WOULD_DEADLOCK` inside a
+/// callback.
+#[no_mangle]
+pub unsafe extern "C" fn raft_node_voters(
+    node: *const raft_node,
+    ids: *mut u64,
+    cap: usize,
+    out_n: *mut usize,
+) -> raft_status {
+    with_node(node, true, |n| {
+        if out_n.is_null() || (ids.is_null() && cap > 0) {
+            return fail(raft_status::NullArgument, "ids or out_n is NULL");
+        }
+        match n.node.status() {
+            Ok(s) => {
+                let v = &s.conf.voters;
+                // SAFETY: checked non-NULL; `ids` holds `cap` entries.
+                unsafe {
+                    *out_n = v.len();
+                    if v.len() > cap {
+                        return fail(raft_status::BufferTooSmall, "voter buffer too small");
+                    }
+                    std::ptr::copy_nonoverlapping(v.as_ptr(), ids, v.len());
+                }
+                raft_status::Ok
+            }
+            Err(e) => from_error(e),
+        }
+    })
+}
+
+/// Stops the node: fails pending calls with `SHUT_DOWN`, stops the transport and joins the
+/// engine threads. Idempotent (a second call returns `RAFT_STATUS_OK`); the handle stays
+/// valid until [`raft_node_free`]. `RAFT_STATUS_WOULD_DEADLOCK` from inside a callback.
+#[no_mangle]
+pub extern "C" fn raft_node_shutdown(node: *const raft_node) -> raft_status {
+    with_node(node, true, |n| match n.shutdown() {
+        Ok(()) => raft_status::Ok,
+        Err(e) => from_error(e),
+    })
+}
+
+/// Shuts the node down (if needed) and frees the handle; the userdata finaliser runs here
+/// when nothing else references it. NULL is a no-op (`RAFT_STATUS_OK`). Refused with
+/// `RAFT_STATUS_WOULD_DEADLOCK` (handle left valid) from inside a callback; a freed handle
+/// gives `RAFT_STATUS_INVALID_HANDLE`.
+#[no_mangle]
+pub extern "C" fn raft_node_free(node: *mut raft_node) -> raft_status {
+    boundary(|| {
+        if node.is_null() {
+            return raft_status::Ok;
+        }
+        if in_user_callback() {
+            return fail(
+                raft_status::WouldDeadlock,
+                "raft_node_free from inside a callback",
+            );
+        }
+        match handle::remove_if(node as usize, |o| matches!(o, Object::Node(_))) {
+            Some(Object::Node(n)) => {
+                let _ = n.shutdown();
+                drop(n);
+                raft_status::Ok
+            }
+            _ => fail(raft_status::InvalidHandle, "not a live raft_node handle"),
+        }
+    })
+}

@@ -1,0 +1,216 @@
+//! The C API driven from Rust: handle validation, status mapping, callbacks, userdata
+//! finalisation, reentrancy refusal and freeing a node while other threads use it.
+
+use raft::ffi::*;
+use std::ffi::{c_int, c_void, CStr};
+use std::ptr::null_mut;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const OK: raft_status = raft_status::Ok;
+
+unsafe extern "C" fn no_send(_: *mut c_void, _: u64, _: *const u8, _: usize) {}
+
+struct Ud {
+    applied: AtomicUsize,
+    freed: AtomicUsize,
+    node: AtomicUsize,
+    reentrant: AtomicUsize,
+}
+
+unsafe extern "C" fn apply(
+    ud: *mut c_void,
+    _i: u64,
+    cmd: *const u8,
+    len: usize,
+    out: *mut raft_buf,
+) -> c_int {
+    let ud = unsafe { &*(ud as *const Ud) };
+    ud.applied.fetch_add(1, Ordering::SeqCst);
+    let cmd = unsafe { std::slice::from_raw_parts(cmd, len) };
+    if cmd == b"reenter" {
+        let n = ud.node.load(Ordering::SeqCst) as *mut raft_node;
+        let s = raft_node_shutdown(n);
+        ud.reentrant.store(s as usize, Ordering::SeqCst);
+    }
+    let mut resp = cmd.to_vec();
+    resp.reverse();
+    unsafe { raft_buf_set(out, resp.as_ptr(), resp.len()) as c_int }
+}
+
+unsafe extern "C" fn free_ud(ud: *mut c_void) {
+    unsafe { &*(ud as *const Ud) }
+        .freed
+        .fetch_add(1, Ordering::SeqCst);
+}
+
+fn config(ud: &Ud) -> *mut raft_config {
+    unsafe {
+        let mut b = null_mut();
+        assert_eq!(raft_config_builder_new(&mut b), OK);
+        assert_eq!(raft_config_builder_set_id(b, 1), OK);
+        assert_eq!(raft_config_builder_add_voter(b, 1), OK);
+        assert_eq!(raft_config_builder_set_election_timeout_ms(b, 150), OK);
+        assert_eq!(
+            raft_config_builder_set_userdata(b, ud as *const Ud as *mut c_void, Some(free_ud)),
+            OK
+        );
+        assert_eq!(raft_config_builder_set_send_callback(b, Some(no_send)), OK);
+        assert_eq!(raft_config_builder_set_apply_callback(b, Some(apply)), OK);
+        let mut c = null_mut();
+        assert_eq!(raft_config_builder_build(b, &mut c), OK);
+        assert_eq!(raft_config_builder_set_id(b, 2), raft_status::InvalidHandle);
+        c
+    }
+}
+
+fn ud() -> &'static Ud {
+    Box::leak(Box::new(Ud {
+        applied: AtomicUsize::new(0),
+        freed: AtomicUsize::new(0),
+        node: AtomicUsize::new(0),
+        reentrant: AtomicUsize::new(0),
+    }))
+}
+
+fn propose(n: *mut raft_node, cmd: &[u8]) -> Result<Vec<u8>, raft_status> {
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut buf = raft_buf {
+            data: null_mut(),
+            len: 0,
+        };
+        let s = unsafe { raft_node_propose(n, cmd.as_ptr(), cmd.len(), 2000, &mut buf) };
+        if s == OK {
+            let v = if buf.data.is_null() {
+                Vec::new()
+            } else {
+                unsafe { std::slice::from_raw_parts(buf.data, buf.len) }.to_vec()
+            };
+            unsafe { raft_buf_free(&mut buf) };
+            assert!(buf.data.is_null());
+            return Ok(v);
+        }
+        if s != raft_status::NotLeader || Instant::now() > end {
+            return Err(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn status_strings_and_version() {
+    let s = unsafe { CStr::from_ptr(raft_status_str(raft_status::InvalidHandle as u32)) };
+    assert_eq!(s.to_str().unwrap(), "invalid handle");
+    let s = unsafe { CStr::from_ptr(raft_status_str(4242)) };
+    assert_eq!(s.to_str().unwrap(), "unknown status");
+    let v = unsafe { CStr::from_ptr(raft_version()) };
+    assert_eq!(v.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
+}
+
+#[test]
+fn propose_respond_reenter_and_finalise_once() {
+    let ud = ud();
+    let c = config(ud);
+    let mut n = null_mut();
+    assert_eq!(unsafe { raft_node_start(c, &mut n) }, OK);
+    raft_config_free(c);
+    raft_config_free(c); // stale: ignored
+    assert_eq!(
+        ud.freed.load(Ordering::SeqCst),
+        0,
+        "the node still holds the userdata"
+    );
+    ud.node.store(n as usize, Ordering::SeqCst);
+    assert_eq!(propose(n, b"abc").unwrap(), b"cba");
+    assert_eq!(propose(n, b"reenter").unwrap(), b"retneer");
+    assert_eq!(
+        ud.reentrant.load(Ordering::SeqCst),
+        raft_status::WouldDeadlock as usize
+    );
+    let mut info = std::mem::MaybeUninit::<raft_node_status_info>::uninit();
+    assert_eq!(unsafe { raft_node_status(n, info.as_mut_ptr()) }, OK);
+    let info = unsafe { info.assume_init() };
+    assert_eq!(
+        (info.id, info.role, info.voter_count, info.voters[0]),
+        (1, raft_role::Leader, 1, 1)
+    );
+    assert!(info.applied >= 3);
+    assert_eq!(raft_node_free(n), OK);
+    assert_eq!(ud.freed.load(Ordering::SeqCst), 1);
+    assert_eq!(raft_node_free(n), raft_status::InvalidHandle);
+    assert_eq!(raft_node_shutdown(n), raft_status::InvalidHandle);
+    assert_eq!(ud.freed.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn forged_and_mistyped_handles() {
+    for h in [0x1usize, 0x1234, 0xA, 0x1A, usize::MAX, 0xdead_beef_000a] {
+        assert_eq!(
+            raft_node_shutdown(h as *const raft_node),
+            raft_status::InvalidHandle
+        );
+        assert_eq!(
+            raft_config_builder_set_id(h as *mut raft_config_builder, 1),
+            raft_status::InvalidHandle
+        );
+    }
+    assert_eq!(
+        raft_node_shutdown(std::ptr::null()),
+        raft_status::NullArgument
+    );
+    let ud = ud();
+    let c = config(ud);
+    assert_eq!(
+        raft_node_shutdown(c as *const raft_node),
+        raft_status::InvalidHandle
+    );
+    assert_eq!(
+        raft_node_free(c as *mut raft_node),
+        raft_status::InvalidHandle
+    );
+    raft_config_free(c);
+    assert_eq!(
+        ud.freed.load(Ordering::SeqCst),
+        1,
+        "freeing the config finalises its userdata"
+    );
+    let mut n = null_mut();
+    assert_eq!(
+        unsafe { raft_node_start(c, &mut n) },
+        raft_status::InvalidHandle
+    );
+    assert!(n.is_null());
+}
+
+#[test]
+fn free_while_other_threads_call() {
+    let ud = ud();
+    let c = config(ud);
+    let mut n = null_mut();
+    assert_eq!(unsafe { raft_node_start(c, &mut n) }, OK);
+    raft_config_free(c);
+    let h = n as usize;
+    let workers: Vec<_> = (0..4)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let n = h as *mut raft_node;
+                let cmd = format!("w{i}");
+                loop {
+                    let s =
+                        unsafe { raft_node_propose(n, cmd.as_ptr(), cmd.len(), 200, null_mut()) };
+                    match s {
+                        raft_status::InvalidHandle | raft_status::ShutDown => return,
+                        _ => std::thread::sleep(Duration::from_millis(1)),
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(raft_node_free(n), OK);
+    for w in workers {
+        w.join().unwrap();
+    }
+    assert_eq!(ud.freed.load(Ordering::SeqCst), 1);
+}
