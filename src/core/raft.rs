@@ -1630,8 +1630,7 @@ impl<S: Storage> Raft<S> {
     fn advance_reads(&mut self) {
         let id = self.id();
         let acks = &self.read_acks;
-        // The leader has always acked its own latest round. (Not `u64::MAX`: the quorum
-        // helper maps that to 0, so a single-voter cluster never answered reads.)
+        // The leader has acknowledged its own latest round.
         let own = self.read_round;
         let round = quorum::committed_index(self.conf(), |n| {
             if n == id {
