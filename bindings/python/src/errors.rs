@@ -9,7 +9,21 @@ use std::sync::Arc;
 
 /// The Python exception that failed a node (raised by the state machine), kept so later
 /// `RaftError`s can chain it as their `__cause__`.
-pub(crate) type FailureCause = Arc<Mutex<Option<Py<PyAny>>>>;
+/// Holds the failure message and the exception object.
+pub(crate) type FailureCause = Arc<Mutex<Option<(String, Py<PyAny>)>>>;
+
+/// The error for a call whose completion was dropped unanswered: the node's recorded
+/// failure, else the state machine's failure (recorded before the node notices), else
+/// [`Error::Shutdown`].
+pub(crate) fn stopped_error(failure: Option<String>, cause: &FailureCause) -> Error {
+    if let Some(f) = failure {
+        return Error::Failed(f);
+    }
+    match cause.lock().as_ref() {
+        Some((msg, _)) => Error::Failed(msg.clone()),
+        None => Error::Shutdown,
+    }
+}
 
 /// Looks up an exception class of `raft_manager._errors` by name.
 fn class<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyType>> {
@@ -40,7 +54,7 @@ pub(crate) fn to_pyerr(py: Python<'_>, e: Error, cause: Option<&FailureCause>) -
         Error::Invalid(s) => PyValueError::new_err(s),
         Error::Failed(_) => {
             let err = make(py, "RaftError", msg);
-            if let Some(exc) = cause.and_then(|c| c.lock().as_ref().map(|o| o.clone_ref(py))) {
+            if let Some(exc) = cause.and_then(|c| c.lock().as_ref().map(|(_, o)| o.clone_ref(py))) {
                 err.set_cause(py, Some(PyErr::from_value(exc.into_bound(py))));
             }
             err

@@ -1,6 +1,6 @@
 //! The `Node` Python class.
 
-use crate::errors::{to_pyerr, type_error, value_error, FailureCause};
+use crate::errors::{stopped_error, to_pyerr, type_error, value_error, FailureCause};
 use crate::sink::{self, SenderThread};
 use crate::state_machine::PyStateMachine;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
@@ -136,8 +136,19 @@ fn wait_interruptible<T: Send>(
                 }
             }
             Err(RecvTimeoutError::Disconnected) => {
-                // The completion was dropped unanswered: the node stopped.
-                let e = node.failure().map(Error::Failed).unwrap_or(Error::Shutdown);
+                // The completion was dropped unanswered: the node stopped (its failure may
+                // be recorded a moment later).
+                let failure = py.detach(|| {
+                    let until = Instant::now() + Duration::from_millis(200);
+                    loop {
+                        let f = node.failure();
+                        if f.is_some() || cause.lock().is_none() || Instant::now() >= until {
+                            return f;
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                });
+                let e = stopped_error(failure, cause);
                 return Err(to_pyerr(py, e, Some(cause)));
             }
         }
@@ -177,12 +188,8 @@ impl FutureCompletion {
 impl Drop for FutureCompletion {
     fn drop(&mut self) {
         if self.future.is_some() {
-            let e = self
-                .node
-                .upgrade()
-                .and_then(|n| n.failure())
-                .map(Error::Failed)
-                .unwrap_or(Error::Shutdown);
+            let failure = self.node.upgrade().and_then(|n| n.failure());
+            let e = stopped_error(failure, &self.cause);
             self.complete(Err(e));
         }
     }

@@ -35,7 +35,7 @@ impl PyStateMachine {
     fn fail(&self, py: Python<'_>, what: &str, e: PyErr) -> String {
         let msg = format!("{what} raised {}", describe(py, &e));
         tracing::error!("{msg}\n{}", traceback(py, &e).trim_end());
-        *self.cause.lock() = Some(e.into_value(py).into_any());
+        *self.cause.lock() = Some((msg.clone(), e.into_value(py).into_any()));
         msg
     }
 
@@ -43,8 +43,9 @@ impl PyStateMachine {
     fn fail_type(&self, py: Python<'_>, msg: String) -> String {
         tracing::error!("{msg}");
         let e = crate::errors::type_error(msg.clone());
-        *self.cause.lock() = Some(e.into_value(py).into_any());
-        format!("TypeError: {msg}")
+        let msg = format!("TypeError: {msg}");
+        *self.cause.lock() = Some((msg.clone(), e.into_value(py).into_any()));
+        msg
     }
 }
 
