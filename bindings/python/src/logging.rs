@@ -135,7 +135,11 @@ pub(crate) fn _drain_logs(py: Python<'_>, timeout: f64) -> Vec<(u8, String, Stri
     }
     let dropped = DROPPED.swap(0, Ordering::Relaxed);
     if dropped > 0 {
-        out.push((30, "raft_manager".into(), format!("{dropped} log records dropped")));
+        out.push((
+            30,
+            "raft_manager".into(),
+            format!("{dropped} log records dropped"),
+        ));
     }
     out
 }

@@ -54,7 +54,9 @@ fn resolve(addr: &str) -> PyResult<SocketAddr> {
 
 fn seconds(name: &str, v: f64) -> PyResult<Duration> {
     if !v.is_finite() || v <= 0.0 {
-        return Err(value_error(format!("{name} must be a positive number of seconds")));
+        return Err(value_error(format!(
+            "{name} must be a positive number of seconds"
+        )));
     }
     Ok(Duration::from_secs_f64(v))
 }
@@ -86,7 +88,9 @@ fn parse_peers(peers: &Bound<'_, PyAny>) -> PyResult<(BTreeSet<NodeId>, BTreeMap
             }
         }
     } else if peers.is_instance_of::<pyo3::types::PyString>() {
-        return Err(type_error("peers must be a dict {id: address} or a list of ids"));
+        return Err(type_error(
+            "peers must be a dict {id: address} or a list of ids",
+        ));
     } else {
         for item in peers
             .try_iter()
@@ -264,7 +268,9 @@ impl PyNode {
         let (voters, learners) = target(&status)?;
         let expected = expected.or(Some(status.conf_index));
         let cc = ConfChange::Enter { voters, learners };
-        self.blocking(py, timeout, move |n, t| n.change_membership(cc, expected, t))
+        self.blocking(py, timeout, move |n, t| {
+            n.change_membership(cc, expected, t)
+        })
     }
 }
 
@@ -299,7 +305,9 @@ impl PyNode {
         if join {
             ids.remove(&node_id);
             if ids.is_empty() {
-                return Err(value_error("join=True needs the ids of the existing voters in peers"));
+                return Err(value_error(
+                    "join=True needs the ids of the existing voters in peers",
+                ));
             }
         } else {
             ids.insert(node_id);
@@ -336,10 +344,14 @@ impl PyNode {
         let sink: Arc<dyn MessageSink> = match transport {
             Some(t) if !t.is_none() => {
                 if !t.getattr_opt("send")?.is_some_and(|s| s.is_callable()) {
-                    return Err(type_error("transport must have a callable send(to, message)"));
+                    return Err(type_error(
+                        "transport must have a callable send(to, message)",
+                    ));
                 }
                 if listen.is_some() || secret.is_some() {
-                    return Err(value_error("listen and secret apply only to the built-in TCP transport"));
+                    return Err(value_error(
+                        "listen and secret apply only to the built-in TCP transport",
+                    ));
                 }
                 let (s, thread) = sink::start(node_id, t.clone().unbind())?;
                 sender = Some(thread);
@@ -354,9 +366,16 @@ impl PyNode {
                     }
                     Arc::new(NullSink)
                 } else {
-                    let listen_addr = match listen.as_deref().or(addrs.get(&node_id).map(|s| s.as_str())) {
+                    let listen_addr = match listen
+                        .as_deref()
+                        .or(addrs.get(&node_id).map(|s| s.as_str()))
+                    {
                         Some(a) => resolve(a)?,
-                        None => return Err(value_error("listen address required (or list this node in peers)")),
+                        None => {
+                            return Err(value_error(
+                                "listen address required (or list this node in peers)",
+                            ))
+                        }
                     };
                     let mut tc = TransportConfig::new(node_id, cluster_id, listen_addr);
                     for (&id, a) in &addrs {
@@ -431,10 +450,7 @@ impl PyNode {
     /// Why the node failed (e.g. the state machine raised), or None.
     #[getter]
     fn failure(&self) -> Option<String> {
-        self.running
-            .lock()
-            .as_ref()
-            .and_then(|r| r.node.failure())
+        self.running.lock().as_ref().and_then(|r| r.node.failure())
     }
 
     /// Delivers message bytes from a peer. Raises ValueError on malformed bytes.
@@ -472,7 +488,8 @@ impl PyNode {
         let node = match self.node(py) {
             Ok(n) => n,
             Err(e) => {
-                fut.bind(py).call_method1("set_exception", (e.into_value(py),))?;
+                fut.bind(py)
+                    .call_method1("set_exception", (e.into_value(py),))?;
                 return Ok(fut);
             }
         };
@@ -566,7 +583,13 @@ impl PyNode {
                 if !voters.contains(&node_id) {
                     voters.push(node_id);
                 }
-                let learners = s.conf.learners.iter().copied().filter(|&l| l != node_id).collect();
+                let learners = s
+                    .conf
+                    .learners
+                    .iter()
+                    .copied()
+                    .filter(|&l| l != node_id)
+                    .collect();
                 Ok((voters, learners))
             },
             None,

@@ -49,7 +49,10 @@ impl SenderThread {
 }
 
 /// Creates the sink and starts the thread that calls `transport.send`.
-pub(crate) fn start(node_id: NodeId, transport: Py<PyAny>) -> PyResult<(CallbackSink, SenderThread)> {
+pub(crate) fn start(
+    node_id: NodeId,
+    transport: Py<PyAny>,
+) -> PyResult<(CallbackSink, SenderThread)> {
     let (tx, rx) = bounded(QUEUE);
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
