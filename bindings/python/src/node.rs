@@ -211,6 +211,19 @@ impl PyNode {
         self.running(py, |r| r.node.clone())
     }
 
+    /// Refuses calls that wait for the apply thread when made from inside `apply`.
+    fn check_not_in_callback(&self, py: Python<'_>) -> PyResult<()> {
+        if raft::runtime::inside_callback() {
+            return Err(self.err(py, Error::WouldDeadlock));
+        }
+        Ok(())
+    }
+
+    fn tcp(&self, py: Python<'_>) -> PyResult<Arc<TcpTransport>> {
+        self.running(py, |r| r.tcp.clone())?
+            .ok_or_else(|| value_error("addresses are only used with the built-in TCP transport"))
+    }
+
     fn err(&self, py: Python<'_>, e: Error) -> PyErr {
         to_pyerr(py, e, Some(&self.cause))
     }
@@ -248,19 +261,11 @@ impl PyNode {
             .iter()
             .map(|(id, a)| Ok((*id, resolve(a)?)))
             .collect::<PyResult<_>>()?;
+        self.check_not_in_callback(py)?;
         if !resolved.is_empty() {
-            let tcp = self.running(py, |r| r.tcp.clone())?;
-            match tcp {
-                Some(t) => {
-                    for (id, a) in resolved {
-                        t.add_peer(id, a);
-                    }
-                }
-                None => {
-                    return Err(value_error(
-                        "addresses are only used with the built-in TCP transport",
-                    ))
-                }
+            let tcp = self.tcp(py)?;
+            for (id, a) in resolved {
+                tcp.add_peer(id, a);
             }
         }
         let node = self.node(py)?;
@@ -469,6 +474,7 @@ impl PyNode {
         timeout: Option<f64>,
     ) -> PyResult<Option<Py<PyBytes>>> {
         let timeout = timeout_of(timeout)?;
+        self.check_not_in_callback(py)?;
         let node = self.node(py)?;
         let (tx, rx) = bounded(1);
         node.propose_async(command.to_vec(), move |r| {
@@ -507,6 +513,7 @@ impl PyNode {
     #[pyo3(signature = (timeout=None))]
     fn read_index(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<u64> {
         let timeout = timeout_of(timeout)?;
+        self.check_not_in_callback(py)?;
         self.blocking(py, timeout, |n, t| n.read_index(t))
     }
 
@@ -639,6 +646,18 @@ impl PyNode {
             addrs.unwrap_or_default().into_iter().collect(),
             timeout_of(timeout)?,
         )
+    }
+
+    /// Registers (or updates) the TCP address of member `node_id`. With the built-in TCP
+    /// transport every member needs the address of every other member: call this on each
+    /// existing node when a new member joins.
+    fn add_peer(&self, py: Python<'_>, node_id: NodeId, addr: &str) -> PyResult<()> {
+        if node_id == 0 {
+            return Err(value_error("node ids must be non-zero"));
+        }
+        let a = resolve(addr)?;
+        self.tcp(py)?.add_peer(node_id, a);
+        Ok(())
     }
 
     /// Hands leadership to `to` (or the most up-to-date voter); returns the target's id.

@@ -69,6 +69,10 @@ def test_membership_learner_voter_remove(cluster_factory, kind: str) -> None:
     sm4 = KV()
     c.start(4, [1, 2, 3], join=True, sm=sm4)
     addr = c.addrs[4] if kind == "tcp" else None
+    if kind == "tcp":
+        for n in c.live:
+            if n.id not in (4, leader.id):
+                n.add_peer(4, c.addrs[4])
     leader.add_learner(4, addr, timeout=10)
     st = leader.status()
     assert st["learners"] == [4] and st["voters"] == [1, 2, 3]
@@ -79,6 +83,14 @@ def test_membership_learner_voter_remove(cluster_factory, kind: str) -> None:
     assert st["voters"] == [1, 2, 3, 4] and st["learners"] == []
     c.propose(b"y=2")
     wait_for(lambda: sm4.data.get("y") == "2", what="new voter replicates")
+
+    # Under another leader node 4 still gets the log (every member knows its address).
+    other = next(i for i in (1, 2, 3) if i != leader.id)
+    leader.transfer_leader(other)
+    wait_for(lambda: c.nodes[other].status()["role"] == "leader", what="transfer")
+    leader = c.nodes[other]
+    c.propose(b"w=5")
+    wait_for(lambda: sm4.data.get("w") == "5", what="replication from the new leader")
 
     victim = next(i for i in (1, 2, 3) if i != leader.id)
     leader.remove(victim, timeout=10)

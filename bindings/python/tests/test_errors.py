@@ -231,3 +231,41 @@ def test_restore_from_own_snapshot(tmp_path) -> None:
     with Node(1, [], sm2, d, **{**FAST, "snapshot_entries": 4}) as node:
         wait_for(lambda: sm2.data.get("k9") == "9", what="replay after restart")
         assert sm2.data == sm.data
+
+
+def test_blocking_calls_inside_apply_are_refused() -> None:
+    seen: list[BaseException] = []
+
+    class Reentrant(KV):
+        node: Node | None = None
+
+        def apply(self, index: int, command: bytes) -> bytes | None:
+            if command == b"reenter" and self.node is not None:
+                try:
+                    self.node.propose(b"inner=1")
+                except RaftError as e:
+                    seen.append(e)
+                try:
+                    self.node.read_index()
+                except RaftError as e:
+                    seen.append(e)
+            return super().apply(index, command)
+
+    sm = Reentrant()
+    node = single(sm)
+    sm.node = node
+    try:
+        node.propose(b"reenter", timeout=5)
+        assert len(seen) == 2 and all("deadlock" in str(e) for e in seen), seen
+        assert node.failure is None
+    finally:
+        node.close()
+
+
+def test_add_peer_needs_tcp() -> None:
+    node = single(KV())
+    try:
+        with pytest.raises(ValueError):
+            node.add_peer(2, "127.0.0.1:1")
+    finally:
+        node.close()
