@@ -1602,9 +1602,12 @@ impl<S: Storage> Raft<S> {
     fn advance_reads(&mut self) {
         let id = self.id();
         let acks = &self.read_acks;
+        // The leader has acknowledged every round it started. (Not u64::MAX:
+        // `committed_index` maps that to 0, so a single-voter cluster never answered reads.)
+        let own = self.read_round;
         let round = quorum::committed_index(self.conf(), |n| {
             if n == id {
-                u64::MAX
+                own
             } else {
                 acks.get(&n).copied().unwrap_or(0)
             }

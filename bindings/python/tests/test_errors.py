@@ -269,3 +269,9 @@ def test_add_peer_needs_tcp() -> None:
             node.add_peer(2, "127.0.0.1:1")
     finally:
         node.close()
+
+
+def test_read_index_single_node() -> None:
+    with single(KV()) as node:
+        idx = int(node.propose(b"a=1") or b"0")
+        assert node.read_index(timeout=2) >= idx
