@@ -108,6 +108,23 @@ fn parse_peers(peers: &Bound<'_, PyAny>) -> PyResult<(BTreeSet<NodeId>, BTreeMap
     Ok((ids, addrs))
 }
 
+/// Collects node ids from any iterable of ints.
+fn ids_of(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<NodeId>> {
+    let bad = || type_error(format!("{what} must be an iterable of node ids (int)"));
+    if obj.is_instance_of::<pyo3::types::PyString>() {
+        return Err(bad());
+    }
+    let mut ids = Vec::new();
+    for item in obj.try_iter().map_err(|_| bad())? {
+        let id: NodeId = item?.extract().map_err(|_| bad())?;
+        if id == 0 {
+            return Err(value_error("node ids must be non-zero"));
+        }
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
 fn role_name(r: Role) -> &'static str {
     match r {
         Role::Follower => "follower",
@@ -626,16 +643,21 @@ impl PyNode {
     /// Moves to the given voters and learners (joint consensus when several voters change).
     /// `expected_conf_id` (see `status()["conf_id"]`) refuses the change if membership moved.
     /// `addrs` gives the TCP addresses of new members.
-    #[pyo3(signature = (voters, learners=Vec::new(), expected_conf_id=None, *, addrs=None, timeout=None))]
+    #[pyo3(signature = (voters, learners=None, expected_conf_id=None, *, addrs=None, timeout=None))]
     fn change_membership(
         &self,
         py: Python<'_>,
-        voters: Vec<NodeId>,
-        learners: Vec<NodeId>,
+        voters: &Bound<'_, PyAny>,
+        learners: Option<&Bound<'_, PyAny>>,
         expected_conf_id: Option<u64>,
         addrs: Option<BTreeMap<NodeId, String>>,
         timeout: Option<f64>,
     ) -> PyResult<()> {
+        let voters = ids_of(voters, "voters")?;
+        let learners = match learners {
+            Some(l) => ids_of(l, "learners")?,
+            None => Vec::new(),
+        };
         if voters.is_empty() {
             return Err(value_error("voters must not be empty"));
         }
@@ -708,19 +730,25 @@ impl PyNode {
 
 impl Drop for PyNode {
     fn drop(&mut self) {
-        if let Some(mut r) = self.running.get_mut().take() {
-            // Dropped while attached: release the GIL so engine threads can finish.
-            let _ = Python::try_attach(|py| {
-                py.detach(|| {
-                    let _ = r.node.shutdown();
-                    if let Some(t) = &r.tcp {
-                        t.shutdown();
-                    }
-                    if let Some(s) = r.sender.as_mut() {
-                        s.stop();
-                    }
-                })
-            });
+        let Some(mut r) = self.running.get_mut().take() else {
+            return;
+        };
+        // Dropped while attached: release the GIL so engine threads can finish.
+        let done = Python::try_attach(|py| {
+            py.detach(|| {
+                let _ = r.node.shutdown();
+                if let Some(t) = &r.tcp {
+                    t.shutdown();
+                }
+                if let Some(s) = r.sender.as_mut() {
+                    s.stop();
+                }
+            })
+        });
+        if done.is_none() {
+            // The interpreter is finalizing: engine threads may wait for it forever, so
+            // joining them could hang the process. Leave them (the process is exiting).
+            std::mem::forget(r);
         }
     }
 }

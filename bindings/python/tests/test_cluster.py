@@ -104,7 +104,7 @@ def test_membership_learner_voter_remove(cluster_factory, kind: str) -> None:
     leader = c.leader()
     stale = leader.status()["conf_id"] - 1
     try:
-        leader.change_membership(st["voters"], [], expected_conf_id=stale, timeout=5)
+        leader.change_membership(set(st["voters"]), (), expected_conf_id=stale, timeout=5)
         raise AssertionError("stale conf id accepted")
     except ValueError:
         pass

@@ -67,7 +67,7 @@ class Node:
     def change_membership(
         self,
         voters: Iterable[int],
-        learners: Iterable[int] = ...,
+        learners: Iterable[int] | None = None,
         expected_conf_id: int | None = None,
         *,
         addrs: Mapping[int, str] | None = None,
