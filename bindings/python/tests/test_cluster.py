@@ -162,3 +162,12 @@ def test_concurrent_proposals_from_threads(cluster_factory) -> None:
     assert len(results) == 200 and len(set(results)) == 200
     for sm in c.sms.values():
         wait_for(lambda sm=sm: len(sm.data) == 200, what="all applied everywhere")
+
+
+def test_tcp_with_secret_and_cluster_id(cluster_factory) -> None:
+    c: Cluster = cluster_factory("tcp", secret=b"s3cret", cluster_id=7)
+    leader = c.leader()
+    assert leader.listen_addr == c.addrs[leader.id]
+    c.propose(b"s=1")
+    for sm in c.sms.values():
+        wait_for(lambda sm=sm: sm.data.get("s") == "1", what="authenticated replication")
