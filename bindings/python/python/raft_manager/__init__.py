@@ -1,0 +1,104 @@
+"""Raft consensus for Python, backed by the raft-manager Rust library.
+
+Create a :class:`Node` per cluster member with a state machine object (``apply``,
+``snapshot``, ``restore``), then ``propose`` commands on the leader. See README.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import threading
+import weakref
+from typing import Any
+
+from . import _native
+from ._errors import (
+    BusyError,
+    NotLeaderError,
+    RaftError,
+    ShutdownError,
+    StorageError,
+    TimeoutError,
+)
+
+__all__ = [
+    "Node",
+    "RaftError",
+    "NotLeaderError",
+    "BusyError",
+    "TimeoutError",
+    "ShutdownError",
+    "StorageError",
+    "enable_logging",
+    "logger",
+]
+
+#: The logger that receives the library's log records.
+logger = logging.getLogger("raft_manager")
+
+_live: weakref.WeakSet[Node] = weakref.WeakSet()
+
+
+class Node(_native.Node):
+    """A Raft cluster member running on its own native threads.
+
+    ``Node(node_id, peers, state_machine, data_dir=None, *, transport=None, listen=None,
+    election_timeout=0.5, heartbeat_interval=0.05, snapshot_entries=100000, fsync=True,
+    cluster_id=0, secret=None, snapshot_trailing=10000, join=False)``
+
+    ``peers`` is ``{id: "host:port"}`` for the built-in TCP transport, or (with
+    ``transport=obj`` having ``send(to, message)``) a list of ids; deliver received
+    messages with :meth:`step`. Nodes still open at interpreter exit are closed.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Construction happened in __new__ (native); only track the node for atexit.
+        _live.add(self)
+
+    async def propose_aio(self, command: bytes) -> bytes | None:
+        """Awaitable :meth:`propose_async`."""
+        return await asyncio.wrap_future(self.propose_async(command))
+
+
+@atexit.register
+def _close_all() -> None:
+    # Close before interpreter finalization, while engine threads can still take the GIL.
+    for node in list(_live):
+        try:
+            node.close()
+        except Exception:  # pragma: no cover - best effort at exit
+            pass
+
+
+_drain_thread: threading.Thread | None = None
+_drain_lock = threading.Lock()
+
+
+def _drain() -> None:
+    while True:
+        for level, target, message in _native._drain_logs(0.5):
+            logger.log(level, "%s: %s", target, message)
+
+
+def enable_logging(level: int | None = None) -> None:
+    """Forward the library's log records at ``level`` and above (default: the effective
+    level of the ``raft_manager`` logger) to the ``raft_manager`` logger.
+
+    Called at import; call again to change the level. One daemon thread forwards records;
+    engine threads never wait for the interpreter to log.
+    """
+    global _drain_thread
+    if level is None:
+        level = logger.getEffectiveLevel()
+    _native._install_logging(max(int(level), 1))
+    with _drain_lock:
+        if _drain_thread is None:
+            _drain_thread = threading.Thread(
+                target=_drain, name="raft_manager-log", daemon=True
+            )
+            _drain_thread.start()
+
+
+enable_logging()

@@ -1,0 +1,89 @@
+"""Type stubs for the native extension module ``raft_manager._native``."""
+
+import concurrent.futures
+import os
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any, Protocol, type_check_only
+
+from typing_extensions import disjoint_base
+
+__all__ = ["Node", "_install_logging", "_drain_logs"]
+
+@type_check_only
+class StateMachine(Protocol):
+    """What a state machine object provides (all methods run on the node's apply thread)."""
+
+    def apply(self, index: int, command: bytes, /) -> bytes | None: ...
+    def snapshot(self) -> bytes: ...
+    def restore(self, data: bytes, /) -> None: ...
+
+@type_check_only
+class Transport(Protocol):
+    """A user transport: ``send`` is called from a native thread; deliver with ``step``."""
+
+    def send(self, to: int, message: bytes, /) -> None: ...
+
+@disjoint_base
+class Node:
+    def __new__(
+        cls,
+        node_id: int,
+        peers: Mapping[int, str | None] | Iterable[int],
+        state_machine: StateMachine,
+        data_dir: str | os.PathLike[str] | None = None,
+        *,
+        transport: Transport | None = None,
+        listen: str | None = None,
+        election_timeout: float = 0.5,
+        heartbeat_interval: float = 0.05,
+        snapshot_entries: int = 100000,
+        fsync: bool = True,
+        cluster_id: int = 0,
+        secret: bytes | str | None = None,
+        snapshot_trailing: int = 10000,
+        join: bool = False,
+    ) -> Node: ...
+    @property
+    def id(self) -> int: ...
+    @property
+    def listen_addr(self) -> str | None: ...
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def failure(self) -> str | None: ...
+    def step(self, message: bytes) -> None: ...
+    def propose(self, command: bytes, timeout: float | None = None) -> bytes | None: ...
+    def propose_async(self, command: bytes) -> concurrent.futures.Future[bytes | None]: ...
+    def read_index(self, timeout: float | None = None) -> int: ...
+    def status(self) -> dict[str, Any]: ...
+    def add_learner(
+        self, node_id: int, addr: str | None = None, *, timeout: float | None = None
+    ) -> None: ...
+    def add_voter(
+        self, node_id: int, addr: str | None = None, *, timeout: float | None = None
+    ) -> None: ...
+    def remove(self, node_id: int, *, timeout: float | None = None) -> None: ...
+    def change_membership(
+        self,
+        voters: Iterable[int],
+        learners: Iterable[int] | None = None,
+        expected_conf_id: int | None = None,
+        *,
+        addrs: Mapping[int, str] | None = None,
+        timeout: float | None = None,
+    ) -> None: ...
+    def add_peer(self, node_id: int, addr: str) -> None: ...
+    def transfer_leader(self, to: int | None = None) -> int: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> Node: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        /,
+    ) -> bool: ...
+
+def _install_logging(level: int) -> bool: ...
+def _drain_logs(timeout: float) -> list[tuple[int, str, str]]: ...

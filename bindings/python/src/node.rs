@@ -1,0 +1,754 @@
+//! The `Node` Python class.
+
+use crate::errors::{stopped_error, to_pyerr, type_error, value_error, FailureCause};
+use crate::sink::{self, SenderThread};
+use crate::state_machine::PyStateMachine;
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
+use parking_lot::Mutex;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyMapping};
+use raft::core::{ConfChange, NodeId, Role, Status};
+use raft::runtime::{Error, MessageSink, Node, NodeConfig, ProposeResult};
+use raft::storage::FsyncPolicy;
+use raft::transport::{SendClass, TcpTransport, TransportConfig};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+/// How often a blocked call wakes up to let Python handle signals (Ctrl-C).
+const SLICE: Duration = Duration::from_millis(50);
+/// "No timeout" for engine calls that need one.
+const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// A sink that drops everything (single-node clusters without a transport).
+struct NullSink;
+
+impl MessageSink for NullSink {
+    fn send(&self, _: NodeId, _: Vec<u8>, _: SendClass) {}
+}
+
+/// The running parts; `None` once closed.
+struct Running {
+    node: Arc<Node>,
+    tcp: Option<Arc<TcpTransport>>,
+    sender: Option<SenderThread>,
+}
+
+/// A Raft node running on its own threads. See the package documentation.
+#[pyclass(subclass, weakref, module = "raft_manager._native", name = "Node")]
+pub(crate) struct PyNode {
+    id: NodeId,
+    running: Mutex<Option<Running>>,
+    cause: FailureCause,
+    listen: Option<SocketAddr>,
+}
+
+fn resolve(addr: &str) -> PyResult<SocketAddr> {
+    addr.to_socket_addrs()
+        .map_err(|e| value_error(format!("bad address {addr:?}: {e}")))?
+        .next()
+        .ok_or_else(|| value_error(format!("address {addr:?} resolves to nothing")))
+}
+
+fn seconds(name: &str, v: f64) -> PyResult<Duration> {
+    if !v.is_finite() || v <= 0.0 {
+        return Err(value_error(format!(
+            "{name} must be a positive number of seconds"
+        )));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+fn timeout_of(t: Option<f64>) -> PyResult<Option<Duration>> {
+    match t {
+        None => Ok(None),
+        Some(v) if v.is_finite() && v >= 0.0 => Ok(Some(Duration::from_secs_f64(v))),
+        Some(_) => Err(value_error("timeout must be None or a non-negative number")),
+    }
+}
+
+/// Parses `peers`: a mapping `{id: "host:port" | None}` or an iterable of ids.
+fn parse_peers(peers: &Bound<'_, PyAny>) -> PyResult<(BTreeSet<NodeId>, BTreeMap<NodeId, String>)> {
+    let mut ids = BTreeSet::new();
+    let mut addrs = BTreeMap::new();
+    if let Ok(map) = peers.cast::<PyMapping>() {
+        for item in map.items()?.iter() {
+            let (k, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
+            let id: NodeId = k
+                .extract()
+                .map_err(|_| type_error("peers keys must be node ids (int)"))?;
+            ids.insert(id);
+            if !v.is_none() {
+                let a: String = v
+                    .extract()
+                    .map_err(|_| type_error("peers values must be \"host:port\" strings"))?;
+                addrs.insert(id, a);
+            }
+        }
+    } else if peers.is_instance_of::<pyo3::types::PyString>() {
+        return Err(type_error(
+            "peers must be a dict {id: address} or a list of ids",
+        ));
+    } else {
+        for item in peers
+            .try_iter()
+            .map_err(|_| type_error("peers must be a dict {id: address} or a list of ids"))?
+        {
+            let id: NodeId = item?
+                .extract()
+                .map_err(|_| type_error("peers must contain node ids (int)"))?;
+            ids.insert(id);
+        }
+    }
+    if ids.contains(&0) {
+        return Err(value_error("node ids must be non-zero"));
+    }
+    Ok((ids, addrs))
+}
+
+/// Collects node ids from any iterable of ints.
+fn ids_of(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<NodeId>> {
+    let bad = || type_error(format!("{what} must be an iterable of node ids (int)"));
+    if obj.is_instance_of::<pyo3::types::PyString>() {
+        return Err(bad());
+    }
+    let mut ids = Vec::new();
+    for item in obj.try_iter().map_err(|_| bad())? {
+        let id: NodeId = item?.extract().map_err(|_| bad())?;
+        if id == 0 {
+            return Err(value_error("node ids must be non-zero"));
+        }
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::Follower => "follower",
+        Role::PreCandidate => "pre_candidate",
+        Role::Candidate => "candidate",
+        Role::Leader => "leader",
+    }
+}
+
+/// Waits for `rx` in short slices with the GIL released, checking for signals in between.
+fn wait_interruptible<T: Send>(
+    py: Python<'_>,
+    rx: &Receiver<Result<T, Error>>,
+    timeout: Option<Duration>,
+    node: &Node,
+    cause: &FailureCause,
+) -> PyResult<T> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let slice = match deadline {
+            Some(d) => d.saturating_duration_since(Instant::now()).min(SLICE),
+            None => SLICE,
+        };
+        match py.detach(|| rx.recv_timeout(slice)) {
+            Ok(r) => return r.map_err(|e| to_pyerr(py, e, Some(cause))),
+            Err(RecvTimeoutError::Timeout) => {
+                py.check_signals()?;
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Err(to_pyerr(py, Error::Timeout, None));
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                // The completion was dropped unanswered: the node stopped (its failure may
+                // be recorded a moment later).
+                let failure = py.detach(|| {
+                    let until = Instant::now() + Duration::from_millis(200);
+                    loop {
+                        let f = node.failure();
+                        if f.is_some() || cause.lock().is_none() || Instant::now() >= until {
+                            return f;
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                });
+                let e = stopped_error(failure, cause);
+                return Err(to_pyerr(py, e, Some(cause)));
+            }
+        }
+    }
+}
+
+/// Completes a `concurrent.futures.Future`; if dropped unanswered (the node stopped), fails
+/// it with the node's failure or `ShutdownError`.
+struct FutureCompletion {
+    future: Option<Py<PyAny>>,
+    node: Weak<Node>,
+    cause: FailureCause,
+}
+
+impl FutureCompletion {
+    fn complete(&mut self, r: ProposeResult) {
+        let Some(fut) = self.future.take() else {
+            return;
+        };
+        let cause = self.cause.clone();
+        let _ = Python::try_attach(move |py| {
+            let fut = fut.bind(py);
+            // A cancelled future refuses results: nothing to do then.
+            let res = match r {
+                Ok(Some(b)) => fut.call_method1("set_result", (PyBytes::new(py, &b),)),
+                Ok(None) => fut.call_method1("set_result", (py.None(),)),
+                Err(e) => {
+                    let err = to_pyerr(py, e, Some(&cause));
+                    fut.call_method1("set_exception", (err.into_value(py),))
+                }
+            };
+            drop(res);
+        });
+    }
+}
+
+impl Drop for FutureCompletion {
+    fn drop(&mut self) {
+        if self.future.is_some() {
+            let failure = self.node.upgrade().and_then(|n| n.failure());
+            let e = stopped_error(failure, &self.cause);
+            self.complete(Err(e));
+        }
+    }
+}
+
+impl PyNode {
+    fn running<R>(&self, py: Python<'_>, f: impl FnOnce(&Running) -> R) -> PyResult<R> {
+        match &*self.running.lock() {
+            Some(r) => Ok(f(r)),
+            None => Err(to_pyerr(py, Error::Shutdown, None)),
+        }
+    }
+
+    fn node(&self, py: Python<'_>) -> PyResult<Arc<Node>> {
+        self.running(py, |r| r.node.clone())
+    }
+
+    /// Refuses calls that wait for the apply thread when made from inside `apply`.
+    fn check_not_in_callback(&self, py: Python<'_>) -> PyResult<()> {
+        if raft::runtime::inside_callback() {
+            return Err(self.err(py, Error::WouldDeadlock));
+        }
+        Ok(())
+    }
+
+    fn tcp(&self, py: Python<'_>) -> PyResult<Arc<TcpTransport>> {
+        self.running(py, |r| r.tcp.clone())?
+            .ok_or_else(|| value_error("addresses are only used with the built-in TCP transport"))
+    }
+
+    fn err(&self, py: Python<'_>, e: Error) -> PyErr {
+        to_pyerr(py, e, Some(&self.cause))
+    }
+
+    /// Runs a blocking engine call on a helper thread and waits for it interruptibly.
+    fn blocking<T: Send + 'static>(
+        &self,
+        py: Python<'_>,
+        timeout: Option<Duration>,
+        f: impl FnOnce(&Node, Duration) -> Result<T, Error> + Send + 'static,
+    ) -> PyResult<T> {
+        let node = self.node(py)?;
+        let (tx, rx) = bounded(1);
+        let n = node.clone();
+        std::thread::Builder::new()
+            .name("raft-pycall".into())
+            .spawn(move || {
+                let _ = tx.send(f(&n, timeout.unwrap_or(FOREVER)));
+            })
+            .map_err(|e| value_error(format!("cannot start helper thread: {e}")))?;
+        // The engine enforces the timeout; wait a little longer for its answer.
+        let outer = timeout.map(|t| t + Duration::from_millis(500));
+        wait_interruptible(py, &rx, outer, &node, &self.cause)
+    }
+
+    fn conf_change(
+        &self,
+        py: Python<'_>,
+        target: impl FnOnce(&Status) -> PyResult<(Vec<NodeId>, Vec<NodeId>)>,
+        expected: Option<u64>,
+        addrs: Vec<(NodeId, String)>,
+        timeout: Option<Duration>,
+    ) -> PyResult<()> {
+        let resolved: Vec<(NodeId, SocketAddr)> = addrs
+            .iter()
+            .map(|(id, a)| Ok((*id, resolve(a)?)))
+            .collect::<PyResult<_>>()?;
+        self.check_not_in_callback(py)?;
+        if !resolved.is_empty() {
+            let tcp = self.tcp(py)?;
+            for (id, a) in resolved {
+                tcp.add_peer(id, a);
+            }
+        }
+        let node = self.node(py)?;
+        let status = py.detach(|| node.status()).map_err(|e| self.err(py, e))?;
+        let (voters, learners) = target(&status)?;
+        let expected = expected.or(Some(status.conf_index));
+        let cc = ConfChange::Enter { voters, learners };
+        self.blocking(py, timeout, move |n, t| {
+            n.change_membership(cc, expected, t)
+        })
+    }
+}
+
+#[pymethods]
+impl PyNode {
+    #[new]
+    #[pyo3(signature = (node_id, peers, state_machine, data_dir=None, *, transport=None,
+        listen=None, election_timeout=0.5, heartbeat_interval=0.05, snapshot_entries=100_000,
+        fsync=true, cluster_id=0, secret=None, snapshot_trailing=10_000, join=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        node_id: NodeId,
+        peers: &Bound<'_, PyAny>,
+        state_machine: &Bound<'_, PyAny>,
+        data_dir: Option<PathBuf>,
+        transport: Option<&Bound<'_, PyAny>>,
+        listen: Option<String>,
+        election_timeout: f64,
+        heartbeat_interval: f64,
+        snapshot_entries: u64,
+        fsync: bool,
+        cluster_id: u64,
+        secret: Option<&Bound<'_, PyAny>>,
+        snapshot_trailing: u64,
+        join: bool,
+    ) -> PyResult<Self> {
+        if node_id == 0 {
+            return Err(value_error("node_id must be non-zero"));
+        }
+        let (mut ids, addrs) = parse_peers(peers)?;
+        if join {
+            ids.remove(&node_id);
+            if ids.is_empty() {
+                return Err(value_error(
+                    "join=True needs the ids of the existing voters in peers",
+                ));
+            }
+        } else {
+            ids.insert(node_id);
+        }
+        let mut cfg = NodeConfig::new(node_id, ids.iter().copied());
+        cfg.election_timeout = seconds("election_timeout", election_timeout)?;
+        cfg.heartbeat_interval = seconds("heartbeat_interval", heartbeat_interval)?;
+        cfg.tick = cfg.tick.min(cfg.heartbeat_interval);
+        cfg.snapshot_entries = snapshot_entries;
+        cfg.snapshot_trailing = snapshot_trailing;
+        cfg.fsync = if fsync {
+            FsyncPolicy::Always
+        } else {
+            FsyncPolicy::UnsafeNever
+        };
+        cfg.data_dir = data_dir;
+        cfg.validate().map_err(value_error)?;
+        let cause: FailureCause = Arc::new(Mutex::new(None));
+        let sm = PyStateMachine::new(state_machine, cause.clone())?;
+        let secret: Option<Vec<u8>> = match secret {
+            None => None,
+            Some(s) => Some(if let Ok(st) = s.extract::<String>() {
+                st.into_bytes()
+            } else {
+                s.extract::<Vec<u8>>()
+                    .map_err(|_| type_error("secret must be bytes or str"))?
+            }),
+        };
+
+        let node_slot: Arc<OnceLock<Weak<Node>>> = Arc::new(OnceLock::new());
+        let mut tcp = None;
+        let mut sender = None;
+        let mut local = None;
+        let sink: Arc<dyn MessageSink> = match transport {
+            Some(t) if !t.is_none() => {
+                if !t.getattr_opt("send")?.is_some_and(|s| s.is_callable()) {
+                    return Err(type_error(
+                        "transport must have a callable send(to, message)",
+                    ));
+                }
+                if listen.is_some() || secret.is_some() {
+                    return Err(value_error(
+                        "listen and secret apply only to the built-in TCP transport",
+                    ));
+                }
+                let (s, thread) = sink::start(node_id, t.clone().unbind())?;
+                sender = Some(thread);
+                Arc::new(s)
+            }
+            _ => {
+                if addrs.is_empty() && listen.is_none() {
+                    if ids.len() > 1 || join {
+                        return Err(type_error(
+                            "peers must be a dict {id: \"host:port\"} unless a transport is given",
+                        ));
+                    }
+                    Arc::new(NullSink)
+                } else {
+                    let listen_addr = match listen
+                        .as_deref()
+                        .or(addrs.get(&node_id).map(|s| s.as_str()))
+                    {
+                        Some(a) => resolve(a)?,
+                        None => {
+                            return Err(value_error(
+                                "listen address required (or list this node in peers)",
+                            ))
+                        }
+                    };
+                    let mut tc = TransportConfig::new(node_id, cluster_id, listen_addr);
+                    for (&id, a) in &addrs {
+                        if id != node_id {
+                            tc.peers.insert(id, resolve(a)?);
+                        }
+                    }
+                    for id in &ids {
+                        if *id != node_id && !tc.peers.contains_key(id) {
+                            return Err(value_error(format!("no address for peer {id}")));
+                        }
+                    }
+                    tc.secret = secret;
+                    let slot = node_slot.clone();
+                    let on_message = Arc::new(move |from: u64, bytes: Vec<u8>| {
+                        if let Some(n) = slot.get().and_then(|w| w.upgrade()) {
+                            if let Err(e) = n.step(&bytes) {
+                                tracing::debug!(from, %e, "dropped a message");
+                            }
+                        }
+                    });
+                    let t = py
+                        .detach(|| TcpTransport::start(tc, on_message))
+                        .map_err(|e| value_error(format!("cannot listen on {listen_addr}: {e}")))?;
+                    local = Some(t.local_addr());
+                    let t = Arc::new(t);
+                    tcp = Some(t.clone());
+                    t
+                }
+            }
+        };
+        let started = py.detach(|| Node::start(cfg, Box::new(sm), sink));
+        let node = match started {
+            Ok(n) => Arc::new(n),
+            Err(e) => {
+                if let Some(mut s) = sender {
+                    py.detach(|| s.stop());
+                }
+                if let Some(t) = &tcp {
+                    py.detach(|| t.shutdown());
+                }
+                return Err(to_pyerr(py, e, Some(&cause)));
+            }
+        };
+        let _ = node_slot.set(Arc::downgrade(&node));
+        Ok(PyNode {
+            id: node_id,
+            running: Mutex::new(Some(Running { node, tcp, sender })),
+            cause,
+            listen: local,
+        })
+    }
+
+    /// This node's id.
+    #[getter]
+    fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The bound TCP address ("host:port") with the built-in transport, else None.
+    #[getter]
+    fn listen_addr(&self) -> Option<String> {
+        self.listen.map(|a| a.to_string())
+    }
+
+    /// True once `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.running.lock().is_none()
+    }
+
+    /// Why the node failed (e.g. the state machine raised), or None.
+    #[getter]
+    fn failure(&self) -> Option<String> {
+        self.running.lock().as_ref().and_then(|r| r.node.failure())
+    }
+
+    /// Delivers message bytes from a peer. Raises ValueError on malformed bytes.
+    fn step(&self, py: Python<'_>, message: &[u8]) -> PyResult<()> {
+        let node = self.node(py)?;
+        node.step(message).map_err(|e| self.err(py, e))
+    }
+
+    /// Proposes a command and waits (GIL released) until it is applied on this node; returns
+    /// the state machine's response.
+    #[pyo3(signature = (command, timeout=None))]
+    fn propose(
+        &self,
+        py: Python<'_>,
+        command: &[u8],
+        timeout: Option<f64>,
+    ) -> PyResult<Option<Py<PyBytes>>> {
+        let timeout = timeout_of(timeout)?;
+        self.check_not_in_callback(py)?;
+        let node = self.node(py)?;
+        let (tx, rx) = bounded(1);
+        node.propose_async(command.to_vec(), move |r| {
+            let _ = tx.send(r);
+        });
+        let r = wait_interruptible(py, &rx, timeout, &node, &self.cause)?;
+        Ok(r.map(|b| PyBytes::new(py, &b).unbind()))
+    }
+
+    /// Proposes a command; returns a `concurrent.futures.Future` completed with the response.
+    fn propose_async(&self, py: Python<'_>, command: &[u8]) -> PyResult<Py<PyAny>> {
+        let fut = py
+            .import("concurrent.futures")?
+            .getattr("Future")?
+            .call0()?
+            .unbind();
+        let node = match self.node(py) {
+            Ok(n) => n,
+            Err(e) => {
+                fut.bind(py)
+                    .call_method1("set_exception", (e.into_value(py),))?;
+                return Ok(fut);
+            }
+        };
+        let mut done = FutureCompletion {
+            future: Some(fut.clone_ref(py)),
+            node: Arc::downgrade(&node),
+            cause: self.cause.clone(),
+        };
+        node.propose_async(command.to_vec(), move |r| done.complete(r));
+        Ok(fut)
+    }
+
+    /// Waits for a linearizable read point and returns its index: reads of local state after
+    /// this returns see every write acknowledged before the call.
+    #[pyo3(signature = (timeout=None))]
+    fn read_index(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<u64> {
+        let timeout = timeout_of(timeout)?;
+        self.check_not_in_callback(py)?;
+        self.blocking(py, timeout, |n, t| n.read_index(t))
+    }
+
+    /// Role, term, leader, indexes, membership and (on the leader) every member's progress.
+    fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let node = self.node(py)?;
+        let s = py.detach(|| node.status()).map_err(|e| self.err(py, e))?;
+        let d = PyDict::new(py);
+        d.set_item("id", s.id)?;
+        d.set_item("role", role_name(s.role))?;
+        d.set_item("term", s.term)?;
+        d.set_item("leader", if s.leader == 0 { None } else { Some(s.leader) })?;
+        d.set_item("commit", s.commit)?;
+        d.set_item("applied", s.applied)?;
+        d.set_item("last_index", s.last_index)?;
+        d.set_item("voters", PyList::new(py, &s.conf.voters)?)?;
+        d.set_item("voters_outgoing", PyList::new(py, &s.conf.voters_outgoing)?)?;
+        d.set_item("learners", PyList::new(py, &s.conf.learners)?)?;
+        d.set_item("conf_id", s.conf_index)?;
+        let peers = PyDict::new(py);
+        for p in &s.peers {
+            let pd = PyDict::new(py);
+            pd.set_item("matched", p.matched)?;
+            pd.set_item("next", p.next)?;
+            pd.set_item("state", p.state)?;
+            peers.set_item(p.id, pd)?;
+        }
+        d.set_item("peers", peers)?;
+        Ok(d)
+    }
+
+    /// Adds `node_id` as a learner (non-voting member). Call on the leader.
+    #[pyo3(signature = (node_id, addr=None, *, timeout=None))]
+    fn add_learner(
+        &self,
+        py: Python<'_>,
+        node_id: NodeId,
+        addr: Option<String>,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
+        let addrs = addr.map(|a| vec![(node_id, a)]).unwrap_or_default();
+        self.conf_change(
+            py,
+            move |s| {
+                if s.conf.is_voter(node_id) {
+                    return Err(value_error(format!("node {node_id} is already a voter")));
+                }
+                let mut learners = s.conf.learners.clone();
+                if !learners.contains(&node_id) {
+                    learners.push(node_id);
+                }
+                Ok((s.conf.voters.clone(), learners))
+            },
+            None,
+            addrs,
+            timeout_of(timeout)?,
+        )
+    }
+
+    /// Adds `node_id` as a voter (promoting it if it is a learner). Call on the leader.
+    #[pyo3(signature = (node_id, addr=None, *, timeout=None))]
+    fn add_voter(
+        &self,
+        py: Python<'_>,
+        node_id: NodeId,
+        addr: Option<String>,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
+        let addrs = addr.map(|a| vec![(node_id, a)]).unwrap_or_default();
+        self.conf_change(
+            py,
+            move |s| {
+                let mut voters = s.conf.voters.clone();
+                if !voters.contains(&node_id) {
+                    voters.push(node_id);
+                }
+                let learners = s
+                    .conf
+                    .learners
+                    .iter()
+                    .copied()
+                    .filter(|&l| l != node_id)
+                    .collect();
+                Ok((voters, learners))
+            },
+            None,
+            addrs,
+            timeout_of(timeout)?,
+        )
+    }
+
+    /// Removes `node_id` (voter or learner) from the cluster. Call on the leader.
+    #[pyo3(signature = (node_id, *, timeout=None))]
+    fn remove(&self, py: Python<'_>, node_id: NodeId, timeout: Option<f64>) -> PyResult<()> {
+        self.conf_change(
+            py,
+            move |s| {
+                if !s.conf.contains(node_id) {
+                    return Err(value_error(format!("node {node_id} is not a member")));
+                }
+                let keep = |v: &Vec<NodeId>| v.iter().copied().filter(|&x| x != node_id).collect();
+                Ok((keep(&s.conf.voters), keep(&s.conf.learners)))
+            },
+            None,
+            Vec::new(),
+            timeout_of(timeout)?,
+        )
+    }
+
+    /// Moves to the given voters and learners (joint consensus when several voters change).
+    /// `expected_conf_id` (see `status()["conf_id"]`) refuses the change if membership moved.
+    /// `addrs` gives the TCP addresses of new members.
+    #[pyo3(signature = (voters, learners=None, expected_conf_id=None, *, addrs=None, timeout=None))]
+    fn change_membership(
+        &self,
+        py: Python<'_>,
+        voters: &Bound<'_, PyAny>,
+        learners: Option<&Bound<'_, PyAny>>,
+        expected_conf_id: Option<u64>,
+        addrs: Option<BTreeMap<NodeId, String>>,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
+        let voters = ids_of(voters, "voters")?;
+        let learners = match learners {
+            Some(l) => ids_of(l, "learners")?,
+            None => Vec::new(),
+        };
+        if voters.is_empty() {
+            return Err(value_error("voters must not be empty"));
+        }
+        self.conf_change(
+            py,
+            move |_| Ok((voters, learners)),
+            expected_conf_id,
+            addrs.unwrap_or_default().into_iter().collect(),
+            timeout_of(timeout)?,
+        )
+    }
+
+    /// Registers (or updates) the TCP address of member `node_id`. With the built-in TCP
+    /// transport every member needs the address of every other member: call this on each
+    /// existing node when a new member joins.
+    fn add_peer(&self, py: Python<'_>, node_id: NodeId, addr: &str) -> PyResult<()> {
+        if node_id == 0 {
+            return Err(value_error("node ids must be non-zero"));
+        }
+        let a = resolve(addr)?;
+        self.tcp(py)?.add_peer(node_id, a);
+        Ok(())
+    }
+
+    /// Hands leadership to `to` (or the most up-to-date voter); returns the target's id.
+    #[pyo3(signature = (to=None))]
+    fn transfer_leader(&self, py: Python<'_>, to: Option<NodeId>) -> PyResult<NodeId> {
+        let node = self.node(py)?;
+        py.detach(|| node.transfer_leader(to))
+            .map_err(|e| self.err(py, e))
+    }
+
+    /// Stops the node: pending proposals fail with ShutdownError. Idempotent.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let running = self.running.lock().take();
+        if let Some(mut r) = running {
+            if raft::runtime::inside_callback() {
+                *self.running.lock() = Some(r);
+                return Err(self.err(py, Error::WouldDeadlock));
+            }
+            py.detach(|| {
+                let _ = r.node.shutdown();
+                if let Some(t) = &r.tcp {
+                    t.shutdown();
+                }
+                if let Some(s) = r.sender.as_mut() {
+                    s.stop();
+                }
+            });
+            drop(r);
+        }
+        Ok(())
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        let state = if self.closed() { "closed" } else { "running" };
+        format!("<raft_manager.Node id={} {state}>", self.id)
+    }
+}
+
+impl Drop for PyNode {
+    fn drop(&mut self) {
+        let Some(mut r) = self.running.get_mut().take() else {
+            return;
+        };
+        // Dropped while attached: release the GIL so engine threads can finish.
+        let done = Python::try_attach(|py| {
+            py.detach(|| {
+                let _ = r.node.shutdown();
+                if let Some(t) = &r.tcp {
+                    t.shutdown();
+                }
+                if let Some(s) = r.sender.as_mut() {
+                    s.stop();
+                }
+            })
+        });
+        if done.is_none() {
+            // The interpreter is finalizing: engine threads may wait for it forever, so
+            // joining them could hang the process. Leave them (the process is exiting).
+            std::mem::forget(r);
+        }
+    }
+}
