@@ -315,7 +315,26 @@ impl Sim {
             .get_mut(&id)
             .and_then(|n| n.raw.as_mut())
             .ok_or("node down")?;
-        raw.read_index(ctx).map_err(|e| e.to_string())
+        raw.read_index(ctx).map_err(|e| e.to_string())?;
+        // Process the node's resulting work at once (a lease read is answered here).
+        self.drive(id).map_err(|v| v.to_string())
+    }
+
+    /// Proposes a membership change that only applies if the configuration id is still
+    /// `expected` (compare-and-set).
+    pub fn propose_conf_change_cas(
+        &mut self,
+        id: NodeId,
+        cc: ConfChange,
+        expected: u64,
+    ) -> Result<u64, String> {
+        let raw = self
+            .nodes
+            .get_mut(&id)
+            .and_then(|n| n.raw.as_mut())
+            .ok_or("node down")?;
+        raw.propose_conf_change(cc, Some(expected))
+            .map_err(|e| e.to_string())
     }
 
     /// Runs for `ms` virtual milliseconds.
