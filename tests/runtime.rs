@@ -266,3 +266,62 @@ fn single_voter_read_index() {
     assert!(read >= 2);
     node.shutdown().unwrap();
 }
+
+#[test]
+fn client_sessions_apply_retries_once_and_survive_restart() {
+    let dir = std::env::temp_dir().join(format!("raft-rt-sess-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mk = |applied: &Arc<RwLock<Vec<Vec<u8>>>>| {
+        let mut c = NodeConfig::new(1, [1]);
+        c.data_dir = Some(dir.clone());
+        c.snapshot_entries = 5;
+        c.snapshot_trailing = 1;
+        c.election_timeout = Duration::from_millis(100);
+        c.heartbeat_interval = Duration::from_millis(20);
+        let sm = Counter {
+            applied: applied.clone(),
+            delay: Duration::ZERO,
+        };
+        struct Nowhere;
+        impl MessageSink for Nowhere {
+            fn send(&self, _: NodeId, _: Vec<u8>, _: SendClass) {}
+        }
+        let n = Node::start(c, Box::new(sm), Arc::new(Nowhere)).expect("start");
+        let end = Instant::now() + Duration::from_secs(5);
+        while n.status().unwrap().role != Role::Leader && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        n
+    };
+    let t = Duration::from_secs(5);
+    let applied = Arc::new(RwLock::new(Vec::new()));
+    let n = mk(&applied);
+    let first = n.propose_session(42, 1, b"once".to_vec(), t).unwrap();
+    // The retry returns the recorded response and is not applied again.
+    assert_eq!(
+        n.propose_session(42, 1, b"once".to_vec(), t).unwrap(),
+        first
+    );
+    assert_eq!(applied.read().iter().filter(|c| c == &b"once").count(), 1);
+    let second = n.propose_session(42, 2, b"twice".to_vec(), t).unwrap();
+    assert_ne!(second, first);
+    assert!(matches!(
+        n.propose_session(42, 1, b"once".to_vec(), t),
+        Err(Error::Invalid(_))
+    ));
+    // Enough entries for snapshots: the session table travels in them.
+    for i in 0..12u8 {
+        n.propose(vec![i], t).unwrap();
+    }
+    n.shutdown().unwrap();
+    drop(n);
+    let again = Arc::new(RwLock::new(Vec::new()));
+    let n = mk(&again);
+    assert_eq!(
+        n.propose_session(42, 2, b"twice".to_vec(), t).unwrap(),
+        second
+    );
+    assert_eq!(again.read().iter().filter(|c| c == &b"twice").count(), 1);
+    n.shutdown().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -3,6 +3,7 @@
 
 use super::error::Error;
 use super::node::{in_callback, Input, ProposeResult, ReadDone, Shared};
+use super::session::{self, SessionTable, Verdict};
 use super::state_machine::{Committed, StateMachine};
 use crate::core::{
     apply_conf_change, decode_conf_change, ConfState, Entry, EntryKind, SnapshotMeta, SoftState,
@@ -40,6 +41,7 @@ struct Applier {
     conf_index: u64,
     last_snapshot: u64,
     barriers: Vec<(u64, ReadDone)>,
+    sessions: SessionTable,
 }
 
 pub(crate) fn run(
@@ -50,6 +52,7 @@ pub(crate) fn run(
     shared: Arc<Shared>,
     policy: SnapshotPolicy,
     snap: SnapshotMeta,
+    sessions: SessionTable,
 ) {
     let conf = if snap.index > 0 {
         snap.conf.clone()
@@ -68,6 +71,7 @@ pub(crate) fn run(
         conf_index: snap.conf_index,
         last_snapshot: snap.index,
         barriers: Vec::new(),
+        sessions,
     };
     while let Ok(job) = jobs.recv() {
         if let Err(e) = a.handle(job) {
@@ -112,8 +116,7 @@ impl Applier {
                         "restoring a newer snapshot"
                     );
                 }
-                let sm = &mut self.sm;
-                in_callback(|| sm.restore(&mut r)).map_err(|e| format!("restore failed: {e}"))?;
+                self.sessions = restore_into(self.sm.as_mut(), &mut r)?;
                 self.applied = m.index;
                 self.applied_term = m.term;
                 self.conf = m.conf.clone();
@@ -190,32 +193,69 @@ impl Applier {
         let Some(first) = run.first().map(|(e, _)| e.index) else {
             return Ok(());
         };
-        let batch: Vec<Committed<'_>> = run
-            .iter()
-            .map(|(e, _)| Committed {
-                index: e.index,
-                term: e.term,
-                data: &e.data,
-            })
-            .collect();
-        let sm = &mut self.sm;
-        let responses = in_callback(|| sm.apply(&batch))
-            .map_err(|e| format!("state machine apply failed at index {first}: {e}"))?;
+        // Decode every command; retries of applied session commands are answered from
+        // the session table and never reach the state machine.
+        let mut verdicts = Vec::with_capacity(run.len());
+        let mut batch = Vec::with_capacity(run.len());
+        for (e, _) in &run {
+            let cmd = session::decode(&e.data)
+                .ok_or_else(|| format!("undecodable command at index {}", e.index))?;
+            let verdict = match cmd.session {
+                Some((client, seq)) => self.sessions.check(client, seq),
+                None => Verdict::Apply,
+            };
+            if verdict == Verdict::Apply {
+                batch.push(Committed {
+                    index: e.index,
+                    term: e.term,
+                    data: cmd.data,
+                });
+            }
+            verdicts.push((cmd.session, verdict));
+        }
+        let responses = if batch.is_empty() {
+            Vec::new()
+        } else {
+            let sm = &mut self.sm;
+            in_callback(|| sm.apply(&batch))
+                .map_err(|e| format!("state machine apply failed at index {first}: {e}"))?
+        };
         drop(batch);
         let mut responses = responses.into_iter();
-        for (e, done) in run {
-            let resp = responses.next().flatten();
+        for ((e, done), (sess, verdict)) in run.into_iter().zip(verdicts) {
+            let result = match verdict {
+                Verdict::Apply => {
+                    let resp = responses.next().flatten();
+                    if let Some((client, seq)) = sess {
+                        self.sessions.record(client, seq, e.index, resp.clone());
+                    }
+                    Ok(resp)
+                }
+                Verdict::Duplicate(resp) => {
+                    if let Some((client, _)) = sess {
+                        self.sessions.touch(client, e.index);
+                    }
+                    Ok(resp)
+                }
+                Verdict::Stale => Err(Error::Invalid(
+                    "session command older than the client's latest one".into(),
+                )),
+            };
             self.applied = e.index;
             self.applied_term = e.term;
             if let Some(d) = done {
-                in_callback(|| d(Ok(resp)));
+                in_callback(|| d(result));
             }
         }
+        self.sessions.expire(self.applied);
         Ok(())
     }
 
     fn snapshot(&mut self) -> Result<(), String> {
         let mut buf = Vec::new();
+        self.sessions
+            .write_to(&mut buf)
+            .map_err(|e| format!("snapshot failed: {e}"))?;
         let sm = &mut self.sm;
         in_callback(|| sm.snapshot(&mut buf)).map_err(|e| format!("snapshot failed: {e}"))?;
         let meta = SnapshotMeta {
@@ -239,4 +279,14 @@ impl Applier {
             Err(e) => Err(format!("storing snapshot failed: {e}")),
         }
     }
+}
+
+/// Restores a runtime snapshot: the session table, then the user's state machine.
+pub(crate) fn restore_into(
+    sm: &mut dyn StateMachine,
+    input: &mut dyn std::io::Read,
+) -> Result<SessionTable, String> {
+    let sessions = SessionTable::read_from(input)?;
+    in_callback(|| sm.restore(input)).map_err(|e| format!("restore failed: {e}"))?;
+    Ok(sessions)
 }

@@ -38,6 +38,8 @@ pub struct NodeConfig {
     pub inbox_capacity: usize,
     /// Seed for randomized timeouts (defaults to a value derived from the id and time).
     pub seed: Option<u64>,
+    /// Client sessions unused for this many log entries expire (0 = never).
+    pub session_expiry_entries: u64,
 }
 
 impl NodeConfig {
@@ -59,6 +61,7 @@ impl NodeConfig {
             check_quorum: true,
             inbox_capacity: 65_536,
             seed: None,
+            session_expiry_entries: 100_000,
         }
     }
 

@@ -5,6 +5,7 @@ mod apply;
 mod config;
 mod error;
 mod node;
+pub mod session;
 mod state_machine;
 mod storage_worker;
 

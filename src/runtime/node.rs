@@ -6,6 +6,7 @@
 use super::apply::{self, ApplyJob, Completion};
 use super::config::NodeConfig;
 use super::error::Error;
+use super::session::{self, SessionTable};
 use super::state_machine::{MessageSink, StateMachine};
 use super::storage_worker::{self, StorageJob};
 use crate::codec;
@@ -117,15 +118,15 @@ impl Node {
         store: Arc<dyn LogStore>,
     ) -> Result<Node, Error> {
         cfg.validate().map_err(Error::Invalid)?;
-        // Restore the latest snapshot before anything else.
+        // Restore the latest snapshot (session table, then user state) before anything else.
+        let mut sessions = SessionTable::new(cfg.session_expiry_entries);
         let snap = store.snapshot_meta();
         if snap.index > 0 {
             let (meta, mut r) = store
                 .open_snapshot()
                 .map_err(|e| Error::Storage(e.to_string()))?
                 .ok_or_else(|| Error::Storage("snapshot metadata without data".into()))?;
-            sm.restore(&mut r)
-                .map_err(|e| Error::Failed(format!("restore failed: {e}")))?;
+            sessions = super::apply::restore_into(sm.as_mut(), &mut r).map_err(Error::Failed)?;
             let _ = meta;
         }
         let mut core_cfg = Config::new(cfg.id);
@@ -174,7 +175,7 @@ impl Node {
                 format!("raft-apply-{id}"),
                 shared.clone(),
                 in_tx.clone(),
-                move || apply::run(sm, store, ap_rx, in_tx, shared, policy, conf),
+                move || apply::run(sm, store, ap_rx, in_tx, shared, policy, conf, sessions),
             )?);
         }
         {
@@ -254,7 +255,42 @@ impl Node {
         command: Vec<u8>,
         done: impl FnOnce(ProposeResult) + Send + 'static,
     ) {
-        let done: Completion = Box::new(done);
+        self.submit(session::encode_plain(&command), Box::new(done));
+    }
+
+    /// Proposes a command of client session `client` with sequence number `seq` (exactly
+    /// once: a retry of an applied command returns the recorded response without applying
+    /// it again). Each client numbers its commands 1, 2, 3, ... and retries with the same
+    /// number; a number older than the client's latest is refused.
+    pub fn propose_session_async(
+        &self,
+        client: u64,
+        seq: u64,
+        command: Vec<u8>,
+        done: impl FnOnce(ProposeResult) + Send + 'static,
+    ) {
+        self.submit(
+            session::encode_session(client, seq, &command),
+            Box::new(done),
+        );
+    }
+
+    /// Blocking form of [`Node::propose_session_async`].
+    pub fn propose_session(
+        &self,
+        client: u64,
+        seq: u64,
+        command: Vec<u8>,
+        timeout: Duration,
+    ) -> ProposeResult {
+        let (tx, rx) = bounded(1);
+        self.propose_session_async(client, seq, command, move |r| {
+            let _ = tx.send(r);
+        });
+        wait(&rx, timeout)
+    }
+
+    fn submit(&self, command: Vec<u8>, done: Completion) {
         if let Err(e) = self.check_alive() {
             return done(Err(e));
         }
