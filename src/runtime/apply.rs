@@ -44,16 +44,29 @@ struct Applier {
     sessions: SessionTable,
 }
 
-pub(crate) fn run(
-    sm: Box<dyn StateMachine>,
-    store: Arc<dyn LogStore>,
-    jobs: Receiver<ApplyJob>,
-    raft: Sender<Input>,
-    shared: Arc<Shared>,
-    policy: SnapshotPolicy,
-    snap: SnapshotMeta,
-    sessions: SessionTable,
-) {
+/// What the apply thread starts from.
+pub(crate) struct ApplyStart {
+    pub sm: Box<dyn StateMachine>,
+    pub store: Arc<dyn LogStore>,
+    pub raft: Sender<Input>,
+    pub shared: Arc<Shared>,
+    pub policy: SnapshotPolicy,
+    /// The snapshot the state machine was restored from (index 0 if none).
+    pub snap: SnapshotMeta,
+    /// The session table restored with it.
+    pub sessions: SessionTable,
+}
+
+pub(crate) fn run(start: ApplyStart, jobs: Receiver<ApplyJob>) {
+    let ApplyStart {
+        sm,
+        store,
+        raft,
+        shared,
+        policy,
+        snap,
+        sessions,
+    } = start;
     let conf = if snap.index > 0 {
         snap.conf.clone()
     } else {

@@ -175,7 +175,20 @@ impl Node {
                 format!("raft-apply-{id}"),
                 shared.clone(),
                 in_tx.clone(),
-                move || apply::run(sm, store, ap_rx, in_tx, shared, policy, conf, sessions),
+                move || {
+                    apply::run(
+                        apply::ApplyStart {
+                            sm,
+                            store,
+                            raft: in_tx,
+                            shared,
+                            policy,
+                            snap: conf,
+                            sessions,
+                        },
+                        ap_rx,
+                    )
+                },
             )?);
         }
         {
