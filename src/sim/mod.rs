@@ -5,6 +5,7 @@
 
 mod disk;
 mod invariants;
+pub mod linearizability;
 mod node;
 
 pub use invariants::Violation;
