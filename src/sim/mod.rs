@@ -12,7 +12,8 @@ pub use invariants::Violation;
 
 use crate::core::rng::Rng;
 use crate::core::{ConfChange, ConfState, Config, Message, MessageBody, NodeId, ReadState, Role};
-use node::SimNode;
+use linearizability::{History, Op, Outcome};
+use node::{KvCommand, SimNode};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashSet};
 
@@ -67,6 +68,18 @@ struct Pending {
     node: NodeId,
     index: u64,
     data: Vec<u8>,
+    /// The history event of a key-value client operation, and whether it is a CAS.
+    op: Option<(usize, bool)>,
+}
+
+/// A pending linearizable read.
+#[derive(Debug, Clone)]
+struct PendingRead {
+    op: usize,
+    node: NodeId,
+    ctx: u64,
+    key: String,
+    index: Option<u64>,
 }
 
 /// Counters collected during a run.
@@ -108,6 +121,9 @@ pub struct Sim {
     pub reads: Vec<(NodeId, ReadState)>,
     /// Print role changes and non-heartbeat messages (set from `RAFT_SIM_TRACE`).
     pub trace: bool,
+    history: History,
+    pending_reads: Vec<PendingRead>,
+    next_ctx: u64,
     cfg: Box<dyn Fn(NodeId) -> Config>,
 }
 
@@ -148,6 +164,9 @@ impl Sim {
             candidate_terms: BTreeSet::new(),
             reads: Vec::new(),
             trace: std::env::var("RAFT_SIM_TRACE").is_ok(),
+            history: History::new(),
+            pending_reads: Vec::new(),
+            next_ctx: 1 << 32,
             cfg: Box::new(cfg),
         };
         sim.inv.set_initial_conf(conf.clone());
@@ -262,6 +281,8 @@ impl Sim {
             n.crash(keep);
         }
         self.pending.retain(|p| p.node != id);
+        // Operations in flight on the crashed node never complete (outcome unknown).
+        self.pending_reads.retain(|r| r.node != id);
     }
 
     /// Restarts a crashed node from its durable state.
@@ -285,8 +306,98 @@ impl Sim {
             node: id,
             index,
             data: data.clone(),
+            op: None,
         });
         Some(data)
+    }
+
+    fn propose_kv(&mut self, id: NodeId, cmd: KvCommand, op: Op) -> bool {
+        self.next_cmd += 1;
+        let data = cmd.encode(self.next_cmd);
+        let Some(raw) = self.nodes.get_mut(&id).and_then(|n| n.raw.as_mut()) else {
+            return false;
+        };
+        let Ok(index) = raw.propose(vec![data.clone()]) else {
+            return false;
+        };
+        let is_cas = matches!(cmd, KvCommand::Cas(..));
+        let ev = self.history.invoke(id, op, self.now);
+        self.pending.push(Pending {
+            node: id,
+            index,
+            data,
+            op: Some((ev, is_cas)),
+        });
+        true
+    }
+
+    /// A client writes `key = value` through node `id`; false if the node refused.
+    pub fn client_put(&mut self, id: NodeId, key: &str, value: &str) -> bool {
+        let op = Op::Put {
+            key: key.into(),
+            value: value.into(),
+        };
+        self.propose_kv(id, KvCommand::Put(key.into(), value.into()), op)
+    }
+
+    /// A client compare-and-sets `key` from `expected` to `new` through node `id`.
+    pub fn client_cas(&mut self, id: NodeId, key: &str, expected: Option<&str>, new: &str) -> bool {
+        let op = Op::Cas {
+            key: key.into(),
+            expected: expected.map(Into::into),
+            new: new.into(),
+        };
+        let cmd = KvCommand::Cas(key.into(), expected.map(Into::into), new.into());
+        self.propose_kv(id, cmd, op)
+    }
+
+    /// A client reads `key` linearizably at node `id` (read index, then local state once
+    /// applied); false if the node refused.
+    pub fn client_get(&mut self, id: NodeId, key: &str) -> bool {
+        self.next_ctx += 1;
+        let ctx = self.next_ctx;
+        let Some(raw) = self.nodes.get_mut(&id).and_then(|n| n.raw.as_mut()) else {
+            return false;
+        };
+        if raw.read_index(ctx).is_err() {
+            return false;
+        }
+        let op = self
+            .history
+            .invoke(id, Op::Get { key: key.into() }, self.now);
+        self.pending_reads.push(PendingRead {
+            op,
+            node: id,
+            ctx,
+            key: key.into(),
+            index: None,
+        });
+        true
+    }
+
+    /// UNSAFE on purpose: reads local state at `id` without a read index, to show that the
+    /// checker catches the stale reads this allows.
+    pub fn client_get_unsafe_local(&mut self, id: NodeId, key: &str) -> bool {
+        let Some(n) = self.nodes.get(&id).filter(|n| n.raw.is_some()) else {
+            return false;
+        };
+        let value = n.kv_get(key);
+        let op = self
+            .history
+            .invoke(id, Op::Get { key: key.into() }, self.now);
+        self.history.complete(op, self.now, Outcome::Get(value));
+        true
+    }
+
+    /// The recorded client history.
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// Checks the client history for linearizability.
+    pub fn check_linearizable(&self) -> Result<(), Violation> {
+        linearizability::check(&self.history)
+            .map_err(|e| Violation::new(self.seed, format!("history not linearizable: {e}")))
     }
 
     /// Proposes a membership change at `id`.
@@ -492,6 +603,19 @@ impl Sim {
                 self.send(m);
             }
             for rs in outcome.reads {
+                if let Some(p) = self
+                    .pending_reads
+                    .iter()
+                    .position(|r| r.node == id && r.ctx == rs.ctx)
+                {
+                    match rs.index {
+                        Some(i) => self.pending_reads[p].index = Some(i),
+                        // Refused: the read did not happen.
+                        None => {
+                            self.pending_reads.remove(p);
+                        }
+                    }
+                }
                 self.reads.push((id, rs));
             }
             if need_sync {
@@ -509,17 +633,39 @@ impl Sim {
                 }
                 match applied.get(&p.index) {
                     Some(d) if *d == p.data => {
-                        acked.push((p.data.clone(), p.index));
+                        acked.push((p.data.clone(), p.index, p.op));
                         false
                     }
                     Some(_) => false, // another entry won that index: dropped, not acked
                     None => true,
                 }
             });
-            for (d, i) in acked {
+            for (d, i, op) in acked {
                 self.stats.acked += 1;
+                if let Some((ev, is_cas)) = op {
+                    let outcome = if is_cas {
+                        match n.cas_results.get(&i) {
+                            Some(&ok) => Outcome::Cas(ok),
+                            None => Outcome::Unknown,
+                        }
+                    } else {
+                        Outcome::Put
+                    };
+                    self.history.complete(ev, self.now, outcome);
+                }
                 self.acked.insert(d, i);
             }
+            // Reads whose index this node has now applied complete with its local value.
+            let applied = n.machine_index();
+            let now = self.now;
+            let history = &mut self.history;
+            self.pending_reads.retain(|r| {
+                if r.node != id || r.index.is_none_or(|i| i > applied) {
+                    return true;
+                }
+                history.complete(r.op, now, Outcome::Get(n.kv_get(&r.key)));
+                false
+            });
             n.trim_applied_log();
         }
     }

@@ -22,6 +22,42 @@ pub struct Machine {
     pub conf: ConfState,
     /// Index of the configuration entry.
     pub conf_index: u64,
+    /// Key-value state written by `put`/`cas` commands (for linearizability checks).
+    pub kv: BTreeMap<String, String>,
+}
+
+/// A key-value command of the simulated clients, encoded as text in a log entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvCommand {
+    /// `put KEY VALUE`.
+    Put(String, String),
+    /// `cas KEY EXPECTED NEW` (`EXPECTED` is `-` for "absent").
+    Cas(String, Option<String>, String),
+}
+
+impl KvCommand {
+    /// Encodes the command; `tag` makes every proposal's bytes unique.
+    pub fn encode(&self, tag: u64) -> Vec<u8> {
+        match self {
+            KvCommand::Put(k, v) => format!("put {k} {v} {tag}"),
+            KvCommand::Cas(k, e, n) => format!("cas {k} {} {n} {tag}", e.as_deref().unwrap_or("-")),
+        }
+        .into_bytes()
+    }
+
+    fn decode(data: &[u8]) -> Option<KvCommand> {
+        let s = std::str::from_utf8(data).ok()?;
+        let p: Vec<&str> = s.split(' ').collect();
+        match p.as_slice() {
+            ["put", k, v, _] => Some(KvCommand::Put(k.to_string(), v.to_string())),
+            ["cas", k, e, n, _] => Some(KvCommand::Cas(
+                k.to_string(),
+                (*e != "-").then(|| e.to_string()),
+                n.to_string(),
+            )),
+            _ => None,
+        }
+    }
 }
 
 fn mix(h: u64, data: &[u8]) -> u64 {
@@ -38,22 +74,28 @@ impl Machine {
         v.extend_from_slice(&self.index.to_le_bytes());
         v.extend_from_slice(&self.term.to_le_bytes());
         v.extend_from_slice(&self.hash.to_le_bytes());
+        let kv = postcard::to_stdvec(&self.kv).expect("encode kv");
+        v.extend_from_slice(&(kv.len() as u64).to_le_bytes());
+        v.extend_from_slice(&kv);
         // Filler so snapshots span several chunks.
         v.extend((0..300u32).map(|i| (i as u64 ^ self.hash) as u8));
         v
     }
 
     fn decode(data: &[u8], meta: &SnapshotMeta) -> Option<Machine> {
-        if data.len() < 24 {
+        if data.len() < 32 {
             return None;
         }
         let rd = |i: usize| u64::from_le_bytes(data[i..i + 8].try_into().expect("8 bytes"));
+        let len = rd(24) as usize;
+        let kv = postcard::from_bytes(data.get(32..32 + len)?).ok()?;
         Some(Machine {
             index: rd(0),
             term: rd(8),
             hash: rd(16),
             conf: meta.conf.clone(),
             conf_index: meta.conf_index,
+            kv,
         })
     }
 }
@@ -78,6 +120,8 @@ pub struct SimNode {
     pub sync_scheduled: bool,
     /// Recently applied commands by index (for acknowledging proposals).
     pub applied_log: BTreeMap<u64, Vec<u8>>,
+    /// Outcomes of recently applied compare-and-set commands by index.
+    pub cas_results: BTreeMap<u64, bool>,
     /// Snapshot every this many applied entries (0 = never).
     pub snapshot_every: u64,
     /// Entries kept behind a snapshot.
@@ -101,6 +145,7 @@ impl SimNode {
             waiting: Vec::new(),
             sync_scheduled: false,
             applied_log: BTreeMap::new(),
+            cas_results: BTreeMap::new(),
             snapshot_every: 0,
             snapshot_trailing: 5,
             last_commit: 0,
@@ -114,6 +159,7 @@ impl SimNode {
         self.disk.crash((keep % (n as u64 * 3)) as usize);
         self.waiting.clear();
         self.applied_log.clear();
+        self.cas_results.clear();
     }
 
     /// Restart from durable state: restore the snapshot, then replay via the core.
@@ -234,6 +280,19 @@ impl SimNode {
                 EntryKind::Normal => {
                     self.machine.hash = mix(self.machine.hash, &e.data);
                     self.applied_log.insert(e.index, e.data.clone());
+                    match KvCommand::decode(&e.data) {
+                        Some(KvCommand::Put(k, v)) => {
+                            self.machine.kv.insert(k, v);
+                        }
+                        Some(KvCommand::Cas(k, exp, new)) => {
+                            let ok = self.machine.kv.get(&k) == exp.as_ref();
+                            if ok {
+                                self.machine.kv.insert(k, new);
+                            }
+                            self.cas_results.insert(e.index, ok);
+                        }
+                        None => {}
+                    }
                 }
                 EntryKind::ConfChange => {
                     if let Some(cc) = decode_conf_change(&e.data) {
@@ -272,10 +331,23 @@ impl SimNode {
         })
     }
 
+    /// The state machine's current value of `key`.
+    pub fn kv_get(&self, key: &str) -> Option<String> {
+        self.machine.kv.get(key).cloned()
+    }
+
+    /// Last index applied by the state machine.
+    pub fn machine_index(&self) -> u64 {
+        self.machine.index
+    }
+
     /// Keeps the acknowledgement log small.
     pub fn trim_applied_log(&mut self) {
         while self.applied_log.len() > 4096 {
             self.applied_log.pop_first();
+        }
+        while self.cas_results.len() > 4096 {
+            self.cas_results.pop_first();
         }
     }
 
