@@ -325,3 +325,43 @@ fn client_sessions_apply_retries_once_and_survive_restart() {
     n.shutdown().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn learner_auto_promotion_and_removal() {
+    let net = Arc::new(Net::default());
+    let logs: Vec<_> = (1..=3).map(|i| start(&net, i, Duration::ZERO)).collect();
+    let l = leader(&net, Duration::from_secs(5)).expect("leader");
+    let n = node(&net, l);
+    for i in 0..20u8 {
+        n.propose(vec![i], Duration::from_secs(5)).unwrap();
+    }
+    // Node 4 starts knowing only the existing voters: it waits to be added.
+    let log4 = start(&net, 4, Duration::ZERO);
+    let t = Duration::from_secs(5);
+    assert!(matches!(n.add_learner(2, None, t), Err(Error::Invalid(_))));
+    n.add_learner(4, Some(5), t).expect("add learner");
+    let end = Instant::now() + t;
+    while !n.status().unwrap().conf.voters.contains(&4) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let st = n.status().unwrap();
+    assert!(
+        st.conf.voters.contains(&4),
+        "learner was not promoted: {:?}",
+        st.conf
+    );
+    assert!(st.conf.learners.is_empty());
+    // Remove another follower; the cluster keeps committing with the new membership.
+    let f = (1..=3).find(|&i| i != l).unwrap();
+    n.remove_member(f, t).expect("remove");
+    assert!(!n.status().unwrap().conf.contains(f));
+    n.propose(b"after".to_vec(), t).unwrap();
+    let end = Instant::now() + t;
+    while log4.read().len() < 21 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(*log4.read(), *logs[(l - 1) as usize].read());
+    for id in 1..=4 {
+        node(&net, id).shutdown().unwrap();
+    }
+}

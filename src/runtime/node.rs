@@ -34,6 +34,7 @@ pub(crate) enum Input {
     ReadIndex(ReadDone),
     Transfer(Option<NodeId>, Sender<Result<NodeId, Error>>),
     Status(Sender<Status>),
+    AutoPromote(NodeId, u64),
     Persisted(u64, u64, Vec<(crate::core::SnapshotMeta, bool)>),
     Applied(u64),
     Fatal(String),
@@ -206,6 +207,7 @@ impl Node {
                 next_read: 1,
                 outstanding: 0,
                 last_role: Role::Follower,
+                auto_promote: HashMap::new(),
                 shared: shared2.clone(),
             };
             threads.push(spawn(
@@ -343,6 +345,102 @@ impl Node {
         wait(&rx, timeout).map(|_| ())
     }
 
+    /// Adds `id` as a learner (it receives the log but does not vote). With
+    /// `auto_promote_lag`, the leader promotes it to voter by itself once its log is within
+    /// that many entries of the leader's.
+    pub fn add_learner(
+        &self,
+        id: NodeId,
+        auto_promote_lag: Option<u64>,
+        timeout: Duration,
+    ) -> Result<(), Error> {
+        let st = self.status()?;
+        if st.conf.contains(id) {
+            return Err(Error::Invalid(format!("node {id} is already a member")));
+        }
+        let mut learners = st.conf.learners.clone();
+        learners.push(id);
+        let cc = ConfChange::Enter {
+            voters: st.conf.voters.clone(),
+            learners,
+        };
+        self.change_membership(cc, Some(st.conf_index), timeout)?;
+        if let Some(lag) = auto_promote_lag {
+            self.enqueue(Input::AutoPromote(id, lag))?;
+        }
+        Ok(())
+    }
+
+    /// Promotes learner `id` to voter once its log is within `max_lag` entries of the
+    /// leader's; [`Error::Timeout`] if it does not catch up within `timeout`.
+    pub fn promote_learner(
+        &self,
+        id: NodeId,
+        max_lag: u64,
+        timeout: Duration,
+    ) -> Result<(), Error> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let st = self.status()?;
+            if !st.conf.learners.contains(&id) {
+                return Err(Error::Invalid(format!("node {id} is not a learner")));
+            }
+            if st.role != Role::Leader {
+                return Err(Error::NotLeader(st.leader));
+            }
+            let caught_up = st
+                .peers
+                .iter()
+                .any(|p| p.id == id && p.matched + max_lag >= st.last_index);
+            if caught_up {
+                let mut voters = st.conf.voters.clone();
+                voters.push(id);
+                let learners = st
+                    .conf
+                    .learners
+                    .iter()
+                    .copied()
+                    .filter(|&l| l != id)
+                    .collect();
+                let left = deadline.saturating_duration_since(Instant::now());
+                return self.change_membership(
+                    ConfChange::Enter { voters, learners },
+                    Some(st.conf_index),
+                    left.max(Duration::from_millis(100)),
+                );
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Removes `id` from the cluster (it may be this node: a leader hands over first).
+    pub fn remove_member(&self, id: NodeId, timeout: Duration) -> Result<(), Error> {
+        let st = self.status()?;
+        if !st.conf.contains(id) {
+            return Err(Error::Invalid(format!("node {id} is not a member")));
+        }
+        let cc = ConfChange::Enter {
+            voters: st
+                .conf
+                .voters
+                .iter()
+                .copied()
+                .filter(|&v| v != id)
+                .collect(),
+            learners: st
+                .conf
+                .learners
+                .iter()
+                .copied()
+                .filter(|&v| v != id)
+                .collect(),
+        };
+        self.change_membership(cc, Some(st.conf_index), timeout)
+    }
+
     /// Returns a linearizable read index once the local state machine has applied it: a
     /// read of local state after this returns is linearizable.
     pub fn read_index(&self, timeout: Duration) -> Result<u64, Error> {
@@ -446,6 +544,8 @@ struct RaftLoop {
     next_read: u64,
     outstanding: u64,
     last_role: Role,
+    /// Learners to promote once they are within the given lag of the leader's log.
+    auto_promote: HashMap<NodeId, u64>,
     shared: Arc<Shared>,
 }
 
@@ -531,6 +631,9 @@ impl RaftLoop {
             Input::Status(reply) => {
                 let _ = reply.send(self.raw.status());
             }
+            Input::AutoPromote(id, lag) => {
+                self.auto_promote.insert(id, lag);
+            }
             Input::Persisted(number, jobs, snaps) => {
                 self.outstanding -= jobs;
                 for (meta, ok) in snaps {
@@ -567,7 +670,39 @@ impl RaftLoop {
         }
     }
 
+    /// Leader only: promotes one caught-up learner registered for automatic promotion.
+    fn maybe_auto_promote(&mut self) {
+        if self.auto_promote.is_empty() || self.raw.raft.role != Role::Leader {
+            return;
+        }
+        let st = self.raw.status();
+        let ready = self.auto_promote.iter().find_map(|(&id, &lag)| {
+            let p = st.peers.iter().find(|p| p.id == id)?;
+            (st.conf.learners.contains(&id) && p.matched + lag >= st.last_index).then_some(id)
+        });
+        let Some(id) = ready else { return };
+        let mut voters = st.conf.voters.clone();
+        voters.push(id);
+        let learners = st
+            .conf
+            .learners
+            .iter()
+            .copied()
+            .filter(|&l| l != id)
+            .collect();
+        let cc = ConfChange::Enter { voters, learners };
+        if self
+            .raw
+            .propose_conf_change(cc, Some(st.conf_index))
+            .is_ok()
+        {
+            tracing::info!(node = id, "learner caught up: promoting to voter");
+            self.auto_promote.remove(&id);
+        }
+    }
+
     fn process_ready(&mut self) {
+        self.maybe_auto_promote();
         while self.raw.has_ready() {
             let rd = self.raw.ready();
             if let Some(ss) = rd.soft_state {
