@@ -127,7 +127,9 @@ impl History {
     }
 
     /// Records that operation `id` completed at `time` with `outcome` (pass
-    /// [`Outcome::Unknown`] when the client gave up without learning the result).
+    /// [`Outcome::Unknown`] when the client gave up without learning the result). An outcome
+    /// of the wrong kind for the operation, or a completion before the invocation, makes
+    /// [`check`] report the event as malformed.
     ///
     /// # Panics
     /// If `id` was not returned by [`History::invoke`] on this history.
@@ -512,7 +514,8 @@ impl<'k, 'a> Search<'k, 'a> {
     /// only move: any linearization from here stays valid with it moved first. Optional
     /// writes are only tried when they change the register to a value some candidate needs
     /// (directly or through a chain of optional compare-and-swaps); any other use of them
-    /// can be dropped from a linearization without changing what is observed.
+    /// can be dropped from a linearization without changing what is observed. Blind writes
+    /// among the candidates are returned apart, to go along with whichever write is tried.
     fn moves(&self, steps: &mut u64) -> (Vec<(usize, Val)>, Vec<usize>) {
         let ops = &self.kh.ops;
         let (val, mode) = (self.val, self.mode);
