@@ -42,6 +42,7 @@ struct Applier {
     last_snapshot: u64,
     barriers: Vec<(u64, ReadDone)>,
     sessions: SessionTable,
+    snapshots: Sender<(SnapshotMeta, Vec<u8>)>,
 }
 
 /// What the apply thread starts from.
@@ -72,6 +73,15 @@ pub(crate) fn run(start: ApplyStart, jobs: Receiver<ApplyJob>) {
     } else {
         store.initial_state().map(|(_, c)| c).unwrap_or_default()
     };
+    let (snap_tx, snap_rx) = crossbeam_channel::bounded::<(SnapshotMeta, Vec<u8>)>(1);
+    let writer = {
+        let (store, raft, shared, trailing) =
+            (store.clone(), raft.clone(), shared.clone(), policy.trailing);
+        std::thread::Builder::new()
+            .name("raft-snapshot".into())
+            .spawn(move || write_snapshots(store, snap_rx, raft, shared, trailing))
+            .ok()
+    };
     let mut a = Applier {
         sm,
         store,
@@ -85,6 +95,7 @@ pub(crate) fn run(start: ApplyStart, jobs: Receiver<ApplyJob>) {
         last_snapshot: snap.index,
         barriers: Vec::new(),
         sessions,
+        snapshots: snap_tx,
     };
     while let Ok(job) = jobs.recv() {
         if let Err(e) = a.handle(job) {
@@ -108,6 +119,32 @@ pub(crate) fn run(start: ApplyStart, jobs: Receiver<ApplyJob>) {
             }
             ApplyJob::ReadBarrier(_, b) => b(Err(Error::Shutdown)),
             _ => {}
+        }
+    }
+    drop(a);
+    if let Some(w) = writer {
+        let _ = w.join();
+    }
+}
+
+/// The snapshot thread: stores snapshots taken by the apply thread and compacts the log.
+fn write_snapshots(
+    store: Arc<dyn LogStore>,
+    jobs: Receiver<(SnapshotMeta, Vec<u8>)>,
+    raft: Sender<Input>,
+    shared: Arc<Shared>,
+    trailing: u64,
+) {
+    while let Ok((meta, buf)) = jobs.recv() {
+        match store.create_snapshot(meta, &mut buf.as_slice(), trailing) {
+            Ok(m) => tracing::info!(index = m.index, bytes = m.size, "snapshot taken"),
+            Err(crate::core::StorageError::SnapshotOutOfDate) => {}
+            Err(e) => {
+                let why = format!("storing snapshot failed: {e}");
+                shared.fail(why.clone());
+                let _ = raft.send(Input::Fatal(why));
+                return;
+            }
         }
     }
 }
@@ -279,17 +316,17 @@ impl Applier {
             size: 0,
             checksum: 0,
         };
-        match self
-            .store
-            .create_snapshot(meta, &mut buf.as_slice(), self.policy.trailing)
-        {
-            Ok(m) => {
-                tracing::info!(index = m.index, bytes = m.size, "snapshot taken");
-                self.last_snapshot = m.index;
+        // Writing and fsyncing the snapshot happens on the snapshot thread while apply
+        // continues; if the previous one is still being written, this round is skipped.
+        match self.snapshots.try_send((meta, buf)) {
+            Ok(()) => {
+                self.last_snapshot = self.applied;
                 Ok(())
             }
-            Err(crate::core::StorageError::SnapshotOutOfDate) => Ok(()),
-            Err(e) => Err(format!("storing snapshot failed: {e}")),
+            Err(crossbeam_channel::TrySendError::Full(_)) => Ok(()),
+            Err(crossbeam_channel::TrySendError::Disconnected(_)) => {
+                Err("snapshot thread stopped".into())
+            }
         }
     }
 }
