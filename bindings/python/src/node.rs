@@ -483,20 +483,31 @@ impl PyNode {
 
     /// Proposes a command and waits (GIL released) until it is applied on this node; returns
     /// the state machine's response.
-    #[pyo3(signature = (command, timeout=None))]
+    #[pyo3(signature = (command, timeout=None, *, client_id=None, seq=None))]
     fn propose(
         &self,
         py: Python<'_>,
         command: &[u8],
         timeout: Option<f64>,
+        client_id: Option<u64>,
+        seq: Option<u64>,
     ) -> PyResult<Option<Py<PyBytes>>> {
         let timeout = timeout_of(timeout)?;
         self.check_not_in_callback(py)?;
         let node = self.node(py)?;
         let (tx, rx) = bounded(1);
-        node.propose_async(command.to_vec(), move |r| {
+        let done = move |r| {
             let _ = tx.send(r);
-        });
+        };
+        match (client_id, seq) {
+            (None, None) => node.propose_async(command.to_vec(), done),
+            (Some(c), Some(s)) if s > 0 => node.propose_session_async(c, s, command.to_vec(), done),
+            _ => {
+                return Err(value_error(
+                    "client_id and seq go together, and seq counts from 1",
+                ))
+            }
+        }
         let r = wait_interruptible(py, &rx, timeout, &node, &self.cause)?;
         Ok(r.map(|b| PyBytes::new(py, &b).unbind()))
     }

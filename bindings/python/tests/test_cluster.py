@@ -171,3 +171,19 @@ def test_tcp_with_secret_and_cluster_id(cluster_factory) -> None:
     c.propose(b"s=1")
     for sm in c.sms.values():
         wait_for(lambda sm=sm: sm.data.get("s") == "1", what="authenticated replication")
+
+
+def test_client_session_retry_applies_once(cluster_factory) -> None:
+    c: Cluster = cluster_factory("callback")
+    leader = c.leader()
+    first = leader.propose(b"s=1", timeout=5, client_id=7, seq=1)
+    applied = c.sms[leader.id].applied
+    # A retry of the same (client, seq) returns the recorded response, not a new index.
+    assert leader.propose(b"s=1", timeout=5, client_id=7, seq=1) == first
+    assert c.sms[leader.id].applied == applied
+    assert leader.propose(b"s=2", timeout=5, client_id=7, seq=2) != first
+    try:
+        leader.propose(b"x", timeout=5, client_id=7)
+        raise AssertionError("client_id without seq accepted")
+    except ValueError:
+        pass
