@@ -586,6 +586,21 @@ raft_status raft_node_propose(const struct raft_node *node,
                               struct raft_buf *out_response);
 
 /**
+ * Like `raft_node_propose`, for client session `client_id` with sequence number `seq`
+ * (1, 2, 3, ... per client): exactly once. A retry with the same `seq` returns the
+ * recorded response without applying the command again; an older `seq` gives
+ * `RAFT_STATUS_INVALID_ARGUMENT`. The session table is replicated and kept in snapshots;
+ * sessions expire by log position.
+ */
+raft_status raft_node_propose_session(const struct raft_node *node,
+                                      uint64_t client_id,
+                                      uint64_t seq,
+                                      const uint8_t *cmd,
+                                      size_t len,
+                                      uint64_t timeout_ms,
+                                      struct raft_buf *out_response);
+
+/**
  * Proposes `cmd[0..len]` (copied) without blocking; `cb(cb_userdata, ...)` runs exactly
  * once with the outcome (see [`raft_propose_callback`]). Any thread, including inside
  * callbacks. Returns `RAFT_STATUS_OK` when `cb` will be (or already was) called; on any

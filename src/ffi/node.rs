@@ -383,6 +383,50 @@ pub unsafe extern "C" fn raft_node_propose(
     })
 }
 
+/// Like `raft_node_propose`, for client session `client_id` with sequence number `seq`
+/// (1, 2, 3, ... per client): exactly once. A retry with the same `seq` returns the
+/// recorded response without applying the command again; an older `seq` gives
+/// `RAFT_STATUS_INVALID_ARGUMENT`. The session table is replicated and kept in snapshots;
+/// sessions expire by log position.
+#[no_mangle]
+pub unsafe extern "C" fn raft_node_propose_session(
+    node: *const raft_node,
+    client_id: u64,
+    seq: u64,
+    cmd: *const u8,
+    len: usize,
+    timeout_ms: u64,
+    out_response: *mut raft_buf,
+) -> raft_status {
+    with_node(node, true, |n| {
+        if cmd.is_null() && len > 0 {
+            return fail(raft_status::NullArgument, "cmd is NULL");
+        }
+        let command = if len == 0 {
+            Vec::new()
+        } else {
+            // SAFETY: `cmd` holds `len` bytes per contract.
+            unsafe { std::slice::from_raw_parts(cmd, len) }.to_vec()
+        };
+        if seq == 0 {
+            return fail(raft_status::InvalidArgument, "seq counts from 1");
+        }
+        match n
+            .node
+            .propose_session(client_id, seq, command, Duration::from_millis(timeout_ms))
+        {
+            Ok(resp) => {
+                if !out_response.is_null() {
+                    // SAFETY: checked non-NULL; the caller passes an empty or zeroed buffer.
+                    unsafe { *out_response = raft_buf::from_vec(resp.unwrap_or_default()) };
+                }
+                raft_status::Ok
+            }
+            Err(e) => from_error(e),
+        }
+    })
+}
+
 struct SendPtr(*mut c_void);
 // SAFETY: the C contract requires `cb_userdata` to be usable from any thread.
 unsafe impl Send for SendPtr {}
