@@ -166,8 +166,15 @@ impl<S: Storage> Raft<S> {
     /// Builds the protocol state from storage.
     pub fn new(cfg: Config, storage: S) -> Result<Self, String> {
         cfg.validate()?;
-        let (hs, base_conf) = storage.initial_state().map_err(|e| e.to_string())?;
+        let (hs, bootstrap_conf) = storage.initial_state().map_err(|e| e.to_string())?;
         let snap = storage.snapshot_meta();
+        let snap_index = snap.index;
+        // The membership as of the latest snapshot, or the bootstrap one without a snapshot.
+        let base_conf = if snap.index > 0 {
+            snap.conf.clone()
+        } else {
+            bootstrap_conf
+        };
         let log = RaftLog::new(storage, hs.commit, cfg.applied);
         let mut r = Raft {
             rng: Rng::new(cfg.seed),
@@ -205,8 +212,9 @@ impl<S: Storage> Raft<S> {
             removed: false,
             cfg,
         };
-        // Replay configuration entries after the snapshot (they took effect when appended).
-        let mut next = r.log.first_index();
+        // Replay configuration entries after the snapshot (they took effect when appended);
+        // entries kept behind the snapshot for slow followers are already in its membership.
+        let mut next = r.log.first_index().max(snap_index + 1);
         let last = r.log.last_index();
         while next <= last {
             let batch = r

@@ -196,6 +196,7 @@ impl MemStorage {
                 g.entries.drain(..n);
             }
         }
+        g.conf = meta.conf.clone();
         g.snapshot = meta;
         g.snapshot_data = data;
     }
