@@ -28,13 +28,20 @@ impl DiskStorage {
             .write(true)
             .open(&lock_path)
             .map_err(|e| io_err(lock_path.display(), e))?;
+        // A process forked by this one (between fork and exec) briefly shares the lock, so
+        // a held lock is retried for a moment before the store counts as open elsewhere.
+        let mut attempts = 0;
         // SAFETY: flock on a valid, owned file descriptor.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            return Err(StorageError::Io(format!(
-                "{}: store is already open (lock held): {}",
-                lock_path.display(),
-                io::Error::last_os_error()
-            )));
+        while unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let err = io::Error::last_os_error();
+            attempts += 1;
+            if err.raw_os_error() != Some(libc::EWOULDBLOCK) || attempts >= 50 {
+                return Err(StorageError::Io(format!(
+                    "{}: store is already open (lock held): {err}",
+                    lock_path.display(),
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
 
         // Leftover temp files are incomplete writes that never took effect.
