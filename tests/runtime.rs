@@ -365,3 +365,46 @@ fn learner_auto_promotion_and_removal() {
         node(&net, id).shutdown().unwrap();
     }
 }
+
+#[test]
+fn lease_reads_are_opt_in_and_validated() {
+    struct Nowhere;
+    impl MessageSink for Nowhere {
+        fn send(&self, _: NodeId, _: Vec<u8>, _: SendClass) {}
+    }
+    let sm = || {
+        Box::new(Counter {
+            applied: Arc::new(RwLock::new(Vec::new())),
+            delay: Duration::ZERO,
+        })
+    };
+    assert!(NodeConfig::new(1, [1])
+        .lease_reads_max_clock_drift
+        .is_none());
+    let mut c = NodeConfig::new(1, [1]);
+    c.lease_reads_max_clock_drift = Some(Duration::from_millis(10));
+    c.check_quorum = false;
+    assert!(matches!(
+        Node::start(c, sm(), Arc::new(Nowhere)),
+        Err(Error::Invalid(_))
+    ));
+    let mut c = NodeConfig::new(1, [1]);
+    c.lease_reads_max_clock_drift = Some(Duration::from_secs(5));
+    assert!(matches!(
+        Node::start(c, sm(), Arc::new(Nowhere)),
+        Err(Error::Invalid(_))
+    ));
+    // A valid lease configuration serves reads.
+    let mut c = NodeConfig::new(1, [1]);
+    c.election_timeout = Duration::from_millis(100);
+    c.heartbeat_interval = Duration::from_millis(20);
+    c.lease_reads_max_clock_drift = Some(Duration::from_millis(20));
+    let n = Node::start(c, sm(), Arc::new(Nowhere)).unwrap();
+    let end = Instant::now() + Duration::from_secs(5);
+    while n.status().unwrap().role != Role::Leader && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    n.propose(b"x".to_vec(), Duration::from_secs(5)).unwrap();
+    assert!(n.read_index(Duration::from_secs(5)).unwrap() >= 2);
+    n.shutdown().unwrap();
+}

@@ -40,6 +40,11 @@ pub struct NodeConfig {
     pub seed: Option<u64>,
     /// Client sessions unused for this many log entries expire (0 = never).
     pub session_expiry_entries: u64,
+    /// Opt-in lease reads: `Some(max_clock_drift)` lets the leader answer `read_index`
+    /// without a heartbeat round while it heard from a quorum within the election timeout
+    /// minus this drift. Safe only if clocks drift less than declared; needs check-quorum.
+    /// Off (`None`) by default.
+    pub lease_reads_max_clock_drift: Option<Duration>,
 }
 
 impl NodeConfig {
@@ -62,6 +67,7 @@ impl NodeConfig {
             inbox_capacity: 65_536,
             seed: None,
             session_expiry_entries: 100_000,
+            lease_reads_max_clock_drift: None,
         }
     }
 
@@ -78,6 +84,14 @@ impl NodeConfig {
         }
         if self.bootstrap.voters.is_empty() {
             return Err("bootstrap configuration needs at least one voter".into());
+        }
+        if let Some(d) = self.lease_reads_max_clock_drift {
+            if !self.check_quorum {
+                return Err("lease reads require check_quorum".into());
+            }
+            if d >= self.election_timeout {
+                return Err("lease read clock drift must be below the election timeout".into());
+            }
         }
         if self.inbox_capacity == 0 {
             return Err("inbox_capacity must be positive".into());

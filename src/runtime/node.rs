@@ -138,6 +138,11 @@ impl Node {
         core_cfg.max_uncommitted_bytes = cfg.max_uncommitted_bytes;
         core_cfg.max_msg_bytes = cfg.max_msg_bytes;
         core_cfg.applied = snap.index;
+        core_cfg.lease_read_max_drift = cfg.lease_reads_max_clock_drift.map(|d| {
+            // Round the drift up to whole ticks (a larger margin is the safe direction).
+            let tick = cfg.tick.as_micros().max(1);
+            d.as_micros().div_ceil(tick) as u64
+        });
         core_cfg.seed = cfg.seed.unwrap_or_else(|| {
             let t = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
