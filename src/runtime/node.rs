@@ -213,6 +213,8 @@ impl Node {
                 outstanding: 0,
                 last_role: Role::Follower,
                 auto_promote: HashMap::new(),
+                inline_writes: store.durable_on_write(),
+                written: store.initial_state().map(|(hs, _)| hs).unwrap_or_default(),
                 shared: shared2.clone(),
             };
             threads.push(spawn(
@@ -551,6 +553,10 @@ struct RaftLoop {
     last_role: Role,
     /// Learners to promote once they are within the given lag of the leader's log.
     auto_promote: HashMap<NodeId, u64>,
+    /// The store is durable when a write returns (memory): write on this thread.
+    inline_writes: bool,
+    /// Term and vote last written inline.
+    written: crate::core::HardState,
     shared: Arc<Shared>,
 }
 
@@ -727,15 +733,22 @@ impl RaftLoop {
             for rs in rd.read_states {
                 self.answer_read(rs);
             }
-            if persist || self.outstanding > 0 {
+            let job = StorageJob {
+                number: rd.number,
+                hard_state: rd.hard_state,
+                entries: rd.entries,
+                chunks: rd.snapshot_chunks,
+                messages: rd.persisted_messages,
+            };
+            if self.inline_writes && self.outstanding == 0 {
+                // A memory store is done when the write returns: no storage-thread round
+                // trip (and no I/O on this thread).
+                if let Err(e) = self.write_inline(job) {
+                    self.shared.fail(format!("storage: {e}"));
+                    return;
+                }
+            } else if persist || self.outstanding > 0 {
                 self.outstanding += 1;
-                let job = StorageJob {
-                    number: rd.number,
-                    hard_state: rd.hard_state,
-                    entries: rd.entries,
-                    chunks: rd.snapshot_chunks,
-                    messages: rd.persisted_messages,
-                };
                 if self.storage.send(job).is_err() {
                     self.shared.fail("storage thread stopped".into());
                 }
@@ -763,6 +776,20 @@ impl RaftLoop {
                 }
             }
         }
+    }
+
+    fn write_inline(&mut self, job: StorageJob) -> Result<(), String> {
+        let store = self.raw.raft.log.storage.clone();
+        let mut snaps = Vec::new();
+        storage_worker::write_job(store.as_ref(), &job, &mut snaps, &mut self.written)?;
+        for m in &job.messages {
+            send_message(self.sink.as_ref(), m);
+        }
+        for (meta, ok) in snaps {
+            self.raw.snapshot_received(&meta, ok);
+        }
+        self.raw.on_persisted(job.number);
+        Ok(())
     }
 
     fn answer_read(&mut self, rs: ReadState) {

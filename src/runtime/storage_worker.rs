@@ -66,7 +66,8 @@ pub(crate) fn run(
     }
 }
 
-fn write_job(
+/// Writes one ready's durable work (without syncing); term/vote changes sync first.
+pub(crate) fn write_job(
     store: &dyn LogStore,
     j: &StorageJob,
     snaps: &mut Vec<(SnapshotMeta, bool)>,

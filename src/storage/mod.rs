@@ -59,6 +59,11 @@ pub trait LogStore: Storage {
     /// Opens the latest snapshot's data for reading (restore at start, or to send), `None` if
     /// there is none. The reader fails at the end if the data does not match its checksum.
     fn open_snapshot(&self) -> StorageResult<Option<(SnapshotMeta, Box<dyn Read + Send>)>>;
+    /// True if a write is complete when it returns and `sync` does nothing (memory
+    /// stores); the runtime then writes on the Raft thread instead of the storage thread.
+    fn durable_on_write(&self) -> bool {
+        false
+    }
 }
 
 /// When [`DiskStorage`] calls fsync.
@@ -97,6 +102,10 @@ impl Default for DiskOptions {
 }
 
 impl LogStore for MemStorage {
+    fn durable_on_write(&self) -> bool {
+        true
+    }
+
     fn append(&self, entries: &[Entry]) -> StorageResult<()> {
         if let Some(first) = entries.first() {
             let last = self.last_index();
