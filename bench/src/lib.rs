@@ -8,6 +8,8 @@ use raft::runtime::{Committed, Error, MessageSink, Node, NodeConfig, StateMachin
 use raft::transport::SendClass;
 use std::collections::HashMap;
 use std::io::{Read, Write};
+#[allow(unused_imports)]
+use std::io::BufRead as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -358,4 +360,143 @@ pub fn table(title: &str, header: &[&str], rows: &[Vec<String>]) {
     for r in rows {
         line(r.clone());
     }
+}
+
+/// A `bench-node` child process driven over its stdin/stdout.
+pub struct Proc {
+    /// Node id.
+    pub id: u64,
+    child: std::process::Child,
+    input: std::process::ChildStdin,
+    output: std::io::BufReader<std::process::ChildStdout>,
+    args: Vec<String>,
+}
+
+impl Proc {
+    /// Starts `bench-node` with these arguments and waits for it to say READY.
+    pub fn spawn(id: u64, args: Vec<String>) -> Proc {
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(sibling_bin("bench-node"))
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn bench-node (build it with cargo build --release -p raft-bench)");
+        let input = child.stdin.take().unwrap();
+        let output = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut p = Proc { id, child, input, output, args };
+        let r = p.read();
+        assert_eq!(r, "READY", "bench-node {id} did not start");
+        p
+    }
+    fn read(&mut self) -> String {
+        use std::io::BufRead;
+        let mut s = String::new();
+        self.output.read_line(&mut s).expect("read from bench-node");
+        s.trim_end().to_string()
+    }
+    /// Sends a command without waiting for the answer.
+    pub fn send(&mut self, cmd: &str) {
+        writeln!(self.input, "{cmd}").expect("write to bench-node");
+        self.input.flush().unwrap();
+    }
+    /// Reads one answer.
+    pub fn recv(&mut self) -> String {
+        self.read()
+    }
+    /// Sends a command and returns its answer line.
+    pub fn cmd(&mut self, cmd: &str) -> String {
+        self.send(cmd);
+        self.read()
+    }
+    /// `(is_leader, leader, term, commit, applied, sm_applied)`.
+    pub fn status(&mut self) -> Option<(bool, u64, u64, u64, u64, u64)> {
+        let r = self.cmd("STATUS");
+        let v: Vec<u64> = r.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+        if !r.starts_with("STATUS") || v.len() < 6 {
+            return None;
+        }
+        Some((v[0] == 1, v[1], v[2], v[3], v[4], v[5]))
+    }
+    /// SIGKILLs the process.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+    /// Starts the same node again (same arguments, same data directory).
+    pub fn restart(&mut self) {
+        self.kill();
+        *self = Proc::spawn(self.id, self.args.clone());
+    }
+    /// Asks the process to exit and waits.
+    pub fn quit(mut self) {
+        let _ = writeln!(self.input, "QUIT");
+        let _ = self.input.flush();
+        let end = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.kill();
+    }
+}
+
+/// Free loopback ports (bound, read and released; a small race is accepted).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let ls: Vec<_> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
+}
+
+/// Starts a 3-process cluster; `extra` is appended to every node's arguments and
+/// `data_root` (if any) gets one directory per node.
+pub fn spawn_cluster(data_root: Option<&std::path::Path>, extra: &[String]) -> Vec<Proc> {
+    let ports = free_ports(3);
+    let peers = (1..=3)
+        .map(|i| format!("{i}=127.0.0.1:{}", ports[i - 1]))
+        .collect::<Vec<_>>()
+        .join(",");
+    (1..=3u64)
+        .map(|id| {
+            let mut args = vec!["--id".into(), id.to_string(), "--peers".into(), peers.clone()];
+            if let Some(root) = data_root {
+                let d = root.join(format!("n{id}"));
+                let _ = std::fs::remove_dir_all(&d);
+                std::fs::create_dir_all(&d).expect("create data dir");
+                args.push("--data-dir".into());
+                args.push(d.display().to_string());
+            }
+            args.extend(extra.iter().cloned());
+            Proc::spawn(id, args)
+        })
+        .collect()
+}
+
+/// Index of the process that is leader, waiting up to `timeout`.
+pub fn find_leader(procs: &mut [Proc], timeout: Duration) -> Option<usize> {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        for (i, p) in procs.iter_mut().enumerate() {
+            if let Some((true, ..)) = p.status() {
+                return Some(i);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    None
+}
+
+/// A scratch directory for durable benchmarks, on the same disk as the work tree
+/// (`RAFT_BENCH_DIR` overrides; /tmp may be tmpfs elsewhere, which would hide fsync cost).
+pub fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let root = std::env::var("RAFT_BENCH_DIR").map(Into::into).unwrap_or_else(|_| {
+        sibling_bin("").parent().map(|p| p.join("bench-data")).unwrap_or_else(|| "bench-data".into())
+    });
+    let d: std::path::PathBuf = std::path::PathBuf::from(root).join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("scratch dir");
+    d
 }
