@@ -258,7 +258,7 @@ pub fn closed_loop(
         errors: u64,
         first_error: Option<Error>,
     }
-    let st = Arc::new(Mutex::new(St { lat: Vec::with_capacity(1 << 20), ops: 0, errors: 0, first_error: None }));
+    let st = Arc::new(Mutex::new(St { lat: Vec::with_capacity(if total.is_some() { 0 } else { 1 << 16 }), ops: 0, errors: 0, first_error: None }));
     let measuring = Arc::new(AtomicBool::new(total.is_some()));
     let (tok_tx, tok_rx) = crossbeam_channel::bounded::<()>(window);
     for _ in 0..window {
@@ -293,6 +293,7 @@ pub fn closed_loop(
         cmd[..8].copy_from_slice(&seq.to_le_bytes());
         let t0 = Instant::now();
         let (st2, tok2, meas) = (st.clone(), tok_tx.clone(), measuring.clone());
+        let record = total.is_none();
         issued += 1;
         node.propose_async(cmd, move |r| {
             let ns = t0.elapsed().as_nanos() as u64;
@@ -301,7 +302,9 @@ pub fn closed_loop(
                 match r {
                     Ok(_) => {
                         s.ops += 1;
-                        s.lat.push(ns);
+                        if record {
+                            s.lat.push(ns);
+                        }
                     }
                     Err(e) => {
                         s.errors += 1;
