@@ -7,9 +7,9 @@ use raft::core::{NodeId, Role};
 use raft::runtime::{Committed, Error, MessageSink, Node, NodeConfig, StateMachine};
 use raft::transport::SendClass;
 use std::collections::HashMap;
-use std::io::{Read, Write};
 #[allow(unused_imports)]
 use std::io::BufRead as _;
+use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,12 +39,19 @@ impl Args {
     pub fn num(&self, k: &str, d: u64) -> u64 {
         self.0
             .get(k)
-            .map(|v| v.replace('_', "").parse().unwrap_or_else(|_| panic!("--{k}: bad number {v}")))
+            .map(|v| {
+                v.replace('_', "")
+                    .parse()
+                    .unwrap_or_else(|_| panic!("--{k}: bad number {v}"))
+            })
             .unwrap_or(d)
     }
     /// A float flag with a default.
     pub fn float(&self, k: &str, d: f64) -> f64 {
-        self.0.get(k).map(|v| v.parse().expect("number")).unwrap_or(d)
+        self.0
+            .get(k)
+            .map(|v| v.parse().expect("number"))
+            .unwrap_or(d)
     }
     /// A string flag.
     pub fn str(&self, k: &str) -> Option<String> {
@@ -53,7 +60,10 @@ impl Args {
     /// A list of numbers, comma separated.
     pub fn list(&self, k: &str, d: &[u64]) -> Vec<u64> {
         match self.0.get(k) {
-            Some(v) => v.split(',').map(|x| x.parse().expect("number list")).collect(),
+            Some(v) => v
+                .split(',')
+                .map(|x| x.parse().expect("number list"))
+                .collect(),
             None => d.to_vec(),
         }
     }
@@ -94,16 +104,25 @@ impl CountSm {
     /// A new machine and its applied counter.
     pub fn new() -> (CountSm, Arc<AtomicU64>) {
         let a = Arc::new(AtomicU64::new(0));
-        (CountSm { applied: a.clone(), sum: 0 }, a)
+        (
+            CountSm {
+                applied: a.clone(),
+                sum: 0,
+            },
+            a,
+        )
     }
 }
 
 impl StateMachine for CountSm {
     fn apply(&mut self, batch: &[Committed<'_>]) -> Result<Vec<Option<Vec<u8>>>, String> {
         for c in batch {
-            self.sum = self.sum.wrapping_add(c.data.first().copied().unwrap_or(0) as u64);
+            self.sum = self
+                .sum
+                .wrapping_add(c.data.first().copied().unwrap_or(0) as u64);
         }
-        self.applied.fetch_add(batch.len() as u64, Ordering::Release);
+        self.applied
+            .fetch_add(batch.len() as u64, Ordering::Release);
         Ok(Vec::new())
     }
     fn snapshot(&mut self, out: &mut dyn Write) -> Result<(), String> {
@@ -114,8 +133,10 @@ impl StateMachine for CountSm {
     fn restore(&mut self, input: &mut dyn Read) -> Result<(), String> {
         let mut b = [0u8; 16];
         input.read_exact(&mut b).map_err(|e| e.to_string())?;
-        self.applied
-            .store(u64::from_le_bytes(b[..8].try_into().unwrap()), Ordering::Release);
+        self.applied.store(
+            u64::from_le_bytes(b[..8].try_into().unwrap()),
+            Ordering::Release,
+        );
         self.sum = u64::from_le_bytes(b[8..].try_into().unwrap());
         Ok(())
     }
@@ -152,7 +173,10 @@ impl Net {
     }
     /// The sink node `from` sends through.
     pub fn sink(self: &Arc<Self>, from: NodeId) -> Arc<dyn MessageSink> {
-        Arc::new(Sink { net: self.clone(), from })
+        Arc::new(Sink {
+            net: self.clone(),
+            from,
+        })
     }
     /// Waits for a leader among the nodes that are up.
     pub fn leader(&self, timeout: Duration) -> Option<NodeId> {
@@ -205,7 +229,10 @@ impl MessageSink for Sink {
 }
 
 /// Starts `ids` as one in-process cluster with memory storage; `tune` adjusts each config.
-pub fn start_cluster(ids: &[NodeId], tune: impl Fn(&mut NodeConfig)) -> (Arc<Net>, Vec<Arc<AtomicU64>>) {
+pub fn start_cluster(
+    ids: &[NodeId],
+    tune: impl Fn(&mut NodeConfig),
+) -> (Arc<Net>, Vec<Arc<AtomicU64>>) {
     let net = Arc::new(Net::default());
     let mut counters = Vec::new();
     for &id in ids {
@@ -258,7 +285,12 @@ pub fn closed_loop(
         errors: u64,
         first_error: Option<Error>,
     }
-    let st = Arc::new(Mutex::new(St { lat: Vec::with_capacity(if total.is_some() { 0 } else { 1 << 16 }), ops: 0, errors: 0, first_error: None }));
+    let st = Arc::new(Mutex::new(St {
+        lat: Vec::with_capacity(if total.is_some() { 0 } else { 1 << 16 }),
+        ops: 0,
+        errors: 0,
+        first_error: None,
+    }));
     let measuring = Arc::new(AtomicBool::new(total.is_some()));
     let (tok_tx, tok_rx) = crossbeam_channel::bounded::<()>(window);
     for _ in 0..window {
@@ -333,7 +365,11 @@ pub fn closed_loop(
     LoadResult {
         ops: s.ops,
         errors: s.errors,
-        secs: if total.is_some() { start.elapsed().as_secs_f64() } else { secs },
+        secs: if total.is_some() {
+            start.elapsed().as_secs_f64()
+        } else {
+            secs
+        },
         lat,
         first_error: s.first_error.clone(),
     }
@@ -355,11 +391,21 @@ pub fn table(title: &str, header: &[&str], rows: &[Vec<String>]) {
         }
     }
     let line = |cells: Vec<String>| {
-        let s: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{:>w$}", c, w = w[i])).collect();
+        let s: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{:>w$}", c, w = w[i]))
+            .collect();
         println!("| {} |", s.join(" | "));
     };
     line(header.iter().map(|s| s.to_string()).collect());
-    println!("|{}|", w.iter().map(|n| "-".repeat(n + 2)).collect::<Vec<_>>().join("|"));
+    println!(
+        "|{}|",
+        w.iter()
+            .map(|n| "-".repeat(n + 2))
+            .collect::<Vec<_>>()
+            .join("|")
+    );
     for r in rows {
         line(r.clone());
     }
@@ -387,7 +433,13 @@ impl Proc {
             .expect("spawn bench-node (build it with cargo build --release -p raft-bench)");
         let input = child.stdin.take().unwrap();
         let output = std::io::BufReader::new(child.stdout.take().unwrap());
-        let mut p = Proc { id, child, input, output, args };
+        let mut p = Proc {
+            id,
+            child,
+            input,
+            output,
+            args,
+        };
         let r = p.read();
         assert_eq!(r, "READY", "bench-node {id} did not start");
         p
@@ -415,7 +467,11 @@ impl Proc {
     /// `(is_leader, leader, term, commit, applied, sm_applied)`.
     pub fn status(&mut self) -> Option<(bool, u64, u64, u64, u64, u64)> {
         let r = self.cmd("STATUS");
-        let v: Vec<u64> = r.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+        let v: Vec<u64> = r
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect();
         if !r.starts_with("STATUS") || v.len() < 6 {
             return None;
         }
@@ -464,7 +520,12 @@ pub fn spawn_cluster(data_root: Option<&std::path::Path>, extra: &[String]) -> V
         .join(",");
     (1..=3u64)
         .map(|id| {
-            let mut args = vec!["--id".into(), id.to_string(), "--peers".into(), peers.clone()];
+            let mut args = vec![
+                "--id".into(),
+                id.to_string(),
+                "--peers".into(),
+                peers.clone(),
+            ];
             if let Some(root) = data_root {
                 let d = root.join(format!("n{id}"));
                 let _ = std::fs::remove_dir_all(&d);
@@ -495,10 +556,15 @@ pub fn find_leader(procs: &mut [Proc], timeout: Duration) -> Option<usize> {
 /// A scratch directory for durable benchmarks, on the same disk as the work tree
 /// (`RAFT_BENCH_DIR` overrides; /tmp may be tmpfs elsewhere, which would hide fsync cost).
 pub fn scratch_dir(name: &str) -> std::path::PathBuf {
-    let root = std::env::var("RAFT_BENCH_DIR").map(Into::into).unwrap_or_else(|_| {
-        sibling_bin("").parent().map(|p| p.join("bench-data")).unwrap_or_else(|| "bench-data".into())
-    });
-    let d: std::path::PathBuf = std::path::PathBuf::from(root).join(format!("{name}-{}", std::process::id()));
+    let root: std::path::PathBuf = std::env::var("RAFT_BENCH_DIR")
+        .map(Into::into)
+        .unwrap_or_else(|_| {
+            sibling_bin("")
+                .parent()
+                .map(|p| p.join("bench-data"))
+                .unwrap_or_else(|| "bench-data".into())
+        });
+    let d: std::path::PathBuf = root.join(format!("{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("scratch dir");
     d

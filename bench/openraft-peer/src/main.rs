@@ -61,7 +61,12 @@ impl RaftLogStorage<TC> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TC>, StorageError<Nid>> {
         let g = self.0.lock().unwrap();
-        let last = g.log.iter().next_back().map(|(_, e)| e.log_id).or(g.last_purged);
+        let last = g
+            .log
+            .iter()
+            .next_back()
+            .map(|(_, e)| e.log_id)
+            .or(g.last_purged);
         Ok(LogState {
             last_purged_log_id: g.last_purged,
             last_log_id: last,
@@ -84,7 +89,11 @@ impl RaftLogStorage<TC> for LogStore {
     async fn read_committed(&mut self) -> Result<Option<LogId<Nid>>, StorageError<Nid>> {
         Ok(self.0.lock().unwrap().committed)
     }
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TC>) -> Result<(), StorageError<Nid>>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TC>,
+    ) -> Result<(), StorageError<Nid>>
     where
         I: IntoIterator<Item = Entry<TC>> + Send,
         I::IntoIter: Send,
@@ -185,7 +194,9 @@ impl RaftStateMachine<TC> for Sm {
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         self.clone()
     }
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<Nid>> {
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<Nid>> {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
     async fn install_snapshot(
@@ -263,8 +274,10 @@ impl RaftNetwork<TC> for Conn {
         &mut self,
         rpc: InstallSnapshotRequest<TC>,
         _option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<Nid>, RPCError<Nid, BasicNode, RaftError<Nid, InstallSnapshotError>>>
-    {
+    ) -> Result<
+        InstallSnapshotResponse<Nid>,
+        RPCError<Nid, BasicNode, RaftError<Nid, InstallSnapshotError>>,
+    > {
         let r = self.target().map_err(RPCError::Unreachable)?;
         r.install_snapshot(rpc)
             .await
@@ -286,7 +299,9 @@ impl RaftNetwork<TC> for Conn {
 
 fn arg(name: &str) -> Option<String> {
     let v: Vec<String> = std::env::args().collect();
-    v.iter().position(|a| a == &format!("--{name}")).and_then(|i| v.get(i + 1).cloned())
+    v.iter()
+        .position(|a| a == &format!("--{name}"))
+        .and_then(|i| v.get(i + 1).cloned())
 }
 
 fn pct_us(sorted: &[u64], p: f64) -> f64 {
@@ -334,9 +349,15 @@ async fn run() {
             inner: Arc::new(Mutex::new(SmInner::default())),
             applied: Arc::new(AtomicU64::new(0)),
         };
-        let raft = Raft::new(id, cfg.clone(), NetFactory(router.clone()), LogStore::default(), sm)
-            .await
-            .expect("raft start");
+        let raft = Raft::new(
+            id,
+            cfg.clone(),
+            NetFactory(router.clone()),
+            LogStore::default(),
+            sm,
+        )
+        .await
+        .expect("raft start");
         router.0.write().unwrap().insert(id, raft.clone());
         nodes.insert(id, raft);
     }

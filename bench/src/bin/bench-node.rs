@@ -44,7 +44,11 @@ fn main() {
         })
     };
     let mut tcfg = TransportConfig::new(id, 7, peers[&id]);
-    tcfg.peers = peers.iter().filter(|(&p, _)| p != id).map(|(&p, &s)| (p, s)).collect();
+    tcfg.peers = peers
+        .iter()
+        .filter(|(&p, _)| p != id)
+        .map(|(&p, &s)| (p, s))
+        .collect();
     tcfg.reconnect_backoff_min = Duration::from_millis(10);
     tcfg.reconnect_backoff_max = Duration::from_millis(100);
     tcfg.connect_timeout = Duration::from_millis(500);
@@ -118,12 +122,18 @@ fn main() {
                 let mut reply = "NONE".to_string();
                 while Instant::now() < end {
                     match node.status() {
-                        Ok(s) if s.role == Role::Leader => {
-                            if node.propose(vec![1; 64], Duration::from_millis(500)).is_ok() {
-                                let ns = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
-                                reply = format!("COMMITTED {ns}");
-                                break;
-                            }
+                        Ok(s)
+                            if s.role == Role::Leader
+                                && node
+                                    .propose(vec![1; 64], Duration::from_millis(500))
+                                    .is_ok() =>
+                        {
+                            let ns = SystemTime::now()
+                                .duration_since(UNIX_EPOCH)
+                                .unwrap()
+                                .as_nanos();
+                            reply = format!("COMMITTED {ns}");
+                            break;
                         }
                         Ok(s) if s.leader != 0 && s.leader != old && s.leader != id => {
                             reply = format!("FOLLOWER {}", s.leader);

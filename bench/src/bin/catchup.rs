@@ -24,7 +24,14 @@ fn main() {
     net.set_down(f, true);
     let base = counters[(f - 1) as usize].load(Ordering::Acquire);
     let t = Instant::now();
-    let r = closed_loop(&net.node(l), 1024, 64, Duration::ZERO, Duration::ZERO, Some(n));
+    let r = closed_loop(
+        &net.node(l),
+        1024,
+        64,
+        Duration::ZERO,
+        Duration::ZERO,
+        Some(n),
+    );
     let fill_secs = t.elapsed().as_secs_f64();
     assert_eq!(r.errors, 0, "fill failed: {:?}", r.first_error);
     let target = counters[(l - 1) as usize].load(Ordering::Acquire);
@@ -41,7 +48,11 @@ fn main() {
     let eps = behind as f64 / secs;
     let mode = if snap { "snapshot" } else { "log" };
     bench_line(&format!("catchup.mem.inproc.{mode}.mbps"), mb, "MB/s");
-    bench_line(&format!("catchup.mem.inproc.{mode}.entries_per_sec"), eps, "entries/s");
+    bench_line(
+        &format!("catchup.mem.inproc.{mode}.entries_per_sec"),
+        eps,
+        "entries/s",
+    );
     bench_line(&format!("catchup.mem.inproc.{mode}.secs"), secs, "s");
     table(
         &format!("Catch-up: follower {behind} entries behind (filled in {fill_secs:.1} s), in-process, memory storage, via {mode}"),

@@ -9,7 +9,10 @@ use raft_bench::*;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 fn now_ns() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
 }
 
 fn main() {
@@ -20,7 +23,12 @@ fn main() {
     let dir = scratch_dir("failover");
     let mut procs = spawn_cluster(
         Some(&dir),
-        &["--fsync".into(), fsync.clone(), "--election-ms".into(), election_ms.to_string()],
+        &[
+            "--fsync".into(),
+            fsync.clone(),
+            "--election-ms".into(),
+            election_ms.to_string(),
+        ],
     );
     let mut samples = Vec::new();
     let mut failed = 0;
@@ -70,7 +78,10 @@ fn main() {
     }
     let mut sorted = samples.clone();
     sorted.sort_unstable();
-    let (p50, p99) = (pct_us(&sorted, 0.5) / 1000.0, pct_us(&sorted, 0.99) / 1000.0);
+    let (p50, p99) = (
+        pct_us(&sorted, 0.5) / 1000.0,
+        pct_us(&sorted, 0.99) / 1000.0,
+    );
     let (min, max) = (
         sorted.first().map(|&v| v as f64 / 1e6).unwrap_or(f64::NAN),
         sorted.last().map(|&v| v as f64 / 1e6).unwrap_or(f64::NAN),

@@ -28,7 +28,7 @@ fn main() {
         ],
     );
     let l = find_leader(&mut procs, Duration::from_secs(15)).expect("no leader");
-    let before: Vec<u64> = procs.iter_mut().map(|p| rss(p)).collect();
+    let before: Vec<u64> = procs.iter_mut().map(rss).collect();
     let t = Instant::now();
     let r = procs[l].cmd(&format!("FILL {n} 1024"));
     let fill = t.elapsed().as_secs_f64();
@@ -41,12 +41,16 @@ fn main() {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
-    let after: Vec<u64> = procs.iter_mut().map(|p| rss(p)).collect();
+    let after: Vec<u64> = procs.iter_mut().map(rss).collect();
     let mut rows = Vec::new();
     for (i, p) in procs.iter().enumerate() {
         let role = if i == l { "leader" } else { "follower" };
         bench_line(
-            &format!("memory.{storage}.{}M.node{}.{role}.rss", n as f64 / 1e6, p.id),
+            &format!(
+                "memory.{storage}.{}M.node{}.{role}.rss",
+                n as f64 / 1e6,
+                p.id
+            ),
             after[i] as f64 / 1024.0,
             "MiB",
         );
@@ -57,7 +61,11 @@ fn main() {
         ]);
     }
     let max = *after.iter().max().unwrap() as f64 / 1024.0;
-    bench_line(&format!("memory.{storage}.{}M.max_node.rss", n as f64 / 1e6), max, "MiB");
+    bench_line(
+        &format!("memory.{storage}.{}M.max_node.rss", n as f64 / 1e6),
+        max,
+        "MiB",
+    );
     table(
         &format!(
             "Memory: VmRSS per node process after {n} 64-byte entries ({storage} storage, fsync {fsync}, snapshot every 100000 entries; fill took {fill:.1} s)"
@@ -72,5 +80,9 @@ fn main() {
 }
 
 fn rss(p: &mut Proc) -> u64 {
-    p.cmd("RSS").split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0)
+    p.cmd("RSS")
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }

@@ -35,7 +35,11 @@ fn main() {
         }
         let ops = r.ops_per_sec();
         bench_line(&format!("w1.mem.inproc.c{w}.ops"), ops, "ops/s");
-        let (p50, p99, p999) = (pct_us(&r.lat, 0.5), pct_us(&r.lat, 0.99), pct_us(&r.lat, 0.999));
+        let (p50, p99, p999) = (
+            pct_us(&r.lat, 0.5),
+            pct_us(&r.lat, 0.99),
+            pct_us(&r.lat, 0.999),
+        );
         {
             bench_line(&format!("w1.mem.inproc.c{w}.p50"), p50, "us");
             bench_line(&format!("w1.mem.inproc.c{w}.p99"), p99, "us");

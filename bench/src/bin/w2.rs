@@ -16,14 +16,26 @@ fn main() {
     let dir = scratch_dir("w2");
     let mut procs = spawn_cluster(
         Some(&dir),
-        &["--fsync".into(), fsync.clone(), "--election-ms".into(), "1000".into()],
+        &[
+            "--fsync".into(),
+            fsync.clone(),
+            "--election-ms".into(),
+            "1000".into(),
+        ],
     );
     let l = find_leader(&mut procs, Duration::from_secs(15)).expect("no leader");
     let mut rows = Vec::new();
     for &w in &windows {
         let r = procs[l].cmd(&format!("LOAD {w} {secs} {warmup}"));
-        let v: Vec<f64> = r.split_whitespace().skip(1).map(|x| x.parse().unwrap_or(f64::NAN)).collect();
-        assert!(r.starts_with("LOAD") && v.len() == 6, "unexpected answer: {r}");
+        let v: Vec<f64> = r
+            .split_whitespace()
+            .skip(1)
+            .map(|x| x.parse().unwrap_or(f64::NAN))
+            .collect();
+        assert!(
+            r.starts_with("LOAD") && v.len() == 6,
+            "unexpected answer: {r}"
+        );
         let ops = v[0] / v[2];
         let tag = format!("w2.disk-fsync-{fsync}.tcp.c{w}");
         bench_line(&format!("{tag}.ops"), ops, "ops/s");
