@@ -42,7 +42,7 @@ sim-long:
 bench:
 	$(CARGO) build --release -p raft-bench -p openraft-peer
 	@set -o pipefail; out=target/bench-results.txt; : > $$out; \
-	for prog in w1 openraft-peer w2 failover catchup memory; do \
+	for prog in w1 openraft-peer w2 failover catchup "catchup --tcp" memory; do \
 	  echo "== $$prog"; ./target/release/$$prog 2>&1 | tee -a $$out || exit 1; \
 	done; \
 	py=python3; [ -x .venv/bin/python ] && py=.venv/bin/python; \
