@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test test-rust test-c test-python lint header sim-long build
+.PHONY: demo test test-rust test-c test-python lint header sim-long build bench
 
 ## Run the main job: a local 3-node replicated key-value cluster, leader killed and recovered.
 demo:
@@ -35,3 +35,16 @@ header:
 ## Long simulation soak (100,000 seeds).
 sim-long:
 	RAFT_SIM_SEEDS=100000 $(CARGO) test --release --test simulation -- --nocapture
+
+## Benchmarks (docs/BENCHMARKS.md): W1, openraft peer, W2, failover, catch-up, memory, W3.
+## Each program prints a table and `BENCH name=... value=... unit=...` lines; the summary of
+## every BENCH line is printed at the end and kept in target/bench-results.txt.
+bench:
+	$(CARGO) build --release -p raft-bench -p openraft-peer
+	@set -o pipefail; out=target/bench-results.txt; : > $$out; \
+	for prog in w1 openraft-peer w2 failover catchup "catchup --tcp" memory; do \
+	  echo "== $$prog"; ./target/release/$$prog 2>&1 | tee -a $$out || exit 1; \
+	done; \
+	py=python3; [ -x .venv/bin/python ] && py=.venv/bin/python; \
+	echo "== w3 (optional)"; $$py bench/python/w3.py 2>&1 | tee -a $$out || echo "w3 failed (optional)"; \
+	echo; echo "== all figures"; grep '^BENCH ' $$out

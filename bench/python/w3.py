@@ -1,0 +1,213 @@
+#!/usr/bin/env python3
+"""W3: Python, raft_manager (the raft-manager binding) vs PySyncObj.
+
+Each library runs 3 nodes in this process over TCP on 127.0.0.1 with the log in memory;
+N Python threads each propose 64-byte commands synchronously on the leader for SECS seconds.
+Prints a table and one `BENCH name=... value=... unit=...` line per figure.
+
+    python bench/python/w3.py [--threads 1,16,64] [--secs 3]
+
+raft_manager is skipped (with a message) when `import raft_manager` fails; PySyncObj is
+skipped when `import pysyncobj` fails (pip install pysyncobj).
+"""
+
+import argparse
+import socket
+import threading
+import time
+
+
+def free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def pct(sorted_ns, p):
+    if not sorted_ns:
+        return float("nan")
+    i = min(len(sorted_ns) - 1, round((len(sorted_ns) - 1) * p))
+    return sorted_ns[i] / 1000.0
+
+
+def drive(propose, threads, secs, warmup=0.5):
+    """Runs `threads` threads calling propose(cmd) in a loop; returns (ops/s, lat_ns)."""
+    start = time.perf_counter()
+    m_start = start + warmup
+    end = m_start + secs
+    lats = []
+    errors = [0]
+    lock = threading.Lock()
+
+    def worker(t):
+        mine = []
+        seq = t << 32
+        cmd_tail = b"x" * 56
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= end:
+                break
+            seq += 1
+            try:
+                propose(seq.to_bytes(8, "little") + cmd_tail)
+                ok = True
+            except Exception:
+                ok = False
+            t1 = time.perf_counter()
+            if t0 >= m_start and t1 <= end:
+                if ok:
+                    mine.append(int((t1 - t0) * 1e9))
+                else:
+                    errors[0] += 1
+        with lock:
+            lats.extend(mine)
+
+    ts = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    lats.sort()
+    return len(lats) / secs, lats, errors[0]
+
+
+# ---------------------------------------------------------------- raft_manager
+
+def bench_raft_manager(thread_counts, secs):
+    try:
+        import raft_manager
+    except Exception as e:  # noqa: BLE001 - any import failure means "not available"
+        print(f"w3: raft_manager is not importable ({e}); skipping it "
+              "(build the Python binding and put it on PYTHONPATH)")
+        return None
+
+    class Counter:
+        def __init__(self):
+            self.n = 0
+
+        def apply(self, index, command):
+            self.n += 1
+            return None
+
+        def snapshot(self):
+            return self.n.to_bytes(8, "little")
+
+        def restore(self, data):
+            self.n = int.from_bytes(data, "little")
+
+    ports = free_ports(3)
+    peers = {i + 1: f"127.0.0.1:{ports[i]}" for i in range(3)}
+    nodes = [raft_manager.Node(i, peers, Counter(), None, election_timeout=1.0,
+                               heartbeat_interval=0.1) for i in (1, 2, 3)]
+    try:
+        leader = None
+        deadline = time.time() + 15
+        while leader is None and time.time() < deadline:
+            for n in nodes:
+                if str(n.status().get("role", "")).lower() == "leader":
+                    leader = n
+                    break
+            time.sleep(0.01)
+        if leader is None:
+            print("w3: raft_manager: no leader elected")
+            return None
+        out = []
+        for t in thread_counts:
+            ops, lats, errs = drive(lambda c: leader.propose(c, timeout=5), t, secs)
+            out.append((t, ops, lats, errs))
+        return out
+    finally:
+        for n in nodes:
+            n.close()
+
+
+# ---------------------------------------------------------------- PySyncObj
+
+def bench_pysyncobj(thread_counts, secs, tune=None):
+    try:
+        from pysyncobj import SyncObj, SyncObjConf, replicated
+    except Exception as e:  # noqa: BLE001
+        print(f"w3: pysyncobj is not importable ({e}); skipping it (pip install pysyncobj)")
+        return None
+
+    class Counter(SyncObj):
+        def __init__(self, me, partners):
+            conf = SyncObjConf(dynamicMembershipChange=False, **(tune or {}))
+            super().__init__(me, partners, conf)
+            self._n = 0
+
+        @replicated
+        def add(self, data):
+            self._n += 1
+            return self._n
+
+    ports = free_ports(3)
+    addrs = [f"127.0.0.1:{p}" for p in ports]
+    objs = [Counter(a, [b for b in addrs if b != a]) for a in addrs]
+    try:
+        leader = None
+        deadline = time.time() + 15
+        while leader is None and time.time() < deadline:
+            for o in objs:
+                if o._isLeader():
+                    leader = o
+                    break
+            time.sleep(0.01)
+        if leader is None:
+            print("w3: pysyncobj: no leader elected")
+            return None
+        out = []
+        for t in thread_counts:
+            ops, lats, errs = drive(lambda c: leader.add(c, sync=True, timeout=5), t, secs)
+            out.append((t, ops, lats, errs))
+        return out
+    finally:
+        for o in objs:
+            o.destroy()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", default="1,16,64")
+    ap.add_argument("--secs", type=float, default=3.0)
+    ap.add_argument("--pysyncobj-period", type=float, default=None,
+                    help="PySyncObj appendEntriesPeriod/autoTickPeriod in seconds "
+                         "(default: the library's 0.1/0.05)")
+    a = ap.parse_args()
+    tune = None
+    if a.pysyncobj_period:
+        tune = {"appendEntriesPeriod": a.pysyncobj_period,
+                "autoTickPeriod": a.pysyncobj_period / 2}
+    counts = [int(x) for x in a.threads.split(",")]
+    results = {}
+    for name, fn in (("raft_manager", bench_raft_manager), ("pysyncobj", bench_pysyncobj)):
+        r = fn(counts, a.secs) if name == "raft_manager" else fn(counts, a.secs, tune)
+        if r:
+            results[name] = r
+            for t, ops, lats, errs in r:
+                print(f"BENCH name=w3.{name}.t{t}.ops value={ops:.3f} unit=ops/s")
+                print(f"BENCH name=w3.{name}.t{t}.p50 value={pct(lats, 0.5):.3f} unit=us")
+                print(f"BENCH name=w3.{name}.t{t}.p99 value={pct(lats, 0.99):.3f} unit=us")
+    if not results:
+        print("w3: nothing to measure")
+        return
+    print(f"\nW3: Python, 3 nodes in one process over TCP 127.0.0.1, log in memory, "
+          f"64-byte commands, synchronous propose from N threads, {a.secs} s per row")
+    print("| library      | threads |  ops/s | p50 us | p99 us | errors |")
+    print("|--------------|---------|--------|--------|--------|--------|")
+    for name, r in results.items():
+        for t, ops, lats, errs in r:
+            print(f"| {name:<12} | {t:>7} | {ops:>6.0f} | {pct(lats, 0.5):>6.0f} | "
+                  f"{pct(lats, 0.99):>6.0f} | {errs:>6} |")
+    if len(results) == 2:
+        for (t, a_ops, *_), (_, b_ops, *_) in zip(results["raft_manager"], results["pysyncobj"]):
+            ratio = a_ops / b_ops if b_ops else float("inf")
+            print(f"BENCH name=w3.ratio.t{t} value={ratio:.3f} unit=x")
+
+
+if __name__ == "__main__":
+    main()
