@@ -560,16 +560,12 @@ impl<S: Storage> Raft<S> {
             return;
         }
         if m.term > self.term {
-            if let MessageBody::Vote {
-                transfer, pre_vote, ..
-            } = m.body
-            {
+            if let MessageBody::Vote { transfer, .. } = m.body {
                 let in_lease = self.cfg.check_quorum
                     && self.leader != NO_NODE
                     && self.election_elapsed < self.cfg.election_ticks;
                 if !transfer && in_lease {
                     // Leader stickiness: a live leader exists, ignore the disruption.
-                    let _ = pre_vote;
                     return;
                 }
             }
@@ -843,7 +839,6 @@ impl<S: Storage> Raft<S> {
     ) {
         if meta.index <= self.log.committed {
             // Already have everything the snapshot covers.
-            let idx = self.log.committed;
             self.send_after_persist(
                 from,
                 self.term,
@@ -854,7 +849,6 @@ impl<S: Storage> Raft<S> {
                     reject: false,
                 },
             );
-            let _ = idx;
             return;
         }
         let same = self
@@ -1036,9 +1030,9 @@ impl<S: Storage> Raft<S> {
         hint_index: u64,
         hint_term: u64,
     ) {
-        let Some(p) = self.progress.get(&from) else {
+        if !self.progress.contains_key(&from) {
             return;
-        };
+        }
         if reject {
             if index == 0 && hint_index == 0 {
                 return; // notification of a higher term handled by the term check
@@ -1048,7 +1042,6 @@ impl<S: Storage> Raft<S> {
             } else {
                 hint_index + 1
             };
-            let _ = p;
             let p = self.progress.get_mut(&from).expect("progress");
             if p.maybe_decr_to(index, next_probe) {
                 if p.state == ProgressState::Replicate {

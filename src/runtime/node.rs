@@ -123,12 +123,11 @@ impl Node {
         let mut sessions = SessionTable::new(cfg.session_expiry_entries);
         let snap = store.snapshot_meta();
         if snap.index > 0 {
-            let (meta, mut r) = store
+            let (_, mut r) = store
                 .open_snapshot()
                 .map_err(|e| Error::Storage(e.to_string()))?
                 .ok_or_else(|| Error::Storage("snapshot metadata without data".into()))?;
             sessions = super::apply::restore_into(sm.as_mut(), &mut r).map_err(Error::Failed)?;
-            let _ = meta;
         }
         let mut core_cfg = Config::new(cfg.id);
         core_cfg.election_ticks = cfg.ticks(cfg.election_timeout);
