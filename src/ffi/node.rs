@@ -360,27 +360,12 @@ pub unsafe extern "C" fn raft_node_propose(
     timeout_ms: u64,
     out_response: *mut raft_buf,
 ) -> raft_status {
-    with_node(node, true, |n| {
-        if cmd.is_null() && len > 0 {
-            return fail(raft_status::NullArgument, "cmd is NULL");
-        }
-        let command = if len == 0 {
-            Vec::new()
-        } else {
-            // SAFETY: `cmd` holds `len` bytes per contract.
-            unsafe { std::slice::from_raw_parts(cmd, len) }.to_vec()
-        };
-        match n.node.propose(command, Duration::from_millis(timeout_ms)) {
-            Ok(resp) => {
-                if !out_response.is_null() {
-                    // SAFETY: checked non-NULL; the caller passes an empty or zeroed buffer.
-                    unsafe { *out_response = raft_buf::from_vec(resp.unwrap_or_default()) };
-                }
-                raft_status::Ok
-            }
-            Err(e) => from_error(e),
-        }
-    })
+    // SAFETY: forwarded caller contract (`cmd` holds `len` bytes, `out_response` valid).
+    unsafe {
+        propose_blocking(node, cmd, len, out_response, |n, command| {
+            n.propose(command, Duration::from_millis(timeout_ms))
+        })
+    }
 }
 
 /// Like `raft_node_propose`, for client session `client_id` with sequence number `seq`
@@ -398,6 +383,29 @@ pub unsafe extern "C" fn raft_node_propose_session(
     timeout_ms: u64,
     out_response: *mut raft_buf,
 ) -> raft_status {
+    if seq == 0 {
+        return fail(raft_status::InvalidArgument, "seq counts from 1");
+    }
+    // SAFETY: forwarded caller contract (`cmd` holds `len` bytes, `out_response` valid).
+    unsafe {
+        propose_blocking(node, cmd, len, out_response, |n, command| {
+            n.propose_session(client_id, seq, command, Duration::from_millis(timeout_ms))
+        })
+    }
+}
+
+/// Shared body of the blocking proposals: copies the command, runs `propose`, writes the
+/// response to `out_response` only on success.
+///
+/// # Safety
+/// `cmd` holds `len` bytes (or is NULL with `len` 0); `out_response` is NULL or valid.
+unsafe fn propose_blocking(
+    node: *const raft_node,
+    cmd: *const u8,
+    len: usize,
+    out_response: *mut raft_buf,
+    propose: impl FnOnce(&Node, Vec<u8>) -> crate::runtime::ProposeResult,
+) -> raft_status {
     with_node(node, true, |n| {
         if cmd.is_null() && len > 0 {
             return fail(raft_status::NullArgument, "cmd is NULL");
@@ -408,13 +416,7 @@ pub unsafe extern "C" fn raft_node_propose_session(
             // SAFETY: `cmd` holds `len` bytes per contract.
             unsafe { std::slice::from_raw_parts(cmd, len) }.to_vec()
         };
-        if seq == 0 {
-            return fail(raft_status::InvalidArgument, "seq counts from 1");
-        }
-        match n
-            .node
-            .propose_session(client_id, seq, command, Duration::from_millis(timeout_ms))
-        {
+        match propose(&n.node, command) {
             Ok(resp) => {
                 if !out_response.is_null() {
                     // SAFETY: checked non-NULL; the caller passes an empty or zeroed buffer.

@@ -399,18 +399,9 @@ impl Node {
                 .iter()
                 .any(|p| p.id == id && p.matched + max_lag >= st.last_index);
             if caught_up {
-                let mut voters = st.conf.voters.clone();
-                voters.push(id);
-                let learners = st
-                    .conf
-                    .learners
-                    .iter()
-                    .copied()
-                    .filter(|&l| l != id)
-                    .collect();
                 let left = deadline.saturating_duration_since(Instant::now());
                 return self.change_membership(
-                    ConfChange::Enter { voters, learners },
+                    promotion(&st.conf, id),
                     Some(st.conf_index),
                     left.max(Duration::from_millis(100)),
                 );
@@ -501,6 +492,14 @@ impl Drop for Node {
             let _ = self.shutdown();
         }
     }
+}
+
+/// The change that moves learner `id` to the voters.
+fn promotion(conf: &crate::core::ConfState, id: NodeId) -> ConfChange {
+    let mut voters = conf.voters.clone();
+    voters.push(id);
+    let learners = conf.learners.iter().copied().filter(|&l| l != id).collect();
+    ConfChange::Enter { voters, learners }
 }
 
 fn wait<T>(rx: &Receiver<Result<T, Error>>, timeout: Duration) -> Result<T, Error> {
@@ -691,16 +690,7 @@ impl RaftLoop {
             (st.conf.learners.contains(&id) && p.matched + lag >= st.last_index).then_some(id)
         });
         let Some(id) = ready else { return };
-        let mut voters = st.conf.voters.clone();
-        voters.push(id);
-        let learners = st
-            .conf
-            .learners
-            .iter()
-            .copied()
-            .filter(|&l| l != id)
-            .collect();
-        let cc = ConfChange::Enter { voters, learners };
+        let cc = promotion(&st.conf, id);
         if self
             .raw
             .propose_conf_change(cc, Some(st.conf_index))
