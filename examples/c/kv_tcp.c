@@ -3,7 +3,12 @@
  * verifies them in its own state machine, reports to the parent through a pipe, and stays
  * a member until the parent closes its pipe. */
 #define _POSIX_C_SOURCE 200809L
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -31,7 +36,7 @@ static int have_all(void) {
   return 1;
 }
 
-static int child(uint64_t id, unsigned base, int up, int down) {
+static int child(uint64_t id, const unsigned *ports, int up, int down) {
   kv_init(&kv);
   raft_config_builder *b;
   raft_config *c;
@@ -39,11 +44,11 @@ static int child(uint64_t id, unsigned base, int up, int down) {
   char addr[64];
   CHECK_OK(raft_config_builder_new(&b));
   CHECK_OK(raft_config_builder_set_id(b, id));
-  snprintf(addr, sizeof addr, "127.0.0.1:%u", base + (unsigned)id);
+  snprintf(addr, sizeof addr, "127.0.0.1:%u", ports[id]);
   CHECK_OK(raft_config_builder_set_listen_address(b, addr));
   for (uint64_t p = 1; p <= N; p++) {
     CHECK_OK(raft_config_builder_add_voter(b, p));
-    snprintf(addr, sizeof addr, "127.0.0.1:%u", base + (unsigned)p);
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", ports[p]);
     if (p != id) CHECK_OK(raft_config_builder_add_peer(b, p, addr));
   }
   CHECK_OK(raft_config_builder_set_cluster_id(b, 42));
@@ -86,8 +91,29 @@ static int child(uint64_t id, unsigned base, int up, int down) {
   return 0;
 }
 
+/* Asks the kernel for a free loopback port; the socket stays open (so the next call gets
+ * another port) until the caller closes `*fd`. */
+static unsigned free_port(int *out_fd) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a;
+  socklen_t len = sizeof a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+      getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+    perror("free_port");
+    exit(1);
+  }
+  *out_fd = fd;
+  return ntohs(a.sin_port);
+}
+
 int main(void) {
-  unsigned base = 20000u + (unsigned)(getpid() % 20000) * 2u;
+  unsigned ports[N + 1];
+  int fds[N + 1];
+  for (int i = 1; i <= N; i++) ports[i] = free_port(&fds[i]);
+  for (int i = 1; i <= N; i++) close(fds[i]);
   int up[2], down[N][2];
   pid_t pids[N];
   fflush(stdout);
@@ -99,7 +125,7 @@ int main(void) {
     if (pids[i] == 0) {
       close(up[0]);
       for (int j = 0; j <= i; j++) close(down[j][1]);
-      _exit(child((uint64_t)i + 1, base, up[1], down[i][0]));
+      _exit(child((uint64_t)i + 1, ports, up[1], down[i][0]));
     }
     close(down[i][0]);
   }
