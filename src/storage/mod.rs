@@ -1,11 +1,12 @@
 //! Durable storage: the write-side [`LogStore`] trait the runtime uses, the on-disk engine
-//! [`DiskStorage`], an operator inspection API ([`inspect`]) and a conformance suite
+//! [`DiskStorage`], an embedder-provided store ([`ExternalStore`]), an operator inspection API ([`inspect`]) and a conformance suite
 //! ([`conformance`]) that every [`LogStore`] implementation should pass.
 //!
 //! The on-disk format is documented in `docs/STORAGE.md`.
 
 pub mod conformance;
 mod disk;
+mod external;
 mod fsutil;
 pub mod hard_state;
 pub mod inspect;
@@ -15,6 +16,7 @@ pub mod segment;
 pub mod snapshot_file;
 
 pub use disk::DiskStorage;
+pub use external::{ExternalStore, Persister};
 
 use crate::core::{ConfState, Entry, HardState, MemStorage, SnapshotMeta, Storage};
 use crate::core::{StorageError, StorageResult};
@@ -59,6 +61,10 @@ pub trait LogStore: Storage {
     /// Opens the latest snapshot's data for reading (restore at start, or to send), `None` if
     /// there is none. The reader fails at the end if the data does not match its checksum.
     fn open_snapshot(&self) -> StorageResult<Option<(SnapshotMeta, Box<dyn Read + Send>)>>;
+    /// Called once when the node shuts down, before its threads are joined: a store whose
+    /// writes wait on someone else (e.g. [`ExternalStore`]) abandons those waits so the
+    /// threads can exit. The default does nothing.
+    fn close(&self) {}
 }
 
 /// When [`DiskStorage`] calls fsync.
