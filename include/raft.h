@@ -339,8 +339,9 @@ typedef void (*raft_persist_callback)(void *userdata,
  * [`raft_config_builder_load_snapshot`] on restart. If `keep_log` is false the whole stored
  * log is obsolete and must be discarded atomically with storing the snapshot; otherwise the
  * entries after `index` must be kept (those at or before it may be discarded). Called on
- * the storage thread (received snapshots) or the apply/snapshot thread (local ones);
- * complete it with `raft_node_persisted(node, token, ok)` like [`raft_persist_callback`].
+ * the storage thread (received snapshots) or the snapshot thread (local ones); complete it
+ * with `raft_node_persisted(node, token, ok)` like [`raft_persist_callback`]. The two
+ * callbacks never overlap: the next call comes only after the previous token was reported.
  */
 typedef void (*raft_persist_snapshot_callback)(void *userdata,
                                                uint64_t token,

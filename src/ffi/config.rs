@@ -120,8 +120,9 @@ pub type raft_persist_callback = Option<
 /// [`raft_config_builder_load_snapshot`] on restart. If `keep_log` is false the whole stored
 /// log is obsolete and must be discarded atomically with storing the snapshot; otherwise the
 /// entries after `index` must be kept (those at or before it may be discarded). Called on
-/// the storage thread (received snapshots) or the apply/snapshot thread (local ones);
-/// complete it with `raft_node_persisted(node, token, ok)` like [`raft_persist_callback`].
+/// the storage thread (received snapshots) or the snapshot thread (local ones); complete it
+/// with `raft_node_persisted(node, token, ok)` like [`raft_persist_callback`]. The two
+/// callbacks never overlap: the next call comes only after the previous token was reported.
 pub type raft_persist_snapshot_callback = Option<
     unsafe extern "C" fn(
         userdata: *mut c_void,

@@ -27,7 +27,7 @@
 //!   thread calling [`raft_node_start`]), never concurrently with each other for one node.
 //!   The log callback may run on any thread that logs. With custom storage
 //!   ([`raft_config_builder_set_storage_callbacks`]) the persist callback runs on the storage
-//!   thread and the persist-snapshot callback on the storage or apply/snapshot thread; the
+//!   thread and the persist-snapshot callback on the storage or snapshot thread; the
 //!   node waits for [`raft_node_persisted`] before relying on the write.
 //! * Inside a callback only enqueue-only calls are allowed: [`raft_node_step`],
 //!   [`raft_node_propose_async`] and [`raft_node_persisted`]. Blocking calls (propose, read_index, transfer_leader,

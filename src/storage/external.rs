@@ -18,10 +18,11 @@ use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::sync::Arc;
 
-/// The embedder's durable store. Calls come from the node's storage thread (log writes) and
-/// from its apply or snapshot thread (locally taken snapshots); each call must eventually be
+/// The embedder's durable store. Calls come from the node's storage thread (log writes and
+/// received snapshots) and from its snapshot thread (locally taken snapshots), one at a
+/// time: the next call comes only after the previous one was reported. Each call must be
 /// answered with [`ExternalStore::persisted`] for its `token`, from any thread (possibly from
-/// inside the call itself).
+/// inside the call itself); until then the node waits and sends nothing that depends on it.
 pub trait Persister: Send + Sync {
     /// Makes one group of writes durable, in this order: if `first_index_replaced` is
     /// `Some(i)`, delete every stored entry with index `>= i`; then append `entries`
@@ -64,8 +65,10 @@ struct State {
     outstanding: HashSet<u64>,
     /// Reported tokens not yet collected by their waiter: token -> success.
     done: HashMap<u64, bool>,
-    /// Set by [`ExternalStore::close`]: waits fail instead of blocking.
+    /// Set by [`LogStore::close`]: waits fail instead of blocking.
     closed: bool,
+    /// Index of the latest durable snapshot.
+    snapshot_index: u64,
 }
 
 /// A [`LogStore`] backed by an in-memory mirror for reads and a [`Persister`] for durability.
@@ -74,24 +77,26 @@ pub struct ExternalStore {
     persister: Arc<dyn Persister>,
     state: Mutex<State>,
     cond: Condvar,
-    /// Serialises `sync` calls so groups reach the persister in order.
+    /// Serialises writes: at most one call to the persister is outstanding at a time, and
+    /// they are issued in order.
     sync_lock: Mutex<()>,
 }
 
 impl ExternalStore {
     /// A store starting from `initial`: the durable state the embedder loaded at start
     /// (hard state, membership, snapshot and entries). `persister` receives every later
-    /// write.
+    /// write. A store serves one node run: once closed (the node shut down) its writes fail.
     pub fn new(initial: MemStorage, persister: Arc<dyn Persister>) -> Self {
         ExternalStore {
-            mirror: initial,
             persister,
             state: Mutex::new(State {
                 next_token: 1,
+                snapshot_index: initial.snapshot_meta().index,
                 ..Default::default()
             }),
             cond: Condvar::new(),
             sync_lock: Mutex::new(()),
+            mirror: initial,
         }
     }
 
@@ -144,17 +149,40 @@ impl ExternalStore {
         }
     }
 
+    /// Issues the accumulated log writes as one call and waits; `sync_lock` must be held.
+    fn flush(&self) -> StorageResult<()> {
+        let pending = std::mem::take(&mut self.state.lock().pending);
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let token = self.issue()?;
+        self.persister.persist(
+            token,
+            pending.hard_state,
+            pending.replace_from,
+            &pending.entries,
+        );
+        self.wait(token)
+    }
+
     fn store_snapshot(
         &self,
         meta: &SnapshotMeta,
         data: &[u8],
         keep_log: bool,
     ) -> StorageResult<()> {
+        let _order = self.sync_lock.lock();
+        // Never replace a newer durable snapshot (a local snapshot can race a received one).
+        if meta.index <= self.state.lock().snapshot_index {
+            return Err(StorageError::SnapshotOutOfDate);
+        }
         // Earlier log writes reach the embedder first.
-        self.sync()?;
+        self.flush()?;
         let token = self.issue()?;
         self.persister.persist_snapshot(token, meta, data, keep_log);
-        self.wait(token)
+        self.wait(token)?;
+        self.state.lock().snapshot_index = meta.index;
+        Ok(())
     }
 }
 
@@ -230,18 +258,7 @@ impl LogStore for ExternalStore {
 
     fn sync(&self) -> StorageResult<()> {
         let _order = self.sync_lock.lock();
-        let pending = std::mem::take(&mut self.state.lock().pending);
-        if pending.is_empty() {
-            return Ok(());
-        }
-        let token = self.issue()?;
-        self.persister.persist(
-            token,
-            pending.hard_state,
-            pending.replace_from,
-            &pending.entries,
-        );
-        self.wait(token)
+        self.flush()
     }
 
     fn write_snapshot_chunk(
@@ -255,7 +272,9 @@ impl LogStore for ExternalStore {
     }
 
     fn finish_incoming_snapshot(&self, meta: &SnapshotMeta) -> StorageResult<()> {
-        let keep_log = self.mirror.term(meta.index).ok() == Some(meta.term);
+        // The mirror keeps its log only if it holds the snapshot's last entry.
+        let keep_log = meta.index >= self.mirror.first_index()
+            && self.mirror.term(meta.index).ok() == Some(meta.term);
         let data = match self.mirror.partial_snapshot() {
             Some((m, _)) if m.index == meta.index && m.term == meta.term => {
                 self.mirror.incoming_data()
