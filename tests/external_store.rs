@@ -5,7 +5,8 @@
 use parking_lot::{Mutex, RwLock};
 use raft::core::{ConfState, Entry, HardState, MemStorage, NodeId, Role, SnapshotMeta, Storage};
 use raft::runtime::{Committed, MessageSink, Node, NodeConfig, StateMachine};
-use raft::storage::{ExternalStore, LogStore, Persister};
+use raft::storage::conformance::conformance_suite;
+use raft::storage::{Completer, ExternalStore, LogStore, Persister};
 use raft::transport::SendClass;
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -351,4 +352,26 @@ fn unknown_tokens_are_refused_and_writes_are_grouped() {
         vec![(None, vec![1, 2, 3]), (Some(3), vec![3, 4])]
     );
     assert_eq!(store.last_index(), 4);
+}
+
+/// Completes every write inline and keeps nothing (the mirror answers reads).
+struct Inline(std::sync::OnceLock<Completer>);
+
+impl Persister for Inline {
+    fn persist(&self, token: u64, _: Option<HardState>, _: Option<u64>, _: &[Entry]) {
+        assert!(self.0.get().unwrap().persisted(token, true));
+    }
+    fn persist_snapshot(&self, token: u64, _: &SnapshotMeta, _: &[u8], _: bool) {
+        assert!(self.0.get().unwrap().persisted(token, true));
+    }
+}
+
+#[test]
+fn conformance_external_store() {
+    conformance_suite(|| {
+        let p = Arc::new(Inline(std::sync::OnceLock::new()));
+        let s = ExternalStore::new(MemStorage::new_with_conf(ConfState::default()), p.clone());
+        let _ = p.0.set(s.completer());
+        s
+    });
 }

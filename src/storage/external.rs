@@ -71,12 +71,40 @@ struct State {
     snapshot_index: u64,
 }
 
+/// Token bookkeeping shared between the store and its [`Completer`]s.
+struct Tokens {
+    state: Mutex<State>,
+    cond: Condvar,
+}
+
+impl Tokens {
+    fn persisted(&self, token: u64, ok: bool) -> bool {
+        let mut s = self.state.lock();
+        if !s.outstanding.remove(&token) {
+            return false;
+        }
+        s.done.insert(token, ok);
+        self.cond.notify_all();
+        true
+    }
+}
+
+/// Reports completions of an [`ExternalStore`]'s writes (see [`ExternalStore::completer`]).
+#[derive(Clone)]
+pub struct Completer(Arc<Tokens>);
+
+impl Completer {
+    /// Same as [`ExternalStore::persisted`].
+    pub fn persisted(&self, token: u64, ok: bool) -> bool {
+        self.0.persisted(token, ok)
+    }
+}
+
 /// A [`LogStore`] backed by an in-memory mirror for reads and a [`Persister`] for durability.
 pub struct ExternalStore {
     mirror: MemStorage,
     persister: Arc<dyn Persister>,
-    state: Mutex<State>,
-    cond: Condvar,
+    shared: Arc<Tokens>,
     /// Serialises writes: at most one call to the persister is outstanding at a time, and
     /// they are issued in order.
     sync_lock: Mutex<()>,
@@ -89,12 +117,14 @@ impl ExternalStore {
     pub fn new(initial: MemStorage, persister: Arc<dyn Persister>) -> Self {
         ExternalStore {
             persister,
-            state: Mutex::new(State {
-                next_token: 1,
-                snapshot_index: initial.snapshot_meta().index,
-                ..Default::default()
+            shared: Arc::new(Tokens {
+                state: Mutex::new(State {
+                    next_token: 1,
+                    snapshot_index: initial.snapshot_meta().index,
+                    ..Default::default()
+                }),
+                cond: Condvar::new(),
             }),
-            cond: Condvar::new(),
             sync_lock: Mutex::new(()),
             mirror: initial,
         }
@@ -105,13 +135,13 @@ impl ExternalStore {
     /// thread, including from inside the [`Persister`] call. Returns false (and does
     /// nothing) when `token` is not an outstanding write.
     pub fn persisted(&self, token: u64, ok: bool) -> bool {
-        let mut s = self.state.lock();
-        if !s.outstanding.remove(&token) {
-            return false;
-        }
-        s.done.insert(token, ok);
-        self.cond.notify_all();
-        true
+        self.shared.persisted(token, ok)
+    }
+
+    /// A handle that reports completions like [`ExternalStore::persisted`] without keeping
+    /// the store alive (give it to the [`Persister`] after creating the store).
+    pub fn completer(&self) -> Completer {
+        Completer(self.shared.clone())
     }
 
     /// The in-memory mirror the core reads from.
@@ -120,7 +150,7 @@ impl ExternalStore {
     }
 
     fn issue(&self) -> StorageResult<u64> {
-        let mut s = self.state.lock();
+        let mut s = self.shared.state.lock();
         if s.closed {
             return Err(StorageError::Io("external store closed".into()));
         }
@@ -131,7 +161,7 @@ impl ExternalStore {
     }
 
     fn wait(&self, token: u64) -> StorageResult<()> {
-        let mut s = self.state.lock();
+        let mut s = self.shared.state.lock();
         loop {
             if let Some(ok) = s.done.remove(&token) {
                 return if ok {
@@ -145,13 +175,13 @@ impl ExternalStore {
             if s.closed {
                 return Err(StorageError::Io("external store closed".into()));
             }
-            self.cond.wait(&mut s);
+            self.shared.cond.wait(&mut s);
         }
     }
 
     /// Issues the accumulated log writes as one call and waits; `sync_lock` must be held.
     fn flush(&self) -> StorageResult<()> {
-        let pending = std::mem::take(&mut self.state.lock().pending);
+        let pending = std::mem::take(&mut self.shared.state.lock().pending);
         if pending.is_empty() {
             return Ok(());
         }
@@ -173,7 +203,7 @@ impl ExternalStore {
     ) -> StorageResult<()> {
         let _order = self.sync_lock.lock();
         // Never replace a newer durable snapshot (a local snapshot can race a received one).
-        if meta.index <= self.state.lock().snapshot_index {
+        if meta.index <= self.shared.state.lock().snapshot_index {
             return Err(StorageError::SnapshotOutOfDate);
         }
         // Earlier log writes reach the embedder first.
@@ -181,7 +211,7 @@ impl ExternalStore {
         let token = self.issue()?;
         self.persister.persist_snapshot(token, meta, data, keep_log);
         self.wait(token)?;
-        self.state.lock().snapshot_index = meta.index;
+        self.shared.state.lock().snapshot_index = meta.index;
         Ok(())
     }
 }
@@ -229,7 +259,7 @@ impl LogStore for ExternalStore {
                 first.index
             )));
         }
-        let mut s = self.state.lock();
+        let mut s = self.shared.state.lock();
         let p = &mut s.pending;
         match p.entries.first().map(|e| e.index) {
             Some(pf) if first.index >= pf => {
@@ -252,7 +282,7 @@ impl LogStore for ExternalStore {
 
     fn set_hard_state(&self, hs: HardState) -> StorageResult<()> {
         self.mirror.set_hard_state(hs);
-        self.state.lock().pending.hard_state = Some(hs);
+        self.shared.state.lock().pending.hard_state = Some(hs);
         Ok(())
     }
 
@@ -327,9 +357,9 @@ impl LogStore for ExternalStore {
     /// Abandons every wait: outstanding and future writes fail instead of blocking (the node
     /// is shutting down while the embedder still holds tokens). Later reports are ignored.
     fn close(&self) {
-        let mut s = self.state.lock();
+        let mut s = self.shared.state.lock();
         s.closed = true;
         s.outstanding.clear();
-        self.cond.notify_all();
+        self.shared.cond.notify_all();
     }
 }

@@ -16,7 +16,7 @@ pub mod segment;
 pub mod snapshot_file;
 
 pub use disk::DiskStorage;
-pub use external::{ExternalStore, Persister};
+pub use external::{Completer, ExternalStore, Persister};
 
 use crate::core::{ConfState, Entry, HardState, MemStorage, SnapshotMeta, Storage};
 use crate::core::{StorageError, StorageResult};
