@@ -254,7 +254,8 @@ typedef int (*raft_snapshot_callback)(void *userdata, struct raft_snapshot_write
 
 /**
  * Replaces the state machine with a snapshot read by `raft_snapshot_reader_read` (apply
- * thread, or the thread calling `raft_node_start` when restarting from a data directory).
+ * thread, or the thread calling `raft_node_start` when restarting from a data directory or
+ * from a snapshot loaded with `raft_config_builder_load_snapshot`).
  * Return 0 on success; non-zero fails the node (or its start).
  */
 typedef int (*raft_restore_callback)(void *userdata, struct raft_snapshot_reader *reader);

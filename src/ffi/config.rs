@@ -53,7 +53,8 @@ pub type raft_snapshot_callback =
     Option<unsafe extern "C" fn(userdata: *mut c_void, writer: *mut raft_snapshot_writer) -> c_int>;
 
 /// Replaces the state machine with a snapshot read by `raft_snapshot_reader_read` (apply
-/// thread, or the thread calling `raft_node_start` when restarting from a data directory).
+/// thread, or the thread calling `raft_node_start` when restarting from a data directory or
+/// from a snapshot loaded with `raft_config_builder_load_snapshot`).
 /// Return 0 on success; non-zero fails the node (or its start).
 pub type raft_restore_callback =
     Option<unsafe extern "C" fn(userdata: *mut c_void, reader: *mut raft_snapshot_reader) -> c_int>;

@@ -28,7 +28,9 @@ pub trait LogStore: Storage {
     /// existing suffix from that index is replaced. Entries at or before the compaction
     /// point are skipped. Not durable until [`LogStore::sync`].
     fn append(&self, entries: &[Entry]) -> StorageResult<()>;
-    /// Stores the hard state (term, vote, commit) atomically and durably.
+    /// Stores the hard state (term, vote, commit) atomically; durable at the latest after
+    /// the next [`LogStore::sync`] (the storage thread syncs before releasing the messages of
+    /// a ready).
     fn set_hard_state(&self, hs: HardState) -> StorageResult<()>;
     /// Makes all appends so far durable (one fsync covers every append before it: group
     /// commit is the caller batching many appends before one sync).
