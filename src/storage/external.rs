@@ -144,11 +144,6 @@ impl ExternalStore {
         Completer(self.shared.clone())
     }
 
-    /// The in-memory mirror the core reads from.
-    pub fn mirror(&self) -> &MemStorage {
-        &self.mirror
-    }
-
     fn issue(&self) -> StorageResult<u64> {
         let mut s = self.shared.state.lock();
         if s.closed {
