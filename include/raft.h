@@ -254,7 +254,8 @@ typedef int (*raft_snapshot_callback)(void *userdata, struct raft_snapshot_write
 
 /**
  * Replaces the state machine with a snapshot read by `raft_snapshot_reader_read` (apply
- * thread, or the thread calling `raft_node_start` when restarting from a data directory).
+ * thread, or the thread calling `raft_node_start` when restarting from a data directory or
+ * from a snapshot loaded with `raft_config_builder_load_snapshot`).
  * Return 0 on success; non-zero fails the node (or its start).
  */
 typedef int (*raft_restore_callback)(void *userdata, struct raft_snapshot_reader *reader);
@@ -267,6 +268,91 @@ typedef void (*raft_role_change_callback)(void *userdata,
                                           raft_role role,
                                           uint64_t term,
                                           uint64_t leader);
+
+/**
+ * A hard state (term, vote, commit) as passed to [`raft_persist_callback`].
+ */
+typedef struct raft_hard_state {
+  /**
+   * Current term.
+   */
+  uint64_t term;
+  /**
+   * Node voted for in `term` (0 if none).
+   */
+  uint64_t vote;
+  /**
+   * Highest index known committed.
+   */
+  uint64_t commit;
+} raft_hard_state;
+
+/**
+ * A log entry as passed to [`raft_persist_callback`]; `data` is borrowed for the call.
+ */
+typedef struct raft_entry {
+  /**
+   * Term of the leader that created the entry.
+   */
+  uint64_t term;
+  /**
+   * Position in the log (1-based).
+   */
+  uint64_t index;
+  /**
+   * Kind of payload (opaque to the embedder: store it and hand it back as is).
+   */
+  uint8_t kind;
+  /**
+   * Payload bytes (NULL when `len` is 0).
+   */
+  const uint8_t *data;
+  /**
+   * Payload length.
+   */
+  size_t len;
+} raft_entry;
+
+/**
+ * Makes one group of log writes durable (custom storage, see
+ * [`raft_config_builder_set_storage_callbacks`]). Called on the node's *storage* thread.
+ * In this order: if `replace_from` is non-zero, delete every stored entry with index
+ * `>= replace_from`; append the `n` entries (contiguous, following the stored log;
+ * borrowed for the call: copy them); then, if `hard_state` is not NULL, replace the stored
+ * hard state. A crash must keep the whole group or a prefix of it in that order (writing it
+ * atomically is simplest). Once — and only once — everything is durable, call
+ * `raft_node_persisted(node, token, 1)` from any thread (also allowed inside this
+ * callback); report a failed write with `ok = 0`, which fails the node (no retry). Until
+ * then the node waits: it never sends a vote or an acknowledgement that depends on these
+ * writes, and issues no further writes.
+ */
+typedef void (*raft_persist_callback)(void *userdata,
+                                      uint64_t token,
+                                      const struct raft_hard_state *hard_state,
+                                      uint64_t replace_from,
+                                      const struct raft_entry *entries,
+                                      size_t n);
+
+/**
+ * Durably stores a snapshot, replacing the previous one (custom storage). `meta` is an
+ * opaque encoding of the snapshot's metadata (index, term, membership; borrowed: copy it)
+ * and `data` the state machine image, both to be handed back with
+ * [`raft_config_builder_load_snapshot`] on restart. If `keep_log` is false the whole stored
+ * log is obsolete and must be discarded atomically with storing the snapshot; otherwise the
+ * entries after `index` must be kept (those at or before it may be discarded). Called on
+ * the storage thread (received snapshots) or the snapshot thread (local ones); complete it
+ * with `raft_node_persisted(node, token, ok)` like [`raft_persist_callback`]. The two
+ * callbacks never overlap: the next call comes only after the previous token was reported.
+ */
+typedef void (*raft_persist_snapshot_callback)(void *userdata,
+                                               uint64_t token,
+                                               uint64_t index,
+                                               uint64_t term,
+                                               const uint8_t *meta,
+                                               size_t meta_len,
+                                               const uint8_t *data,
+                                               size_t len,
+                                               bool keep_log);
 
 /**
  * One log event; every string is NUL-terminated and borrowed for the callback's duration.
@@ -532,6 +618,51 @@ raft_status raft_config_builder_set_role_change_callback(struct raft_config_buil
                                                          raft_role_change_callback on_role_change);
 
 /**
+ * Makes the node store its log, hard state and snapshots through the embedder's callbacks
+ * instead of a data directory or memory ("bring your own store"; both required, and
+ * incompatible with [`raft_config_builder_set_data_dir`]). Hand the durable state back at
+ * start with the `raft_config_builder_load_*` functions, and complete every callback with
+ * `raft_node_persisted`.
+ */
+raft_status raft_config_builder_set_storage_callbacks(struct raft_config_builder *builder,
+                                                      raft_persist_callback persist,
+                                                      raft_persist_snapshot_callback persist_snapshot);
+
+/**
+ * Loads the durable hard state (last one persisted) before start (custom storage).
+ */
+raft_status raft_config_builder_load_hard_state(struct raft_config_builder *builder,
+                                                uint64_t term,
+                                                uint64_t vote,
+                                                uint64_t commit);
+
+/**
+ * Loads the durable snapshot before start (custom storage): `meta`/`data` exactly as
+ * received by [`raft_persist_snapshot_callback`] (copied). Must precede
+ * [`raft_config_builder_load_entry`]. `RAFT_STATUS_INVALID_ARGUMENT` if `meta` does not
+ * decode, the data does not match its size and checksum, or entries were already loaded.
+ */
+raft_status raft_config_builder_load_snapshot(struct raft_config_builder *builder,
+                                              const uint8_t *meta,
+                                              size_t meta_len,
+                                              const uint8_t *data,
+                                              size_t len);
+
+/**
+ * Appends one durable log entry (copied) to the state loaded before start (custom
+ * storage), in index order: the first one at or before the loaded snapshot's index + 1
+ * (index 1 without a snapshot), each next one at the previous index + 1, terms never
+ * decreasing; otherwise `RAFT_STATUS_INVALID_ARGUMENT`. `kind` is `raft_entry.kind` as
+ * persisted.
+ */
+raft_status raft_config_builder_load_entry(struct raft_config_builder *builder,
+                                           uint64_t term,
+                                           uint64_t index,
+                                           uint8_t kind,
+                                           const uint8_t *data,
+                                           size_t len);
+
+/**
  * Validates and consumes `builder` (whether or not this succeeds, unless the handle is
  * invalid), writing the configuration to `*out_config`. Fails with
  * `RAFT_STATUS_INVALID_ARGUMENT` (see `raft_last_error_message`) when the id, voters, apply
@@ -563,6 +694,19 @@ raft_status raft_set_log_callback(raft_log_callback cb, uint32_t max_level, void
  * restore), `RAFT_STATUS_INVALID_ARGUMENT`.
  */
 raft_status raft_node_start(const struct raft_config *config, struct raft_node **out_node);
+
+/**
+ * Completes the custom-storage write `token` (from [`raft_persist_callback`](super::raft_persist_callback) or
+ * [`raft_persist_snapshot_callback`](super::raft_persist_snapshot_callback)): `ok` non-zero
+ * once the write is durable — never before — or zero if it failed, which fails the node
+ * (it stops with `RAFT_STATUS_FAILED`; there is no retry). Any thread, including inside
+ * the persist callback itself (the write then completes at once). Errors:
+ * `RAFT_STATUS_INVALID_ARGUMENT` when the node has no storage callbacks or `token` is not
+ * outstanding (already completed, unknown, or abandoned because the node shut down).
+ */
+raft_status raft_node_persisted(const struct raft_node *node,
+                                uint64_t token,
+                                int ok);
 
 /**
  * Delivers message bytes (copied) received from a peer. Any thread, including inside

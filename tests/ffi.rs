@@ -214,3 +214,195 @@ fn free_while_other_threads_call() {
     }
     assert_eq!(ud.freed.load(Ordering::SeqCst), 1);
 }
+
+struct StoreUd {
+    node: AtomicUsize,
+    ok: c_int,
+    calls: AtomicUsize,
+    applied: AtomicUsize,
+}
+
+unsafe extern "C" fn store_apply(
+    ud: *mut c_void,
+    _i: u64,
+    _cmd: *const u8,
+    _len: usize,
+    _out: *mut raft_buf,
+) -> c_int {
+    unsafe { &*(ud as *const StoreUd) }
+        .applied
+        .fetch_add(1, Ordering::SeqCst);
+    0
+}
+
+/// Completes the write from inside the callback (allowed), with the configured outcome.
+unsafe extern "C" fn persist_inline(
+    ud: *mut c_void,
+    token: u64,
+    _hs: *const raft_hard_state,
+    _replace_from: u64,
+    _entries: *const raft_entry,
+    _n: usize,
+) {
+    let ud = unsafe { &*(ud as *const StoreUd) };
+    ud.calls.fetch_add(1, Ordering::SeqCst);
+    let end = Instant::now() + Duration::from_secs(5);
+    while ud.node.load(Ordering::SeqCst) == 0 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let n = ud.node.load(Ordering::SeqCst) as *const raft_node;
+    assert_eq!(raft_node_persisted(n, token, ud.ok), OK);
+    assert_eq!(
+        raft_node_persisted(n, token, ud.ok),
+        raft_status::InvalidArgument,
+        "a token completes once"
+    );
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C" fn persist_snapshot_inline(
+    ud: *mut c_void,
+    token: u64,
+    _index: u64,
+    _term: u64,
+    _meta: *const u8,
+    _meta_len: usize,
+    _data: *const u8,
+    _len: usize,
+    _keep_log: bool,
+) {
+    let ud = unsafe { &*(ud as *const StoreUd) };
+    let n = ud.node.load(Ordering::SeqCst) as *const raft_node;
+    assert_eq!(raft_node_persisted(n, token, ud.ok), OK);
+}
+
+fn store_node(ud: &StoreUd) -> *mut raft_node {
+    unsafe {
+        let mut b = null_mut();
+        assert_eq!(raft_config_builder_new(&mut b), OK);
+        assert_eq!(raft_config_builder_set_id(b, 1), OK);
+        assert_eq!(raft_config_builder_add_voter(b, 1), OK);
+        assert_eq!(raft_config_builder_set_election_timeout_ms(b, 150), OK);
+        let p = ud as *const StoreUd as *mut c_void;
+        assert_eq!(raft_config_builder_set_userdata(b, p, None), OK);
+        assert_eq!(raft_config_builder_set_send_callback(b, Some(no_send)), OK);
+        assert_eq!(
+            raft_config_builder_set_apply_callback(b, Some(store_apply)),
+            OK
+        );
+        assert_eq!(
+            raft_config_builder_set_storage_callbacks(
+                b,
+                Some(persist_inline),
+                Some(persist_snapshot_inline)
+            ),
+            OK
+        );
+        let mut c = null_mut();
+        assert_eq!(raft_config_builder_build(b, &mut c), OK);
+        let mut n = null_mut();
+        assert_eq!(raft_node_start(c, &mut n), OK);
+        raft_config_free(c);
+        ud.node.store(n as usize, Ordering::SeqCst);
+        n
+    }
+}
+
+#[test]
+fn storage_callbacks_validation() {
+    unsafe {
+        let mut b = null_mut();
+        assert_eq!(raft_config_builder_new(&mut b), OK);
+        assert_eq!(
+            raft_config_builder_set_storage_callbacks(b, Some(persist_inline), None),
+            raft_status::NullArgument
+        );
+        assert_eq!(
+            raft_config_builder_load_snapshot(b, b"xx".as_ptr(), 2, null_mut(), 0),
+            raft_status::InvalidArgument
+        );
+        assert_eq!(
+            raft_config_builder_load_entry(b, 1, 2, 0, null_mut(), 0),
+            raft_status::InvalidArgument
+        );
+        assert_eq!(
+            raft_config_builder_load_entry(b, 1, 1, 0, b"a".as_ptr(), 1),
+            OK
+        );
+        assert_eq!(
+            raft_config_builder_load_entry(b, 1, 3, 0, null_mut(), 0),
+            raft_status::InvalidArgument
+        );
+        assert_eq!(
+            raft_config_builder_load_entry(b, 0, 2, 0, null_mut(), 0),
+            raft_status::InvalidArgument
+        );
+        assert_eq!(raft_config_builder_load_hard_state(b, 1, 1, 5), OK);
+        assert_eq!(raft_config_builder_set_id(b, 1), OK);
+        assert_eq!(raft_config_builder_add_voter(b, 1), OK);
+        assert_eq!(raft_config_builder_set_send_callback(b, Some(no_send)), OK);
+        assert_eq!(
+            raft_config_builder_set_apply_callback(b, Some(store_apply)),
+            OK
+        );
+        // Loaded state without storage callbacks is refused.
+        let mut c = null_mut();
+        assert_eq!(
+            raft_config_builder_build(b, &mut c),
+            raft_status::InvalidArgument
+        );
+    }
+    // A node without storage callbacks has no tokens.
+    let ud = ud();
+    let c = config(ud);
+    let mut n = null_mut();
+    unsafe {
+        assert_eq!(raft_node_start(c, &mut n), OK);
+        assert_eq!(raft_node_persisted(n, 1, 1), raft_status::InvalidArgument);
+        assert_eq!(raft_node_free(n), OK);
+        raft_config_free(c);
+    }
+}
+
+#[test]
+fn storage_callbacks_complete_inline_and_failure_fails_the_node() {
+    let good = Box::leak(Box::new(StoreUd {
+        node: AtomicUsize::new(0),
+        ok: 1,
+        calls: AtomicUsize::new(0),
+        applied: AtomicUsize::new(0),
+    }));
+    let n = store_node(good);
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut s;
+    loop {
+        s = unsafe { raft_node_propose(n, b"x".as_ptr(), 1, 2000, null_mut()) };
+        if s != raft_status::NotLeader || Instant::now() > end {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(s, OK);
+    assert!(good.calls.load(Ordering::SeqCst) > 0);
+    assert_eq!(good.applied.load(Ordering::SeqCst), 1);
+    assert_eq!(raft_node_free(n), OK);
+
+    let bad = Box::leak(Box::new(StoreUd {
+        node: AtomicUsize::new(0),
+        ok: 0,
+        calls: AtomicUsize::new(0),
+        applied: AtomicUsize::new(0),
+    }));
+    let n = store_node(bad);
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut st = std::mem::MaybeUninit::<raft_node_status_info>::uninit();
+        let s = unsafe { raft_node_status(n, st.as_mut_ptr()) };
+        if s == raft_status::Failed {
+            break;
+        }
+        assert!(Instant::now() < end, "the node did not fail ({s:?})");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(raft_node_free(n), OK);
+}

@@ -240,6 +240,16 @@ impl MemStorage {
         Ok(())
     }
 
+    /// The bytes received so far of a partly received snapshot (empty if none).
+    pub fn incoming_data(&self) -> Vec<u8> {
+        self.inner
+            .read()
+            .incoming
+            .as_ref()
+            .map(|(_, b)| b.clone())
+            .unwrap_or_default()
+    }
+
     /// The latest snapshot's data.
     pub fn snapshot_data(&self) -> Vec<u8> {
         self.inner.read().snapshot_data.clone()

@@ -25,9 +25,12 @@
 //!   callback runs on the Raft or storage thread; apply, snapshot, restore and role-change
 //!   callbacks run on the apply thread (restore of the latest snapshot also runs on the
 //!   thread calling [`raft_node_start`]), never concurrently with each other for one node.
-//!   The log callback may run on any thread that logs.
-//! * Inside a callback only enqueue-only calls are allowed: [`raft_node_step`] and
-//!   [`raft_node_propose_async`]. Blocking calls (propose, read_index, transfer_leader,
+//!   The log callback may run on any thread that logs. With custom storage
+//!   ([`raft_config_builder_set_storage_callbacks`]) the persist callback runs on the storage
+//!   thread and the persist-snapshot callback on the storage or snapshot thread; the
+//!   node waits for [`raft_node_persisted`] before relying on the write.
+//! * Inside a callback only enqueue-only calls are allowed: [`raft_node_step`],
+//!   [`raft_node_propose_async`] and [`raft_node_persisted`]. Blocking calls (propose, read_index, transfer_leader,
 //!   status, shutdown, free) return `RAFT_STATUS_WOULD_DEADLOCK` there.
 #![allow(non_camel_case_types)]
 #![allow(clippy::missing_safety_doc)]

@@ -4,12 +4,13 @@ use super::buf::{raft_buf, with_reader, with_writer};
 use super::config::{Callbacks, ConfigData, Userdata};
 use super::handle::{self, Object};
 use super::{boundary, callback_scope, fail, from_error, in_user_callback, raft_status};
+use crate::core::{ConfState, Entry, HardState, SnapshotMeta};
 use crate::core::{NodeId, Role};
 use crate::runtime::{Committed, MessageSink, Node, NodeConfig, StateMachine};
-use crate::storage::FsyncPolicy;
+use crate::storage::{ExternalStore, FsyncPolicy, LogStore, Persister};
 use crate::transport::{SendClass, TcpTransport, TransportConfig};
 use parking_lot::RwLock;
-use std::ffi::c_void;
+use std::ffi::{c_int, c_void};
 use std::io::{Read, Write};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -88,6 +89,7 @@ pub type raft_propose_callback = Option<
 /// What a `raft_node` handle owns.
 pub(crate) struct NodeObj {
     node: Arc<Node>,
+    store: Option<Arc<ExternalStore>>,
     transport: Option<Arc<TcpTransport>>,
     _userdata: Arc<Userdata>,
 }
@@ -112,6 +114,91 @@ impl MessageSink for CSink {
         // SAFETY: the user's callback with the user's userdata and borrowed bytes.
         callback_scope(|| unsafe {
             (self.send)(self.userdata.ptr, to, bytes.as_ptr(), bytes.len())
+        });
+    }
+}
+
+struct CPersister {
+    persist: unsafe extern "C" fn(
+        *mut c_void,
+        u64,
+        *const super::raft_hard_state,
+        u64,
+        *const super::raft_entry,
+        usize,
+    ),
+    persist_snapshot:
+        unsafe extern "C" fn(*mut c_void, u64, u64, u64, *const u8, usize, *const u8, usize, bool),
+    userdata: Arc<Userdata>,
+}
+
+fn ptr_or_null(b: &[u8]) -> *const u8 {
+    if b.is_empty() {
+        std::ptr::null()
+    } else {
+        b.as_ptr()
+    }
+}
+
+impl Persister for CPersister {
+    fn persist(
+        &self,
+        token: u64,
+        hard_state: Option<HardState>,
+        first_index_replaced: Option<u64>,
+        entries: &[Entry],
+    ) {
+        let ces: Vec<super::raft_entry> = entries
+            .iter()
+            .map(|e| super::raft_entry {
+                term: e.term,
+                index: e.index,
+                kind: e.kind as u8,
+                data: ptr_or_null(&e.data),
+                len: e.data.len(),
+            })
+            .collect();
+        let hs = hard_state.map(|h| super::raft_hard_state {
+            term: h.term,
+            vote: h.vote,
+            commit: h.commit,
+        });
+        let hs_ptr = hs
+            .as_ref()
+            .map_or(std::ptr::null(), |h| h as *const super::raft_hard_state);
+        let ents = if ces.is_empty() {
+            std::ptr::null()
+        } else {
+            ces.as_ptr()
+        };
+        // SAFETY: the user's callback; every pointer stays valid for the call.
+        callback_scope(|| unsafe {
+            (self.persist)(
+                self.userdata.ptr,
+                token,
+                hs_ptr,
+                first_index_replaced.unwrap_or(0),
+                ents,
+                ces.len(),
+            )
+        });
+    }
+
+    fn persist_snapshot(&self, token: u64, meta: &SnapshotMeta, data: &[u8], keep_log: bool) {
+        let mb = postcard::to_allocvec(meta).unwrap_or_default();
+        // SAFETY: the user's callback; the buffers stay valid for the call.
+        callback_scope(|| unsafe {
+            (self.persist_snapshot)(
+                self.userdata.ptr,
+                token,
+                meta.index,
+                meta.term,
+                mb.as_ptr(),
+                mb.len(),
+                ptr_or_null(data),
+                data.len(),
+                keep_log,
+            )
         });
     }
 }
@@ -206,8 +293,37 @@ fn node_config(c: &ConfigData) -> NodeConfig {
     nc
 }
 
+/// The custom store of a node started with storage callbacks.
+fn external_store(c: &ConfigData) -> Option<Arc<ExternalStore>> {
+    let cb = &c.data.callbacks;
+    let (persist, persist_snapshot) = (cb.persist?, cb.persist_snapshot?);
+    let mem = c
+        .data
+        .loaded
+        .to_mem(ConfState::with_voters(c.data.voters.iter().copied()));
+    let p = Arc::new(CPersister {
+        persist,
+        persist_snapshot,
+        userdata: c.userdata.clone(),
+    });
+    Some(Arc::new(ExternalStore::new(mem, p)))
+}
+
+fn start_node(
+    nc: NodeConfig,
+    sm: Box<dyn StateMachine>,
+    sink: Arc<dyn MessageSink>,
+    store: &Option<Arc<ExternalStore>>,
+) -> Result<Node, crate::runtime::Error> {
+    match store {
+        Some(s) => Node::start_with_store(nc, sm, sink, s.clone() as Arc<dyn LogStore>),
+        None => Node::start(nc, sm, sink),
+    }
+}
+
 fn start(c: &ConfigData) -> Result<NodeObj, raft_status> {
     let nc = node_config(c);
+    let store = external_store(c);
     let sm = Box::new(CMachine {
         cb: c.data.callbacks,
         userdata: c.userdata.clone(),
@@ -235,7 +351,7 @@ fn start(c: &ConfigData) -> Result<NodeObj, raft_status> {
                 )
             })?;
             let t = Arc::new(t);
-            let node = match Node::start(nc, sm, t.clone()) {
+            let node = match start_node(nc, sm, t.clone(), &store) {
                 Ok(n) => Arc::new(n),
                 Err(e) => {
                     t.shutdown();
@@ -256,13 +372,14 @@ fn start(c: &ConfigData) -> Result<NodeObj, raft_status> {
                 userdata: c.userdata.clone(),
             });
             (
-                Arc::new(Node::start(nc, sm, sink).map_err(from_error)?),
+                Arc::new(start_node(nc, sm, sink, &store).map_err(from_error)?),
                 None,
             )
         }
     };
     Ok(NodeObj {
         node,
+        store,
         transport,
         _userdata: c.userdata.clone(),
     })
@@ -321,6 +438,37 @@ fn with_node(
             );
         }
         f(&n)
+    })
+}
+
+/// Completes the custom-storage write `token` (from [`raft_persist_callback`](super::raft_persist_callback) or
+/// [`raft_persist_snapshot_callback`](super::raft_persist_snapshot_callback)): `ok` non-zero
+/// once the write is durable — never before — or zero if it failed, which fails the node
+/// (it stops with `RAFT_STATUS_FAILED`; there is no retry). Any thread, including inside
+/// the persist callback itself (the write then completes at once). Errors:
+/// `RAFT_STATUS_INVALID_ARGUMENT` when the node has no storage callbacks or `token` is not
+/// outstanding (already completed, unknown, or abandoned because the node shut down).
+#[no_mangle]
+pub extern "C" fn raft_node_persisted(
+    node: *const raft_node,
+    token: u64,
+    ok: c_int,
+) -> raft_status {
+    with_node(node, false, |n| match &n.store {
+        None => fail(
+            raft_status::InvalidArgument,
+            "the node has no storage callbacks",
+        ),
+        Some(s) => {
+            if s.persisted(token, ok != 0) {
+                raft_status::Ok
+            } else {
+                fail(
+                    raft_status::InvalidArgument,
+                    format!("write {token} is not outstanding"),
+                )
+            }
+        }
     })
 }
 

@@ -139,6 +139,7 @@ fn write_snapshots(
         match store.create_snapshot(meta, &mut buf.as_slice(), trailing) {
             Ok(m) => tracing::info!(index = m.index, bytes = m.size, "snapshot taken"),
             Err(crate::core::StorageError::SnapshotOutOfDate) => {}
+            Err(_) if shared.stopped.load(std::sync::atomic::Ordering::Acquire) => return,
             Err(e) => {
                 let why = format!("storing snapshot failed: {e}");
                 shared.fail(why.clone());

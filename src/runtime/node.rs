@@ -81,6 +81,7 @@ pub struct Node {
     shared: Arc<Shared>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     max_msg: usize,
+    store: Arc<dyn LogStore>,
 }
 
 impl Node {
@@ -229,6 +230,7 @@ impl Node {
             shared,
             threads: Mutex::new(threads),
             max_msg: codec::DEFAULT_MAX_MESSAGE_BYTES,
+            store,
         })
     }
 
@@ -478,6 +480,8 @@ impl Node {
         let _ = self
             .inbox
             .send_timeout(Input::Shutdown, Duration::from_millis(100));
+        // A store waiting on its embedder must not keep the threads from exiting.
+        self.store.close();
         let threads: Vec<_> = self.threads.lock().drain(..).collect();
         for t in threads {
             let _ = t.join();

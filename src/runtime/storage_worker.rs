@@ -46,6 +46,10 @@ pub(crate) fn run(
             result = store.sync().map_err(|e| e.to_string());
         }
         if let Err(e) = result {
+            if shared.stopped.load(std::sync::atomic::Ordering::Acquire) {
+                // Shutting down: a write abandoned by the store is not a failure.
+                return;
+            }
             // An fsync or write error is fatal: nothing written since the last good sync
             // can be trusted, and retrying could pretend data is safe when it is not.
             shared.fail(format!("storage: {e}"));

@@ -1,11 +1,12 @@
 //! Durable storage: the write-side [`LogStore`] trait the runtime uses, the on-disk engine
-//! [`DiskStorage`], an operator inspection API ([`inspect`]) and a conformance suite
+//! [`DiskStorage`], an embedder-provided store ([`ExternalStore`]), an operator inspection API ([`inspect`]) and a conformance suite
 //! ([`conformance`]) that every [`LogStore`] implementation should pass.
 //!
 //! The on-disk format is documented in `docs/STORAGE.md`.
 
 pub mod conformance;
 mod disk;
+mod external;
 mod fsutil;
 pub mod hard_state;
 pub mod inspect;
@@ -15,6 +16,7 @@ pub mod segment;
 pub mod snapshot_file;
 
 pub use disk::DiskStorage;
+pub use external::{Completer, ExternalStore, Persister};
 
 use crate::core::{ConfState, Entry, HardState, MemStorage, SnapshotMeta, Storage};
 use crate::core::{StorageError, StorageResult};
@@ -26,7 +28,9 @@ pub trait LogStore: Storage {
     /// existing suffix from that index is replaced. Entries at or before the compaction
     /// point are skipped. Not durable until [`LogStore::sync`].
     fn append(&self, entries: &[Entry]) -> StorageResult<()>;
-    /// Stores the hard state (term, vote, commit) atomically and durably.
+    /// Stores the hard state (term, vote, commit) atomically; durable at the latest after
+    /// the next [`LogStore::sync`] (the storage thread syncs before releasing the messages of
+    /// a ready).
     fn set_hard_state(&self, hs: HardState) -> StorageResult<()>;
     /// Makes all appends so far durable (one fsync covers every append before it: group
     /// commit is the caller batching many appends before one sync).
@@ -64,6 +68,10 @@ pub trait LogStore: Storage {
     fn durable_on_write(&self) -> bool {
         false
     }
+    /// Called once when the node shuts down, before its threads are joined: a store whose
+    /// writes wait on someone else (e.g. [`ExternalStore`]) abandons those waits so the
+    /// threads can exit. The default does nothing.
+    fn close(&self) {}
 }
 
 /// When [`DiskStorage`] calls fsync.
