@@ -75,6 +75,34 @@ def drive(propose, threads, secs, warmup=0.5):
     return len(lats) / secs, lats, errors[0]
 
 
+def drive_async(submit, window, secs, warmup=0.5):
+    """Keeps `window` asynchronous proposals in flight for `secs` seconds; `submit(cmd, done)`
+    must call `done()` from any thread when the proposal completes. Returns ops/s."""
+    lock = threading.Lock()
+    state = {"done": 0, "stop": False}
+    cmd = b"y" * 64
+    measuring = threading.Event()
+
+    def on_done(*_args):
+        with lock:
+            if measuring.is_set():
+                state["done"] += 1
+            stop = state["stop"]
+        if not stop:
+            submit(cmd, on_done)
+
+    for _ in range(window):
+        submit(cmd, on_done)
+    time.sleep(warmup)
+    measuring.set()
+    time.sleep(secs)
+    with lock:
+        n = state["done"]
+        state["stop"] = True
+    time.sleep(0.2)
+    return n / secs
+
+
 # ---------------------------------------------------------------- raft_manager
 
 def bench_raft_manager(thread_counts, secs):
@@ -119,7 +147,12 @@ def bench_raft_manager(thread_counts, secs):
         for t in thread_counts:
             ops, lats, errs = drive(lambda c: leader.propose(c, timeout=5), t, secs)
             out.append((t, ops, lats, errs))
-        return out
+
+        def submit(c, done):
+            leader.propose_async(c).add_done_callback(done)
+
+        async_ops = drive_async(submit, 256, secs)
+        return out, async_ops
     finally:
         for n in nodes:
             n.close()
@@ -136,7 +169,9 @@ def bench_pysyncobj(thread_counts, secs, tune=None):
 
     class Counter(SyncObj):
         def __init__(self, me, partners):
-            conf = SyncObjConf(dynamicMembershipChange=False, **(tune or {}))
+            # appendEntriesUseBatch=False: PySyncObj's fastest setting for blocking calls.
+            conf = SyncObjConf(dynamicMembershipChange=False, appendEntriesUseBatch=False,
+                               **(tune or {}))
             super().__init__(me, partners, conf)
             self._n = 0
 
@@ -164,7 +199,12 @@ def bench_pysyncobj(thread_counts, secs, tune=None):
         for t in thread_counts:
             ops, lats, errs = drive(lambda c: leader.add(c, sync=True, timeout=5), t, secs)
             out.append((t, ops, lats, errs))
-        return out
+
+        def submit(c, done):
+            leader.add(c, callback=lambda res, err: done())
+
+        async_ops = drive_async(submit, 256, secs)
+        return out, async_ops
     finally:
         for o in objs:
             o.destroy()
@@ -184,10 +224,14 @@ def main():
                 "autoTickPeriod": a.pysyncobj_period / 2}
     counts = [int(x) for x in a.threads.split(",")]
     results = {}
+    asyncs = {}
     for name, fn in (("raft_manager", bench_raft_manager), ("pysyncobj", bench_pysyncobj)):
         r = fn(counts, a.secs) if name == "raft_manager" else fn(counts, a.secs, tune)
         if r:
+            r, async_ops = r
             results[name] = r
+            asyncs[name] = async_ops
+            print(f"BENCH name=w3.{name}.async256.ops value={async_ops:.3f} unit=ops/s")
             for t, ops, lats, errs in r:
                 print(f"BENCH name=w3.{name}.t{t}.ops value={ops:.3f} unit=ops/s")
                 print(f"BENCH name=w3.{name}.t{t}.p50 value={pct(lats, 0.5):.3f} unit=us")
@@ -207,6 +251,11 @@ def main():
         for (t, a_ops, *_), (_, b_ops, *_) in zip(results["raft_manager"], results["pysyncobj"]):
             ratio = a_ops / b_ops if b_ops else float("inf")
             print(f"BENCH name=w3.ratio.t{t} value={ratio:.3f} unit=x")
+    for name, ops in asyncs.items():
+        print(f"| {name:<12} | async256 | {ops:>6.0f} | (256 asynchronous proposals in flight)")
+    if len(asyncs) == 2 and asyncs["pysyncobj"]:
+        ratio = asyncs["raft_manager"] / asyncs["pysyncobj"]
+        print(f"BENCH name=w3.ratio.async256 value={ratio:.3f} unit=x")
 
 
 if __name__ == "__main__":
