@@ -78,6 +78,7 @@ pub enum MessageBody {
         /// Byte offset of `data` in the snapshot.
         offset: u64,
         /// Chunk bytes.
+        #[serde(with = "super::bytes")]
         data: Vec<u8>,
         /// True for the last chunk.
         done: bool,

@@ -4,6 +4,7 @@
 //! [`RawNode::step`]. Work leaves as a [`Ready`]: messages to send, state to persist, entries
 //! to apply. See `docs/ARCHITECTURE.md` for the contract.
 
+mod bytes;
 mod confchange;
 mod config;
 mod log;

@@ -30,6 +30,7 @@ pub struct Entry {
     /// Kind of payload.
     pub kind: EntryKind,
     /// Payload bytes.
+    #[serde(with = "super::bytes")]
     pub data: Vec<u8>,
 }
 
