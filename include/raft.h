@@ -440,6 +440,28 @@ typedef struct raft_node_status_info {
   uint64_t voters[RAFT_STATUS_MAX_VOTERS];
 } raft_node_status_info;
 
+/**
+ * Replication progress of one member, as the leader sees it.
+ */
+typedef struct raft_peer_progress {
+  /**
+   * Member id.
+   */
+  uint64_t id;
+  /**
+   * Highest log index known to match the leader's log.
+   */
+  uint64_t match_index;
+  /**
+   * Next index the leader will send.
+   */
+  uint64_t next_index;
+  /**
+   * 0 = probe, 1 = replicate, 2 = snapshot.
+   */
+  uint8_t state;
+} raft_peer_progress;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -788,6 +810,17 @@ raft_status raft_node_voters(const struct raft_node *node,
                              uint64_t *ids,
                              size_t cap,
                              size_t *out_n);
+
+/**
+ * Leader only: copies every member's replication progress (including the leader's own
+ * durable index) into `out[0..cap]` and their count into `*out_n` (0 on a follower). When
+ * `cap` is too small returns `RAFT_STATUS_BUFFER_TOO_SMALL` and writes the needed count to
+ * `*out_n`, as `raft_node_voters` does. `WOULD_DEADLOCK` inside a callback.
+ */
+raft_status raft_node_peer_progress(const struct raft_node *node,
+                                    struct raft_peer_progress *out,
+                                    size_t cap,
+                                    size_t *out_n);
 
 /**
  * Stops the node: fails pending calls with `SHUT_DOWN`, stops the transport and joins the

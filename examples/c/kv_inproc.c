@@ -115,6 +115,22 @@ int main(void) {
   uint64_t leader = find_leader(20000 * time_scale());
   CHECK(leader != 0);
   for (int i = 0; i < 10; i++) put(leader, i);
+
+  /* Per-follower progress at the leader: every member matches at least the 10 writes. */
+  raft_peer_progress prog[N];
+  size_t np = 0;
+  CHECK_OK(raft_node_peer_progress(node_of(leader), prog, N, &np));
+  CHECK(np == N);
+  for (size_t i = 0; i < np; i++) {
+    uint64_t deadline = now_ms() + 5000 * time_scale();
+    while (prog[i].match_index < 10 && now_ms() < deadline) {
+      sleep_ms(10);
+      CHECK_OK(raft_node_peer_progress(node_of(leader), prog, N, &np));
+    }
+    CHECK(prog[i].match_index >= 10);
+  }
+  CHECK(raft_node_peer_progress(node_of(leader), prog, 1, &np) == RAFT_STATUS_BUFFER_TOO_SMALL);
+  CHECK(np == N);
   check_all(0, 10);
 
   /* Linearizable read on a follower: the read index comes from the leader, and once it

@@ -731,6 +731,66 @@ pub unsafe extern "C" fn raft_node_voters(
     })
 }
 
+/// Replication progress of one member, as the leader sees it.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct raft_peer_progress {
+    /// Member id.
+    pub id: u64,
+    /// Highest log index known to match the leader's log.
+    pub match_index: u64,
+    /// Next index the leader will send.
+    pub next_index: u64,
+    /// 0 = probe, 1 = replicate, 2 = snapshot.
+    pub state: u8,
+}
+
+/// Leader only: copies every member's replication progress (including the leader's own
+/// durable index) into `out[0..cap]` and their count into `*out_n` (0 on a follower). When
+/// `cap` is too small returns `RAFT_STATUS_BUFFER_TOO_SMALL` and writes the needed count to
+/// `*out_n`, as `raft_node_voters` does. `WOULD_DEADLOCK` inside a callback.
+#[no_mangle]
+pub unsafe extern "C" fn raft_node_peer_progress(
+    node: *const raft_node,
+    out: *mut raft_peer_progress,
+    cap: usize,
+    out_n: *mut usize,
+) -> raft_status {
+    with_node(node, true, |n| {
+        if out_n.is_null() || (out.is_null() && cap > 0) {
+            return fail(raft_status::NullArgument, "out or out_n is NULL");
+        }
+        match n.node.status() {
+            Ok(s) => {
+                let peers: Vec<raft_peer_progress> = s
+                    .peers
+                    .iter()
+                    .map(|p| raft_peer_progress {
+                        id: p.id,
+                        match_index: p.matched,
+                        next_index: p.next,
+                        state: match p.state {
+                            "probe" => 0,
+                            "replicate" => 1,
+                            _ => 2,
+                        },
+                    })
+                    .collect();
+                // SAFETY: checked non-NULL; `out` holds `cap` entries.
+                unsafe {
+                    *out_n = peers.len();
+                    if peers.len() > cap {
+                        return fail(raft_status::BufferTooSmall, "progress buffer too small");
+                    }
+                    std::ptr::copy_nonoverlapping(peers.as_ptr(), out, peers.len());
+                }
+                raft_status::Ok
+            }
+            Err(e) => from_error(e),
+        }
+    })
+}
+
 /// Stops the node: fails pending calls with `SHUT_DOWN`, stops the transport and joins the
 /// engine threads. Idempotent (a second call returns `RAFT_STATUS_OK`); the handle stays
 /// valid until [`raft_node_free`]. `RAFT_STATUS_WOULD_DEADLOCK` from inside a callback.
