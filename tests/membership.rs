@@ -372,3 +372,40 @@ fn membership_refusals_are_explicit() {
     assert!(e.contains("in progress"), "{e}");
     let _ = ProposeError::Busy;
 }
+
+/// A removed id that comes back with old state is refused: its messages are ignored, it
+/// cannot disturb the cluster, and it cannot be added again.
+#[test]
+fn removed_node_with_old_state_is_refused() {
+    let mut sim = cluster(4, 91, cfg);
+    write(&mut sim);
+    let l = sim.leader().unwrap();
+    let gone = sim.ids().into_iter().find(|&i| i != l).unwrap();
+    // It never hears of its removal.
+    sim.isolate(gone);
+    let rest: Vec<NodeId> = sim.ids().into_iter().filter(|&i| i != gone).collect();
+    sim.propose_conf_change(l, enter(&rest, &[])).unwrap();
+    wait_conf(&mut sim, &rest);
+    write(&mut sim);
+    let leader = sim.leader().unwrap();
+    let term = sim.node(leader).unwrap().raft.term;
+    // It comes back with its old state and campaigns for a while.
+    sim.crash(gone);
+    sim.restart(gone).unwrap();
+    sim.heal();
+    sim.run_for(30 * et_ms()).unwrap();
+    assert_eq!(
+        sim.leader(),
+        Some(leader),
+        "removed node disturbed the cluster"
+    );
+    assert_eq!(sim.node(leader).unwrap().raft.term, term);
+    write(&mut sim);
+    let mut again = rest.clone();
+    again.push(gone);
+    let e = sim
+        .propose_conf_change(leader, enter(&again, &[]))
+        .unwrap_err();
+    assert!(e.contains("cannot be reused"), "{e}");
+    sim.check_global().unwrap();
+}

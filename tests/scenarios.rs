@@ -434,3 +434,54 @@ fn single_voter_read_index_is_answered() {
     assert_eq!(rd.read_states[0].ctx, 7);
     assert_eq!(rd.read_states[0].index, Some(n.raft.log.committed));
 }
+
+/// Messages from a node whose removal is committed are refused: a removed node with old
+/// state and a higher term cannot make members step down.
+#[test]
+fn removed_node_messages_are_refused() {
+    let mut net = Net::with_cfg(3, no_lease);
+    net.elect(1, &[1, 2, 3]);
+    net.deliver(|_| true);
+    let cc = raft::core::ConfChange::Enter {
+        voters: vec![1, 2],
+        learners: vec![],
+    };
+    net.nodes
+        .get_mut(&1)
+        .unwrap()
+        .propose_conf_change(cc, None)
+        .unwrap();
+    net.deliver(|m| m.to != 3 && m.from != 3);
+    // Let node 2 learn that the removal committed.
+    for _ in 0..3 {
+        net.nodes.get_mut(&1).unwrap().tick();
+        net.deliver(|m| m.to != 3 && m.from != 3);
+    }
+    assert!(net.node(2).raft.conf().removed.contains(&3));
+    let term = net.node(2).raft.term;
+    let (li, lt) = (
+        net.node(2).raft.log.last_index(),
+        net.node(2).raft.log.last_term(),
+    );
+    net.nodes.get_mut(&2).unwrap().step(Message {
+        from: 3,
+        to: 2,
+        term: term + 5,
+        body: MessageBody::Vote {
+            pre_vote: false,
+            last_index: li + 10,
+            last_term: lt,
+            transfer: false,
+        },
+    });
+    assert_eq!(
+        net.node(2).raft.term,
+        term,
+        "a removed node changed a member's term"
+    );
+    net.settle(2);
+    assert!(
+        net.queue.iter().all(|m| m.to != 3),
+        "a removed node got an answer"
+    );
+}

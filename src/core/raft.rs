@@ -559,6 +559,12 @@ impl<S: Storage> Raft<S> {
         if m.to != self.id() || m.from == NO_NODE || m.from == self.id() {
             return;
         }
+        // A node whose removal is committed here is refused, even if it comes back with old
+        // state (ids are never reused). Its hand-over TimeoutNow is still honoured.
+        if self.confs[0].1.removed.contains(&m.from) && m.body != MessageBody::TimeoutNow {
+            tracing::debug!(from = m.from, "message from a removed node refused");
+            return;
+        }
         if m.term > self.term {
             if let MessageBody::Vote { transfer, .. } = m.body {
                 let in_lease = self.cfg.check_quorum
@@ -759,6 +765,8 @@ impl<S: Storage> Raft<S> {
             } => self.handle_snapshot_chunk(m.from, meta, offset, data, done),
             _ => {}
         }
+        // The commit index may have moved: configurations it covers are now committed.
+        self.prune_confs();
     }
 
     fn handle_append(
