@@ -575,8 +575,16 @@ impl RaftLoop {
                     next_tick = now + self.tick;
                 }
             }
-            let wait = next_tick.saturating_duration_since(Instant::now());
-            match self.inbox.recv_timeout(wait) {
+            // Busy: take what is queued without reading the clock again; idle: sleep until
+            // the next tick.
+            let next = match self.inbox.try_recv() {
+                Ok(i) => Ok(i),
+                Err(crossbeam_channel::TryRecvError::Empty) => self.inbox.recv_deadline(next_tick),
+                Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    Err(RecvTimeoutError::Disconnected)
+                }
+            };
+            match next {
                 Ok(i) => {
                     let mut batch = Vec::new();
                     stop = self.handle(i, &mut batch);
