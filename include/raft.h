@@ -812,6 +812,36 @@ raft_status raft_node_voters(const struct raft_node *node,
                              size_t *out_n);
 
 /**
+ * Leader only: adds node `id` as a learner (it receives the log but does not vote) and
+ * blocks up to `timeout_ms` until the change is applied here. With `auto_promote_lag` > 0
+ * the leader promotes it to voter by itself once its log is within that many entries. The
+ * new node must be started with the existing voters (it waits to be added). Errors:
+ * `NOT_LEADER`, `INVALID_ARGUMENT` (already a member, a removed id, a change in flight, or
+ * the configuration moved), `TIMEOUT`, `SHUT_DOWN`, `WOULD_DEADLOCK` inside a callback.
+ */
+raft_status raft_node_add_learner(const struct raft_node *node,
+                                  uint64_t id,
+                                  uint64_t auto_promote_lag,
+                                  uint64_t timeout_ms);
+
+/**
+ * Leader only: promotes learner `id` to voter once its log is within `max_lag` entries of
+ * the leader's (waiting up to `timeout_ms` for it to catch up and for the change to apply).
+ * Errors as `raft_node_add_learner`.
+ */
+raft_status raft_node_promote_learner(const struct raft_node *node,
+                                      uint64_t id,
+                                      uint64_t max_lag,
+                                      uint64_t timeout_ms);
+
+/**
+ * Leader only: removes member `id` (a leader may remove itself: it keeps replicating until
+ * the change commits, then hands over and steps down). The id can never be added again.
+ * Errors as `raft_node_add_learner`.
+ */
+raft_status raft_node_remove_member(const struct raft_node *node, uint64_t id, uint64_t timeout_ms);
+
+/**
  * Leader only: copies every member's replication progress (including the leader's own
  * durable index) into `out[0..cap]` and their count into `*out_n` (0 on a follower). When
  * `cap` is too small returns `RAFT_STATUS_BUFFER_TOO_SMALL` and writes the needed count to

@@ -731,6 +731,72 @@ pub unsafe extern "C" fn raft_node_voters(
     })
 }
 
+/// Leader only: adds node `id` as a learner (it receives the log but does not vote) and
+/// blocks up to `timeout_ms` until the change is applied here. With `auto_promote_lag` > 0
+/// the leader promotes it to voter by itself once its log is within that many entries. The
+/// new node must be started with the existing voters (it waits to be added). Errors:
+/// `NOT_LEADER`, `INVALID_ARGUMENT` (already a member, a removed id, a change in flight, or
+/// the configuration moved), `TIMEOUT`, `SHUT_DOWN`, `WOULD_DEADLOCK` inside a callback.
+#[no_mangle]
+pub extern "C" fn raft_node_add_learner(
+    node: *const raft_node,
+    id: u64,
+    auto_promote_lag: u64,
+    timeout_ms: u64,
+) -> raft_status {
+    if id == 0 {
+        return fail(raft_status::InvalidArgument, "node id 0 is reserved");
+    }
+    with_node(node, true, |n| {
+        let lag = (auto_promote_lag > 0).then_some(auto_promote_lag);
+        match n
+            .node
+            .add_learner(id, lag, Duration::from_millis(timeout_ms))
+        {
+            Ok(()) => raft_status::Ok,
+            Err(e) => from_error(e),
+        }
+    })
+}
+
+/// Leader only: promotes learner `id` to voter once its log is within `max_lag` entries of
+/// the leader's (waiting up to `timeout_ms` for it to catch up and for the change to apply).
+/// Errors as `raft_node_add_learner`.
+#[no_mangle]
+pub extern "C" fn raft_node_promote_learner(
+    node: *const raft_node,
+    id: u64,
+    max_lag: u64,
+    timeout_ms: u64,
+) -> raft_status {
+    with_node(node, true, |n| {
+        match n
+            .node
+            .promote_learner(id, max_lag, Duration::from_millis(timeout_ms))
+        {
+            Ok(()) => raft_status::Ok,
+            Err(e) => from_error(e),
+        }
+    })
+}
+
+/// Leader only: removes member `id` (a leader may remove itself: it keeps replicating until
+/// the change commits, then hands over and steps down). The id can never be added again.
+/// Errors as `raft_node_add_learner`.
+#[no_mangle]
+pub extern "C" fn raft_node_remove_member(
+    node: *const raft_node,
+    id: u64,
+    timeout_ms: u64,
+) -> raft_status {
+    with_node(node, true, |n| {
+        match n.node.remove_member(id, Duration::from_millis(timeout_ms)) {
+            Ok(()) => raft_status::Ok,
+            Err(e) => from_error(e),
+        }
+    })
+}
+
 /// Replication progress of one member, as the leader sees it.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]

@@ -1,0 +1,114 @@
+/* Membership from C: three nodes in one process, a fourth added as a learner that the
+ * leader promotes by itself once caught up, then a follower removed for good. */
+#define _POSIX_C_SOURCE 200809L
+#include "util.h"
+
+#define N 4
+
+static pthread_mutex_t nodes_mu = PTHREAD_MUTEX_INITIALIZER;
+static raft_node *nodes[N + 1];
+static kv_store kvs[N + 1];
+
+static raft_node *node_of(uint64_t id) {
+  pthread_mutex_lock(&nodes_mu);
+  raft_node *n = id >= 1 && id <= N ? nodes[id] : NULL;
+  pthread_mutex_unlock(&nodes_mu);
+  return n;
+}
+
+static void send_cb(void *userdata, uint64_t to, const uint8_t *data, size_t len) {
+  (void)userdata;
+  raft_node *n = node_of(to);
+  if (n) (void)raft_node_step(n, data, len);
+}
+
+static int apply_cb(void *userdata, uint64_t index, const uint8_t *cmd, size_t len,
+                    raft_buf *out) {
+  (void)index, (void)out;
+  return kv_apply(userdata, cmd, len);
+}
+
+/* Every node starts knowing voters 1..3; node 4 waits to be added. */
+static raft_node *start(uint64_t id) {
+  raft_config_builder *b;
+  raft_config *c;
+  raft_node *n;
+  CHECK_OK(raft_config_builder_new(&b));
+  CHECK_OK(raft_config_builder_set_id(b, id));
+  for (uint64_t v = 1; v <= 3; v++) CHECK_OK(raft_config_builder_add_voter(b, v));
+  CHECK_OK(raft_config_builder_set_election_timeout_ms(b, 300 * time_scale()));
+  CHECK_OK(raft_config_builder_set_heartbeat_ms(b, 50 * time_scale()));
+  CHECK_OK(raft_config_builder_set_userdata(b, &kvs[id], NULL));
+  CHECK_OK(raft_config_builder_set_send_callback(b, send_cb));
+  CHECK_OK(raft_config_builder_set_apply_callback(b, apply_cb));
+  CHECK_OK(raft_config_builder_build(b, &c));
+  CHECK_OK(raft_node_start(c, &n));
+  raft_config_free(c);
+  return n;
+}
+
+static int is_voter(raft_node *n, uint64_t id) {
+  uint64_t ids[8];
+  size_t k = 0;
+  if (raft_node_voters(n, ids, 8, &k) != RAFT_STATUS_OK) return 0;
+  for (size_t i = 0; i < k; i++)
+    if (ids[i] == id) return 1;
+  return 0;
+}
+
+int main(void) {
+  for (uint64_t id = 1; id <= N; id++) kv_init(&kvs[id]);
+  for (uint64_t id = 1; id <= 3; id++) {
+    raft_node *n = start(id);
+    pthread_mutex_lock(&nodes_mu);
+    nodes[id] = n;
+    pthread_mutex_unlock(&nodes_mu);
+  }
+  uint64_t leader = 0;
+  for (uint64_t end = now_ms() + 20000 * time_scale(); !leader && now_ms() < end; sleep_ms(20))
+    for (uint64_t id = 1; id <= 3; id++) {
+      raft_node_status_info st;
+      if (raft_node_status(node_of(id), &st) == RAFT_STATUS_OK && st.role == RAFT_ROLE_LEADER)
+        leader = id;
+    }
+  CHECK(leader != 0);
+  raft_node *l = node_of(leader);
+  CHECK_OK(propose_retry(l, "a=1", 5000 * time_scale()));
+
+  /* Errors are explicit: not the leader, an existing member, id 0. */
+  uint64_t follower = leader % 3 + 1;
+  CHECK(raft_node_add_learner(node_of(follower), 4, 0, 1000) == RAFT_STATUS_NOT_LEADER);
+  CHECK(raft_node_add_learner(l, follower, 0, 1000) == RAFT_STATUS_INVALID_ARGUMENT);
+  CHECK(raft_node_add_learner(l, 0, 0, 1000) == RAFT_STATUS_INVALID_ARGUMENT);
+
+  /* Node 4 joins as a learner and is promoted automatically once within 5 entries. */
+  raft_node *n4 = start(4);
+  pthread_mutex_lock(&nodes_mu);
+  nodes[4] = n4;
+  pthread_mutex_unlock(&nodes_mu);
+  CHECK_OK(raft_node_add_learner(l, 4, 5, 5000 * time_scale()));
+  uint64_t end = now_ms() + 10000 * time_scale();
+  while (!is_voter(l, 4) && now_ms() < end) sleep_ms(20);
+  CHECK(is_voter(l, 4));
+  CHECK(kv_wait(&kvs[4], "a", "1", 5000 * time_scale()));
+  printf("node 4 added as a learner and promoted to voter\n");
+
+  /* Remove a follower for good: it leaves the configuration and cannot come back. */
+  CHECK_OK(raft_node_remove_member(l, follower, 5000 * time_scale()));
+  CHECK(!is_voter(l, follower));
+  CHECK(raft_node_add_learner(l, follower, 0, 1000) == RAFT_STATUS_INVALID_ARGUMENT);
+  CHECK_OK(propose_retry(l, "b=2", 5000 * time_scale()));
+  CHECK(kv_wait(&kvs[4], "b", "2", 5000 * time_scale()));
+  printf("node %llu removed; writes continue\n", (unsigned long long)follower);
+
+  for (uint64_t id = 1; id <= N; id++) {
+    pthread_mutex_lock(&nodes_mu);
+    raft_node *n = nodes[id];
+    nodes[id] = NULL;
+    pthread_mutex_unlock(&nodes_mu);
+    CHECK_OK(raft_node_free(n));
+  }
+  for (uint64_t id = 1; id <= N; id++) kv_destroy(&kvs[id]);
+  printf("membership: OK\n");
+  return 0;
+}
