@@ -92,7 +92,7 @@ mod tests {
                     term: 7,
                     index: 4,
                     kind: EntryKind::Normal,
-                    data: b"hello".to_vec(),
+                    data: b"hello".to_vec().into(),
                 }],
                 commit: 3,
             },

@@ -147,7 +147,7 @@ fn sigkill_never_loses_acknowledged_entries() {
         term: 1,
         index: next,
         kind: raft::core::EntryKind::Normal,
-        data: payload(next),
+        data: payload(next).into(),
     }])
     .unwrap();
     s.sync().unwrap();

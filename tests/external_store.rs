@@ -337,7 +337,7 @@ fn unknown_tokens_are_refused_and_writes_are_grouped() {
         term,
         index,
         kind: raft::core::EntryKind::Normal,
-        data: vec![],
+        data: vec![].into(),
     };
     store.append(&[e(1, 1), e(1, 2), e(1, 3)]).unwrap();
     store.sync().unwrap();

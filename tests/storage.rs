@@ -88,7 +88,7 @@ fn varied(lo: u64, hi: u64) -> Vec<Entry> {
             } else {
                 EntryKind::Normal
             },
-            data: vec![(i % 251) as u8; (i % 97) as usize],
+            data: vec![(i % 251) as u8; (i % 97) as usize].into(),
         })
         .collect()
 }
@@ -721,7 +721,7 @@ fn full_disk_returns_error_and_keeps_durable_data() {
                 term: 1,
                 index: i,
                 kind: EntryKind::Normal,
-                data: vec![(i % 256) as u8; 20_000],
+                data: vec![(i % 256) as u8; 20_000].into(),
             };
             match s.append(&[e]).and_then(|_| s.sync()) {
                 Ok(()) => acked = i,

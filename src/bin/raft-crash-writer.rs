@@ -43,7 +43,7 @@ fn main() {
                 term: 1,
                 index: i,
                 kind: EntryKind::Normal,
-                data: payload(i),
+                data: payload(i).into(),
             })
             .collect();
         s.append(&batch).expect("append");

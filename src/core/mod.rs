@@ -9,6 +9,7 @@ mod confchange;
 mod config;
 mod log;
 mod message;
+mod payload;
 mod progress;
 mod quorum;
 mod raft;
@@ -20,6 +21,7 @@ mod types;
 pub use confchange::{apply_conf_change, ConfChangeError};
 pub use config::Config;
 pub use message::{Message, MessageBody};
+pub use payload::Payload;
 pub use progress::ProgressState;
 pub use quorum::is_quorum as quorum_contains;
 pub use raft::{

@@ -394,7 +394,7 @@ impl<S: Storage> Raft<S> {
             term: self.term,
             index: last + 1,
             kind: EntryKind::Noop,
-            data: Vec::new(),
+            data: Vec::new().into(),
         };
         self.pending_conf_index = noop.index;
         self.append_local(vec![noop]);
@@ -1205,7 +1205,7 @@ impl<S: Storage> Raft<S> {
                 term: self.term,
                 index: idx,
                 kind: EntryKind::ConfChange,
-                data,
+                data: data.into(),
             }]);
         }
         // A leader removed by a committed configuration hands over and steps down.
@@ -1439,7 +1439,7 @@ impl<S: Storage> Raft<S> {
                 term: 0,
                 index: 0,
                 kind: EntryKind::Normal,
-                data,
+                data: data.into(),
             })
             .collect();
         self.append_local(entries);
@@ -1482,7 +1482,7 @@ impl<S: Storage> Raft<S> {
             term: self.term,
             index: idx,
             kind: EntryKind::ConfChange,
-            data: encode_conf_change(&cc),
+            data: encode_conf_change(&cc).into(),
         }]);
         Ok(idx)
     }

@@ -1,5 +1,6 @@
 //! Plain data types shared by the core, storage, codec and runtime.
 
+use super::payload::Payload;
 use serde::{Deserialize, Serialize};
 
 /// Identifier of a node. `0` is reserved to mean "no node".
@@ -29,9 +30,8 @@ pub struct Entry {
     pub index: u64,
     /// Kind of payload.
     pub kind: EntryKind,
-    /// Payload bytes.
-    #[serde(with = "super::bytes")]
-    pub data: Vec<u8>,
+    /// Payload bytes (shared: cloning an entry does not copy them).
+    pub data: Payload,
 }
 
 impl Entry {

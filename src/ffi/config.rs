@@ -752,7 +752,7 @@ pub unsafe extern "C" fn raft_config_builder_load_entry(
                 term,
                 index,
                 kind,
-                data,
+                data: data.into(),
             });
             Ok(())
         })

@@ -163,7 +163,7 @@ impl Checker {
                     self.on_committed_conf(seed, e)?;
                 }
                 self.committed
-                    .insert(e.index, (e.term, e.data.clone(), hash));
+                    .insert(e.index, (e.term, e.data.to_vec(), hash));
                 let bound = self.leaders.keys().next_back().copied().unwrap_or(0);
                 self.commit_bound.insert(e.index, bound);
             }

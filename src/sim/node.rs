@@ -279,7 +279,7 @@ impl SimNode {
             match e.kind {
                 EntryKind::Normal => {
                     self.machine.hash = mix(self.machine.hash, &e.data);
-                    self.applied_log.insert(e.index, e.data.clone());
+                    self.applied_log.insert(e.index, e.data.to_vec());
                     match KvCommand::decode(&e.data) {
                         Some(KvCommand::Put(k, v)) => {
                             self.machine.kv.insert(k, v);

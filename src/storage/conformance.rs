@@ -14,7 +14,7 @@ pub fn entry(index: u64, term: u64) -> Entry {
         term,
         index,
         kind: EntryKind::Normal,
-        data: format!("entry-{index}-{term}").into_bytes(),
+        data: format!("entry-{index}-{term}").into_bytes().into(),
     }
 }
 

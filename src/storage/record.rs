@@ -81,7 +81,7 @@ pub fn parse(buf: &[u8]) -> Parsed {
         term,
         index,
         kind,
-        data: body[BODY_FIXED..].to_vec(),
+        data: body[BODY_FIXED..].to_vec().into(),
     };
     Parsed::Record(entry, total)
 }
@@ -96,7 +96,7 @@ mod tests {
             term: 3,
             index: 9,
             kind: EntryKind::ConfChange,
-            data: b"hello".to_vec(),
+            data: b"hello".to_vec().into(),
         };
         let mut buf = Vec::new();
         let n = encode(&e, &mut buf);
