@@ -714,21 +714,36 @@ pub unsafe extern "C" fn raft_node_voters(
             return fail(raft_status::NullArgument, "ids or out_n is NULL");
         }
         match n.node.status() {
-            Ok(s) => {
-                let v = &s.conf.voters;
-                // SAFETY: checked non-NULL; `ids` holds `cap` entries.
-                unsafe {
-                    *out_n = v.len();
-                    if v.len() > cap {
-                        return fail(raft_status::BufferTooSmall, "voter buffer too small");
-                    }
-                    std::ptr::copy_nonoverlapping(v.as_ptr(), ids, v.len());
-                }
-                raft_status::Ok
-            }
+            // SAFETY: checked non-NULL; `ids` holds `cap` entries.
+            Ok(s) => unsafe { copy_out(&s.conf.voters, ids, cap, out_n, "voter buffer too small") },
             Err(e) => from_error(e),
         }
     })
+}
+
+/// Writes `items.len()` to `*out_n` and copies the items into `out[0..cap]`, or returns
+/// `RAFT_STATUS_BUFFER_TOO_SMALL` (with the needed count in `*out_n`) when they do not fit.
+///
+/// # Safety
+/// `out_n` is valid; `out` holds `cap` elements (may be NULL when `cap` is 0).
+unsafe fn copy_out<T: Copy>(
+    items: &[T],
+    out: *mut T,
+    cap: usize,
+    out_n: *mut usize,
+    too_small: &str,
+) -> raft_status {
+    // SAFETY: per the function contract.
+    unsafe {
+        *out_n = items.len();
+        if items.len() > cap {
+            return fail(raft_status::BufferTooSmall, too_small);
+        }
+        if !items.is_empty() {
+            std::ptr::copy_nonoverlapping(items.as_ptr(), out, items.len());
+        }
+    }
+    raft_status::Ok
 }
 
 /// Leader only: adds node `id` as a learner (it receives the log but does not vote) and
@@ -843,14 +858,7 @@ pub unsafe extern "C" fn raft_node_peer_progress(
                     })
                     .collect();
                 // SAFETY: checked non-NULL; `out` holds `cap` entries.
-                unsafe {
-                    *out_n = peers.len();
-                    if peers.len() > cap {
-                        return fail(raft_status::BufferTooSmall, "progress buffer too small");
-                    }
-                    std::ptr::copy_nonoverlapping(peers.as_ptr(), out, peers.len());
-                }
-                raft_status::Ok
+                unsafe { copy_out(&peers, out, cap, out_n, "progress buffer too small") }
             }
             Err(e) => from_error(e),
         }
