@@ -76,6 +76,38 @@ impl StateMachine for Counter {
     }
 }
 
+/// A transport for single-node clusters: nothing to send to.
+struct Nowhere;
+
+impl MessageSink for Nowhere {
+    fn send(&self, _: NodeId, _: Vec<u8>, _: SendClass) {}
+}
+
+/// Starts a single-voter node over `dir` (snapshots every `snapshot_entries`) and waits until
+/// it leads.
+fn single_node(
+    dir: &std::path::Path,
+    applied: &Arc<RwLock<Vec<Vec<u8>>>>,
+    snapshot_entries: u64,
+) -> Node {
+    let mut c = NodeConfig::new(1, [1]);
+    c.data_dir = Some(dir.to_path_buf());
+    c.snapshot_entries = snapshot_entries;
+    c.snapshot_trailing = 1;
+    c.election_timeout = Duration::from_millis(100);
+    c.heartbeat_interval = Duration::from_millis(20);
+    let sm = Counter {
+        applied: applied.clone(),
+        delay: Duration::ZERO,
+    };
+    let n = Node::start(c, Box::new(sm), Arc::new(Nowhere)).expect("start");
+    let end = Instant::now() + Duration::from_secs(5);
+    while n.status().unwrap().role != Role::Leader && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    n
+}
+
 fn cfg(id: NodeId) -> NodeConfig {
     let mut c = NodeConfig::new(id, [1, 2, 3]);
     c.election_timeout = Duration::from_millis(150);
@@ -197,28 +229,7 @@ fn durable_restart_and_bad_input() {
     let dir = std::env::temp_dir().join(format!("raft-rt-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let applied = Arc::new(RwLock::new(Vec::new()));
-    let mk = |applied: &Arc<RwLock<Vec<Vec<u8>>>>| {
-        let mut c = NodeConfig::new(1, [1]);
-        c.data_dir = Some(dir.clone());
-        c.snapshot_entries = 20;
-        c.snapshot_trailing = 5;
-        c.election_timeout = Duration::from_millis(100);
-        c.heartbeat_interval = Duration::from_millis(20);
-        let sm = Counter {
-            applied: applied.clone(),
-            delay: Duration::ZERO,
-        };
-        struct Nowhere;
-        impl MessageSink for Nowhere {
-            fn send(&self, _: NodeId, _: Vec<u8>, _: SendClass) {}
-        }
-        Node::start(c, Box::new(sm), Arc::new(Nowhere)).expect("start")
-    };
-    let n = mk(&applied);
-    let end = Instant::now() + Duration::from_secs(5);
-    while n.status().unwrap().role != Role::Leader && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let n = single_node(&dir, &applied, 20);
     for i in 0..50u8 {
         n.propose(vec![i], Duration::from_secs(5)).expect("propose");
     }
@@ -227,7 +238,7 @@ fn durable_restart_and_bad_input() {
     n.shutdown().unwrap();
     drop(n);
     let again = Arc::new(RwLock::new(Vec::new()));
-    let n = mk(&again);
+    let n = single_node(&dir, &again, 20);
     let end = Instant::now() + Duration::from_secs(5);
     while again.read().len() < 50 && Instant::now() < end {
         std::thread::sleep(Duration::from_millis(10));
@@ -245,10 +256,6 @@ fn durable_restart_and_bad_input() {
 /// A single-voter cluster answers linearizable reads (the leader's own ack is its quorum).
 #[test]
 fn single_voter_read_index() {
-    struct Nowhere;
-    impl MessageSink for Nowhere {
-        fn send(&self, _: NodeId, _: Vec<u8>, _: SendClass) {}
-    }
     let mut c = NodeConfig::new(1, [1]);
     c.election_timeout = Duration::from_millis(150);
     c.heartbeat_interval = Duration::from_millis(30);
@@ -271,31 +278,9 @@ fn single_voter_read_index() {
 fn client_sessions_apply_retries_once_and_survive_restart() {
     let dir = std::env::temp_dir().join(format!("raft-rt-sess-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let mk = |applied: &Arc<RwLock<Vec<Vec<u8>>>>| {
-        let mut c = NodeConfig::new(1, [1]);
-        c.data_dir = Some(dir.clone());
-        c.snapshot_entries = 5;
-        c.snapshot_trailing = 1;
-        c.election_timeout = Duration::from_millis(100);
-        c.heartbeat_interval = Duration::from_millis(20);
-        let sm = Counter {
-            applied: applied.clone(),
-            delay: Duration::ZERO,
-        };
-        struct Nowhere;
-        impl MessageSink for Nowhere {
-            fn send(&self, _: NodeId, _: Vec<u8>, _: SendClass) {}
-        }
-        let n = Node::start(c, Box::new(sm), Arc::new(Nowhere)).expect("start");
-        let end = Instant::now() + Duration::from_secs(5);
-        while n.status().unwrap().role != Role::Leader && Instant::now() < end {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        n
-    };
     let t = Duration::from_secs(5);
     let applied = Arc::new(RwLock::new(Vec::new()));
-    let n = mk(&applied);
+    let n = single_node(&dir, &applied, 5);
     let first = n.propose_session(42, 1, b"once".to_vec(), t).unwrap();
     // The retry returns the recorded response and is not applied again.
     assert_eq!(
@@ -316,7 +301,7 @@ fn client_sessions_apply_retries_once_and_survive_restart() {
     n.shutdown().unwrap();
     drop(n);
     let again = Arc::new(RwLock::new(Vec::new()));
-    let n = mk(&again);
+    let n = single_node(&dir, &again, 5);
     assert_eq!(
         n.propose_session(42, 2, b"twice".to_vec(), t).unwrap(),
         second
@@ -368,10 +353,6 @@ fn learner_auto_promotion_and_removal() {
 
 #[test]
 fn lease_reads_are_opt_in_and_validated() {
-    struct Nowhere;
-    impl MessageSink for Nowhere {
-        fn send(&self, _: NodeId, _: Vec<u8>, _: SendClass) {}
-    }
     let sm = || {
         Box::new(Counter {
             applied: Arc::new(RwLock::new(Vec::new())),
