@@ -3,7 +3,7 @@
 //! transport and a closed-loop load driver built on `Node::propose_async`.
 
 use parking_lot::{Mutex, RwLock};
-use raft::core::{NodeId, Role};
+use raft::core::{Message, NodeId, Role};
 use raft::runtime::{Committed, Error, MessageSink, Node, NodeConfig, StateMachine};
 use raft::transport::SendClass;
 use std::collections::HashMap;
@@ -142,15 +142,29 @@ impl StateMachine for CountSm {
     }
 }
 
-/// In-process transport: a sink hands the encoded bytes straight to the target's
-/// `Node::step` (decode happens on the sender's thread, no copies, no queues of its own).
-#[derive(Default)]
+/// In-process transport: a sink hands each message straight to the target's
+/// `Node::step_message` (or, with `RAFT_BENCH_ENCODE=1`, the encoded bytes to `Node::step`);
+/// no queues of its own.
 pub struct Net {
+    /// Go through the codec (encode + decode) for every message.
+    encode: bool,
     nodes: RwLock<HashMap<NodeId, Arc<Node>>>,
     down: RwLock<Vec<NodeId>>,
     any_down: AtomicBool,
     /// Messages the target refused (inbox full or node stopped).
     pub refused: AtomicU64,
+}
+
+impl Default for Net {
+    fn default() -> Self {
+        Net {
+            encode: std::env::var("RAFT_BENCH_ENCODE").is_ok_and(|v| v == "1"),
+            nodes: RwLock::default(),
+            down: RwLock::default(),
+            any_down: AtomicBool::default(),
+            refused: AtomicU64::default(),
+        }
+    }
 }
 
 impl Net {
@@ -211,17 +225,36 @@ struct Sink {
     from: NodeId,
 }
 
-impl MessageSink for Sink {
-    fn send(&self, to: NodeId, bytes: Vec<u8>, _class: SendClass) {
+impl Sink {
+    fn target(&self, to: NodeId) -> Option<Arc<Node>> {
         if self.net.any_down.load(Ordering::Acquire) {
             let d = self.net.down.read();
             if d.contains(&to) || d.contains(&self.from) {
-                return;
+                return None;
             }
         }
-        let n = self.net.nodes.read().get(&to).cloned();
-        if let Some(n) = n {
+        self.net.nodes.read().get(&to).cloned()
+    }
+}
+
+impl MessageSink for Sink {
+    fn send(&self, to: NodeId, bytes: Vec<u8>, _class: SendClass) {
+        if let Some(n) = self.target(to) {
             if n.step(&bytes).is_err() {
+                self.net.refused.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// In process, messages are handed over without encoding (as openraft's in-process
+    /// network does); set `RAFT_BENCH_ENCODE=1` to go through the codec instead.
+    fn send_message(&self, m: Message) {
+        if self.net.encode {
+            let to = m.to;
+            return self.send(to, raft::codec::encode(&m), SendClass::Normal);
+        }
+        if let Some(n) = self.target(m.to) {
+            if n.step_message(m).is_err() {
                 self.net.refused.fetch_add(1, Ordering::Relaxed);
             }
         }

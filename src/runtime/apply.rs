@@ -97,11 +97,18 @@ pub(crate) fn run(start: ApplyStart, jobs: Receiver<ApplyJob>) {
         sessions,
         snapshots: snap_tx,
     };
+    let mut reported = a.applied;
     while let Ok(job) = jobs.recv() {
         if let Err(e) = a.handle(job) {
             a.shared.fail(e.clone());
             let _ = a.raft.send(Input::Fatal(e));
             break;
+        }
+        // Report progress once the queue is drained, not after every batch: the Raft
+        // thread only uses it for status, and each report is a wake-up.
+        if a.applied != reported && jobs.is_empty() {
+            reported = a.applied;
+            let _ = a.raft.send(Input::Applied(reported));
         }
     }
     for (_, b) in a.barriers.drain(..) {
@@ -173,7 +180,6 @@ impl Applier {
                 self.conf = m.conf.clone();
                 self.conf_index = m.conf_index;
                 self.last_snapshot = m.index;
-                let _ = self.raft.send(Input::Applied(self.applied));
             }
             ApplyJob::ReadBarrier(index, done) => {
                 if self.applied >= index {
@@ -222,7 +228,6 @@ impl Applier {
                 break;
             }
         }
-        let _ = self.raft.send(Input::Applied(self.applied));
         let applied = self.applied;
         let mut i = 0;
         while i < self.barriers.len() {

@@ -12,7 +12,6 @@ use super::storage_worker::{self, StorageJob};
 use crate::codec;
 use crate::core::{ConfChange, Config, Message, NodeId, RawNode, ReadState, Role, Status, Storage};
 use crate::storage::{DiskOptions, DiskStorage, LogStore};
-use crate::transport::SendClass;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
@@ -262,6 +261,18 @@ impl Node {
     /// refused with an error and change nothing.
     pub fn step(&self, bytes: &[u8]) -> Result<(), Error> {
         let m = codec::decode(bytes, self.max_msg).map_err(|e| Error::Invalid(e.to_string()))?;
+        if m.to != self.id {
+            return Err(Error::Invalid(format!(
+                "message for node {} delivered to {}",
+                m.to, self.id
+            )));
+        }
+        self.enqueue(Input::Step(m))
+    }
+
+    /// Delivers a message handed over in process without encoding (see
+    /// [`MessageSink::send_message`]). Any thread.
+    pub fn step_message(&self, m: Message) -> Result<(), Error> {
         if m.to != self.id {
             return Err(Error::Invalid(format!(
                 "message for node {} delivered to {}",
@@ -783,8 +794,8 @@ impl RaftLoop {
         let store = self.raw.raft.log.storage.clone();
         let mut snaps = Vec::new();
         storage_worker::write_job(store.as_ref(), &job, &mut snaps, &mut self.written)?;
-        for m in &job.messages {
-            send_message(self.sink.as_ref(), m);
+        for m in job.messages {
+            self.sink.send_message(m);
         }
         for (meta, ok) in snaps {
             self.raw.snapshot_received(&meta, ok);
@@ -806,18 +817,6 @@ impl RaftLoop {
     }
 
     fn send(&self, m: Message) {
-        send_message(self.sink.as_ref(), &m);
+        self.sink.send_message(m);
     }
-}
-
-/// Encodes and sends a message with the class its kind deserves.
-pub(crate) fn send_message(sink: &dyn MessageSink, m: &Message) {
-    let class = if m.is_heartbeat() {
-        SendClass::Heartbeat
-    } else if matches!(m.body, crate::core::MessageBody::Snapshot { .. }) {
-        SendClass::Bulk
-    } else {
-        SendClass::Normal
-    };
-    sink.send(m.to, codec::encode(m), class);
 }

@@ -1,6 +1,6 @@
 //! The user's replicated state machine and the transport hook the runtime sends through.
 
-use crate::core::{ConfState, NodeId, Role};
+use crate::core::{ConfState, Message, MessageBody, NodeId, Role};
 use crate::transport::SendClass;
 use std::io::{Read, Write};
 
@@ -35,6 +35,20 @@ pub trait StateMachine: Send + 'static {
 pub trait MessageSink: Send + Sync + 'static {
     /// Sends encoded message bytes to `to`; must not block for long.
     fn send(&self, to: NodeId, bytes: Vec<u8>, class: SendClass);
+
+    /// Sends a message. The default encodes it (`codec::encode`) and calls [`Self::send`];
+    /// an in-process transport may override it to hand the message to the target's
+    /// [`super::Node::step_message`] without encoding.
+    fn send_message(&self, m: Message) {
+        let class = if m.is_heartbeat() {
+            SendClass::Heartbeat
+        } else if matches!(m.body, MessageBody::Snapshot { .. }) {
+            SendClass::Bulk
+        } else {
+            SendClass::Normal
+        };
+        self.send(m.to, crate::codec::encode(&m), class);
+    }
 }
 
 impl MessageSink for crate::transport::TcpTransport {

@@ -1,7 +1,7 @@
 //! The storage thread: writes readies in order, one fsync per group of queued readies
 //! (group commit), then releases the messages that waited for durability.
 
-use super::node::{send_message, Input, Shared};
+use super::node::{Input, Shared};
 use super::state_machine::MessageSink;
 use crate::core::SnapshotChunk;
 use crate::core::{Entry, HardState, Message, SnapshotMeta};
@@ -59,8 +59,8 @@ pub(crate) fn run(
         let last = group.last().map(|j| j.number).unwrap_or(0);
         let n = group.len();
         for j in group {
-            for m in &j.messages {
-                send_message(sink.as_ref(), m);
+            for m in j.messages {
+                sink.send_message(m);
             }
         }
         // One report covers the whole group (readies complete in order).
