@@ -488,10 +488,7 @@ pub unsafe extern "C" fn raft_node_step(
         }
         // SAFETY: `data` holds `len` bytes per contract.
         let bytes = unsafe { std::slice::from_raw_parts(data, len) };
-        match n.node.step(bytes) {
-            Ok(()) => raft_status::Ok,
-            Err(e) => from_error(e),
-        }
+        status_of(n.node.step(bytes))
     })
 }
 
@@ -746,6 +743,14 @@ unsafe fn copy_out<T: Copy>(
     raft_status::Ok
 }
 
+/// Maps a runtime call without output to its status.
+fn status_of(r: Result<(), crate::runtime::Error>) -> raft_status {
+    match r {
+        Ok(()) => raft_status::Ok,
+        Err(e) => from_error(e),
+    }
+}
+
 /// Leader only: adds node `id` as a learner (it receives the log but does not vote) and
 /// blocks up to `timeout_ms` until the change is applied here. With `auto_promote_lag` > 0
 /// the leader promotes it to voter by itself once its log is within that many entries. The
@@ -764,13 +769,10 @@ pub extern "C" fn raft_node_add_learner(
     }
     with_node(node, true, |n| {
         let lag = (auto_promote_lag > 0).then_some(auto_promote_lag);
-        match n
-            .node
-            .add_learner(id, lag, Duration::from_millis(timeout_ms))
-        {
-            Ok(()) => raft_status::Ok,
-            Err(e) => from_error(e),
-        }
+        status_of(
+            n.node
+                .add_learner(id, lag, Duration::from_millis(timeout_ms)),
+        )
     })
 }
 
@@ -785,13 +787,10 @@ pub extern "C" fn raft_node_promote_learner(
     timeout_ms: u64,
 ) -> raft_status {
     with_node(node, true, |n| {
-        match n
-            .node
-            .promote_learner(id, max_lag, Duration::from_millis(timeout_ms))
-        {
-            Ok(()) => raft_status::Ok,
-            Err(e) => from_error(e),
-        }
+        status_of(
+            n.node
+                .promote_learner(id, max_lag, Duration::from_millis(timeout_ms)),
+        )
     })
 }
 
@@ -805,10 +804,7 @@ pub extern "C" fn raft_node_remove_member(
     timeout_ms: u64,
 ) -> raft_status {
     with_node(node, true, |n| {
-        match n.node.remove_member(id, Duration::from_millis(timeout_ms)) {
-            Ok(()) => raft_status::Ok,
-            Err(e) => from_error(e),
-        }
+        status_of(n.node.remove_member(id, Duration::from_millis(timeout_ms)))
     })
 }
 
@@ -870,10 +866,7 @@ pub unsafe extern "C" fn raft_node_peer_progress(
 /// valid until [`raft_node_free`]. `RAFT_STATUS_WOULD_DEADLOCK` from inside a callback.
 #[no_mangle]
 pub extern "C" fn raft_node_shutdown(node: *const raft_node) -> raft_status {
-    with_node(node, true, |n| match n.shutdown() {
-        Ok(()) => raft_status::Ok,
-        Err(e) => from_error(e),
-    })
+    with_node(node, true, |n| status_of(n.shutdown()))
 }
 
 /// Shuts the node down (if needed) and frees the handle; the userdata finaliser runs here

@@ -324,21 +324,7 @@ impl LogStore for ExternalStore {
         data: &mut dyn Read,
         keep_trailing: u64,
     ) -> StorageResult<SnapshotMeta> {
-        if meta.index <= self.mirror.snapshot_meta().index {
-            return Err(StorageError::SnapshotOutOfDate);
-        }
-        let t = self.mirror.term(meta.index)?;
-        if t != meta.term {
-            return Err(StorageError::Io(format!(
-                "snapshot at index {} claims term {} but the log has term {t}",
-                meta.index, meta.term
-            )));
-        }
-        let mut buf = Vec::new();
-        data.read_to_end(&mut buf)
-            .map_err(|e| StorageError::Io(format!("read snapshot data: {e}")))?;
-        meta.size = buf.len() as u64;
-        meta.checksum = crate::crc32c::crc32c(&buf);
+        let buf = super::read_local_snapshot(&self.mirror, &mut meta, data)?;
         self.store_snapshot(&meta, &buf, true)?;
         self.mirror
             .create_snapshot(meta.clone(), buf, keep_trailing);

@@ -156,21 +156,7 @@ impl LogStore for MemStorage {
         data: &mut dyn Read,
         keep_trailing: u64,
     ) -> StorageResult<SnapshotMeta> {
-        if meta.index <= self.snapshot_meta().index {
-            return Err(StorageError::SnapshotOutOfDate);
-        }
-        let t = self.term(meta.index)?;
-        if t != meta.term {
-            return Err(StorageError::Io(format!(
-                "snapshot at index {} claims term {} but the log has term {t}",
-                meta.index, meta.term
-            )));
-        }
-        let mut buf = Vec::new();
-        data.read_to_end(&mut buf)
-            .map_err(|e| StorageError::Io(format!("read snapshot data: {e}")))?;
-        meta.size = buf.len() as u64;
-        meta.checksum = crate::crc32c::crc32c(&buf);
+        let buf = read_local_snapshot(self, &mut meta, data)?;
         MemStorage::create_snapshot(self, meta.clone(), buf, keep_trailing);
         Ok(meta)
     }
@@ -185,4 +171,29 @@ impl LogStore for MemStorage {
             Box::new(std::io::Cursor::new(self.snapshot_data())),
         )))
     }
+}
+
+/// Checks that a locally taken snapshot is newer than the store's and matches its log, reads
+/// its data into memory and fills in `meta.size` and `meta.checksum`.
+pub(crate) fn read_local_snapshot(
+    store: &dyn Storage,
+    meta: &mut SnapshotMeta,
+    data: &mut dyn Read,
+) -> StorageResult<Vec<u8>> {
+    if meta.index <= store.snapshot_meta().index {
+        return Err(StorageError::SnapshotOutOfDate);
+    }
+    let t = store.term(meta.index)?;
+    if t != meta.term {
+        return Err(StorageError::Io(format!(
+            "snapshot at index {} claims term {} but the log has term {t}",
+            meta.index, meta.term
+        )));
+    }
+    let mut buf = Vec::new();
+    data.read_to_end(&mut buf)
+        .map_err(|e| StorageError::Io(format!("read snapshot data: {e}")))?;
+    meta.size = buf.len() as u64;
+    meta.checksum = crate::crc32c::crc32c(&buf);
+    Ok(buf)
 }
