@@ -66,7 +66,8 @@ enum raft_status
    */
   RAFT_STATUS_NOT_LEADER = 200,
   /**
-   * An admission limit was reached (queue full, too many uncommitted bytes); retry later.
+   * Not accepted now, retry later: an admission limit was reached (queue full, too many
+   * uncommitted bytes) or another membership change is still in flight.
    */
   RAFT_STATUS_BUSY = 201,
   /**

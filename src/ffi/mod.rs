@@ -69,7 +69,8 @@ pub enum raft_status {
     WouldDeadlock = 104,
     /// This node is not the leader (see `raft_node_status` for the known leader).
     NotLeader = 200,
-    /// An admission limit was reached (queue full, too many uncommitted bytes); retry later.
+    /// Not accepted now, retry later: an admission limit was reached (queue full, too many
+    /// uncommitted bytes) or another membership change is still in flight.
     Busy = 201,
     /// The call timed out; a proposal may still commit later.
     Timeout = 202,
@@ -97,7 +98,7 @@ pub extern "C" fn raft_status_str(status: u32) -> *const c_char {
         103 => b"buffer too small\0",
         104 => b"would deadlock: blocking call inside a callback\0",
         200 => b"not the leader\0",
-        201 => b"busy: admission limit reached\0",
+        201 => b"busy: retry later\0",
         202 => b"timed out\0",
         203 => b"dropped: leadership lost before commit\0",
         300 => b"node is shut down\0",

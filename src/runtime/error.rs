@@ -8,7 +8,8 @@ use std::fmt;
 pub enum Error {
     /// This node is not the leader; the known leader's id (0 if unknown).
     NotLeader(NodeId),
-    /// Admission limit reached (uncommitted bytes or queue full); retry later.
+    /// Not accepted now, retry later: the admission limit is reached (uncommitted bytes or
+    /// queue full), or another membership change is still in flight.
     Busy,
     /// The node is shut down.
     Shutdown,
@@ -30,7 +31,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::NotLeader(l) => write!(f, "not the leader (leader: {l})"),
-            Error::Busy => write!(f, "busy: admission limit reached"),
+            Error::Busy => write!(f, "busy: retry later"),
             Error::Shutdown => write!(f, "node is shut down"),
             Error::Timeout => write!(f, "timed out"),
             Error::Dropped => write!(f, "leadership lost before commit"),
@@ -48,7 +49,7 @@ impl From<ProposeError> for Error {
     fn from(e: ProposeError) -> Self {
         match e {
             ProposeError::NotLeader(l) => Error::NotLeader(l),
-            ProposeError::Busy => Error::Busy,
+            ProposeError::Busy | ProposeError::ConfChangeInProgress => Error::Busy,
             other => Error::Invalid(other.to_string()),
         }
     }

@@ -20,6 +20,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// How long a membership change waits before retrying when another one is in flight.
+const BUSY_RETRY: Duration = Duration::from_millis(5);
+
 /// Result of a proposal: the state machine's response bytes.
 pub type ProposeResult = Result<Option<Vec<u8>>, Error>;
 
@@ -346,22 +349,35 @@ impl Node {
     }
 
     /// Proposes a membership change; `expected` is the configuration id the caller saw
-    /// (refused with [`Error::Invalid`] if it moved). Waits until the change is applied.
+    /// (refused with [`Error::Invalid`] if it moved). Waits until the change is applied; a
+    /// change made while another is still in flight waits for that one to commit first, and
+    /// gets [`Error::Busy`] (nothing proposed) if it does not within `timeout`.
     pub fn change_membership(
         &self,
         cc: ConfChange,
         expected: Option<u64>,
         timeout: Duration,
     ) -> Result<(), Error> {
-        let (tx, rx) = bounded(1);
-        self.enqueue(Input::ConfChange(
-            cc,
-            expected,
-            Box::new(move |r| {
-                let _ = tx.send(r);
-            }),
-        ))?;
-        wait(&rx, timeout).map(|_| ())
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (tx, rx) = bounded(1);
+            self.enqueue(Input::ConfChange(
+                cc.clone(),
+                expected,
+                Box::new(move |r| {
+                    let _ = tx.send(r);
+                }),
+            ))?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            match wait(&rx, left) {
+                // Another change is in flight (or the leader is at its admission limit):
+                // wait for it to commit, as hashicorp/raft queues changes, then try again.
+                Err(Error::Busy) if Instant::now() + BUSY_RETRY < deadline => {
+                    std::thread::sleep(BUSY_RETRY)
+                }
+                r => return r.map(|_| ()),
+            }
+        }
     }
 
     /// Adds `id` as a learner (it receives the log but does not vote). With
