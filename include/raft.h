@@ -232,7 +232,9 @@ typedef void (*raft_userdata_free_callback)(void *userdata);
 /**
  * Sends encoded message bytes (borrowed for the call) to node `to`; deliver them to that
  * node's [`raft_node_step`](super::raft_node_step). Must not block for long; dropping
- * messages is allowed (Raft retries). Runs on the node's Raft or storage thread.
+ * messages is allowed (Raft retries). Runs on the node's Raft or storage thread, or, with
+ * [`raft_config_builder_set_caller_runs`], on a thread inside `raft_node_step` /
+ * `raft_node_propose*` of this node.
  */
 typedef void (*raft_send_callback)(void *userdata, uint64_t to, const uint8_t *data, size_t len);
 
@@ -573,6 +575,19 @@ raft_status raft_config_builder_set_snapshot_entries(struct raft_config_builder 
  */
 raft_status raft_config_builder_set_unsafe_no_fsync(struct raft_config_builder *builder,
                                                     bool no_fsync);
+
+/**
+ * When `caller_runs` is true, a thread that hands the node work (`raft_node_propose`,
+ * `raft_node_step`, storage completions) runs the protocol step itself when no other thread
+ * is running one, instead of waking the node's Raft thread: lower latency for in-process
+ * clusters and light load. The `send` callback (and the completion of a failed proposal)
+ * may then run on that thread, inside `raft_node_step` or `raft_node_propose`, so it must
+ * not take a lock the caller holds around those calls. The Raft thread still runs the
+ * timers, and proposals that arrive while others are in flight are still batched. Off by
+ * default.
+ */
+raft_status raft_config_builder_set_caller_runs(struct raft_config_builder *builder,
+                                                bool caller_runs);
 
 /**
  * Uses the built-in TCP transport listening on `address` ("host:port"; port 0 picks a

@@ -15,6 +15,17 @@ use std::time::{Duration, Instant};
 struct Net {
     nodes: RwLock<HashMap<NodeId, Arc<Node>>>,
     down: RwLock<HashSet<NodeId>>,
+    /// Start nodes with `NodeConfig::caller_runs`.
+    caller_runs: bool,
+}
+
+impl Net {
+    fn new(caller_runs: bool) -> Arc<Net> {
+        Arc::new(Net {
+            caller_runs,
+            ..Net::default()
+        })
+    }
 }
 
 struct Sink {
@@ -89,8 +100,10 @@ fn single_node(
     dir: &std::path::Path,
     applied: &Arc<RwLock<Vec<Vec<u8>>>>,
     snapshot_entries: u64,
+    caller_runs: bool,
 ) -> Node {
     let mut c = NodeConfig::new(1, [1]);
+    c.caller_runs = caller_runs;
     c.data_dir = Some(dir.to_path_buf());
     c.snapshot_entries = snapshot_entries;
     c.snapshot_trailing = 1;
@@ -108,8 +121,9 @@ fn single_node(
     n
 }
 
-fn cfg(id: NodeId) -> NodeConfig {
+fn cfg(id: NodeId, caller_runs: bool) -> NodeConfig {
     let mut c = NodeConfig::new(id, [1, 2, 3]);
+    c.caller_runs = caller_runs;
     c.election_timeout = Duration::from_millis(150);
     c.heartbeat_interval = Duration::from_millis(30);
     c.seed = Some(id * 7919);
@@ -126,7 +140,7 @@ fn start(net: &Arc<Net>, id: NodeId, delay: Duration) -> Arc<RwLock<Vec<Vec<u8>>
         net: net.clone(),
         from: id,
     });
-    let node = Node::start(cfg(id), Box::new(sm), sink).expect("start");
+    let node = Node::start(cfg(id, net.caller_runs), Box::new(sm), sink).expect("start");
     net.nodes.write().insert(id, Arc::new(node));
     applied
 }
@@ -155,7 +169,16 @@ fn node(net: &Net, id: NodeId) -> Arc<Node> {
 
 #[test]
 fn replicates_and_fails_over() {
-    let net = Arc::new(Net::default());
+    replicates_and_fails_over_with(false);
+}
+
+#[test]
+fn replicates_and_fails_over_caller_runs() {
+    replicates_and_fails_over_with(true);
+}
+
+fn replicates_and_fails_over_with(caller_runs: bool) {
+    let net = Net::new(caller_runs);
     let logs: Vec<_> = (1..=3).map(|i| start(&net, i, Duration::ZERO)).collect();
     let l = leader(&net, Duration::from_secs(5)).expect("leader");
     let n = node(&net, l);
@@ -199,7 +222,16 @@ fn replicates_and_fails_over() {
 
 #[test]
 fn slow_apply_does_not_cause_elections() {
-    let net = Arc::new(Net::default());
+    slow_apply_does_not_cause_elections_with(false);
+}
+
+#[test]
+fn slow_apply_does_not_cause_elections_caller_runs() {
+    slow_apply_does_not_cause_elections_with(true);
+}
+
+fn slow_apply_does_not_cause_elections_with(caller_runs: bool) {
+    let net = Net::new(caller_runs);
     for i in 1..=3 {
         // Apply sleeps longer than the election timeout.
         start(&net, i, Duration::from_millis(400));
@@ -226,10 +258,19 @@ fn slow_apply_does_not_cause_elections() {
 
 #[test]
 fn durable_restart_and_bad_input() {
-    let dir = std::env::temp_dir().join(format!("raft-rt-{}", std::process::id()));
+    durable_restart_and_bad_input_with(false);
+}
+
+#[test]
+fn durable_restart_and_bad_input_caller_runs() {
+    durable_restart_and_bad_input_with(true);
+}
+
+fn durable_restart_and_bad_input_with(caller_runs: bool) {
+    let dir = std::env::temp_dir().join(format!("raft-rt-{}-{caller_runs}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let applied = Arc::new(RwLock::new(Vec::new()));
-    let n = single_node(&dir, &applied, 20);
+    let n = single_node(&dir, &applied, 20, caller_runs);
     for i in 0..50u8 {
         n.propose(vec![i], Duration::from_secs(5)).expect("propose");
     }
@@ -238,7 +279,7 @@ fn durable_restart_and_bad_input() {
     n.shutdown().unwrap();
     drop(n);
     let again = Arc::new(RwLock::new(Vec::new()));
-    let n = single_node(&dir, &again, 20);
+    let n = single_node(&dir, &again, 20, caller_runs);
     let end = Instant::now() + Duration::from_secs(5);
     while again.read().len() < 50 && Instant::now() < end {
         std::thread::sleep(Duration::from_millis(10));
@@ -280,7 +321,7 @@ fn client_sessions_apply_retries_once_and_survive_restart() {
     let _ = std::fs::remove_dir_all(&dir);
     let t = Duration::from_secs(5);
     let applied = Arc::new(RwLock::new(Vec::new()));
-    let n = single_node(&dir, &applied, 5);
+    let n = single_node(&dir, &applied, 5, false);
     let first = n.propose_session(42, 1, b"once".to_vec(), t).unwrap();
     // The retry returns the recorded response and is not applied again.
     assert_eq!(
@@ -301,7 +342,7 @@ fn client_sessions_apply_retries_once_and_survive_restart() {
     n.shutdown().unwrap();
     drop(n);
     let again = Arc::new(RwLock::new(Vec::new()));
-    let n = single_node(&dir, &again, 5);
+    let n = single_node(&dir, &again, 5, false);
     assert_eq!(
         n.propose_session(42, 2, b"twice".to_vec(), t).unwrap(),
         second
@@ -313,7 +354,16 @@ fn client_sessions_apply_retries_once_and_survive_restart() {
 
 #[test]
 fn learner_auto_promotion_and_removal() {
-    let net = Arc::new(Net::default());
+    learner_auto_promotion_and_removal_with(false);
+}
+
+#[test]
+fn learner_auto_promotion_and_removal_caller_runs() {
+    learner_auto_promotion_and_removal_with(true);
+}
+
+fn learner_auto_promotion_and_removal_with(caller_runs: bool) {
+    let net = Net::new(caller_runs);
     let logs: Vec<_> = (1..=3).map(|i| start(&net, i, Duration::ZERO)).collect();
     let l = leader(&net, Duration::from_secs(5)).expect("leader");
     let n = node(&net, l);
@@ -388,4 +438,44 @@ fn lease_reads_are_opt_in_and_validated() {
     n.propose(b"x".to_vec(), Duration::from_secs(5)).unwrap();
     assert!(n.read_index(Duration::from_secs(5)).unwrap() >= 2);
     n.shutdown().unwrap();
+}
+
+/// Many threads propose at once while the nodes run passes on callers' threads: every
+/// proposal completes once, in one order on every node.
+#[test]
+fn concurrent_proposers_caller_runs() {
+    let net = Net::new(true);
+    let logs: Vec<_> = (1..=3).map(|i| start(&net, i, Duration::ZERO)).collect();
+    let l = leader(&net, Duration::from_secs(5)).expect("leader");
+    let n = node(&net, l);
+    let threads: Vec<_> = (0..8u32)
+        .map(|t| {
+            let n = n.clone();
+            std::thread::spawn(move || {
+                for i in 0..300u32 {
+                    let cmd = [t.to_le_bytes(), i.to_le_bytes()].concat();
+                    n.propose(cmd, Duration::from_secs(10)).expect("propose");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let end = Instant::now() + Duration::from_secs(5);
+    while logs.iter().any(|l| l.read().len() < 2400) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let leader_log = logs[(l - 1) as usize].read().clone();
+    assert_eq!(leader_log.len(), 2400);
+    let mut seen: Vec<_> = leader_log.clone();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 2400, "a command was applied twice");
+    for log in &logs {
+        assert_eq!(*log.read(), leader_log);
+    }
+    for id in 1..=3 {
+        node(&net, id).shutdown().unwrap();
+    }
 }

@@ -91,22 +91,32 @@ static int child(uint64_t id, const unsigned *ports, int up, int down) {
   return 0;
 }
 
-/* Asks the kernel for a free loopback port; the socket stays open (so the next call gets
- * another port) until the caller closes `*fd`. */
+/* Finds a free loopback port below Linux's ephemeral range (32768-60999), so no outgoing
+ * connection can take it before the node binds it; falls back to a kernel-chosen port. The
+ * socket stays open (so the next call gets another port) until the caller closes `*fd`. */
 static unsigned free_port(int *out_fd) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a;
-  socklen_t len = sizeof a;
-  memset(&a, 0, sizeof a);
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-      getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
-    perror("free_port");
-    exit(1);
+  static unsigned next = 0;
+  if (next == 0) next = 20000 + (unsigned)(getpid() * 7919u) % 12000u;
+  for (int attempt = 0; attempt <= 200; attempt++) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    socklen_t len = sizeof a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (attempt < 200) {
+      a.sin_port = htons((uint16_t)next);
+      next = 20000 + (next - 20000 + 1) % 12000u;
+    }
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0) {
+      *out_fd = fd;
+      return ntohs(a.sin_port);
+    }
+    if (fd >= 0) close(fd);
   }
-  *out_fd = fd;
-  return ntohs(a.sin_port);
+  perror("free_port");
+  exit(1);
 }
 
 int main(void) {

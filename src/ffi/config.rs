@@ -30,7 +30,9 @@ pub type raft_userdata_free_callback = Option<unsafe extern "C" fn(userdata: *mu
 
 /// Sends encoded message bytes (borrowed for the call) to node `to`; deliver them to that
 /// node's [`raft_node_step`](super::raft_node_step). Must not block for long; dropping
-/// messages is allowed (Raft retries). Runs on the node's Raft or storage thread.
+/// messages is allowed (Raft retries). Runs on the node's Raft or storage thread, or, with
+/// [`raft_config_builder_set_caller_runs`], on a thread inside `raft_node_step` /
+/// `raft_node_propose*` of this node.
 pub type raft_send_callback =
     Option<unsafe extern "C" fn(userdata: *mut c_void, to: u64, data: *const u8, len: usize)>;
 
@@ -206,6 +208,7 @@ pub(crate) struct BuilderData {
     pub(crate) heartbeat_ms: Option<u64>,
     pub(crate) snapshot_entries: Option<u64>,
     pub(crate) unsafe_no_fsync: bool,
+    pub(crate) caller_runs: bool,
     pub(crate) listen: Option<SocketAddr>,
     pub(crate) peers: HashMap<u64, SocketAddr>,
     pub(crate) cluster_id: u64,
@@ -438,6 +441,27 @@ pub extern "C" fn raft_config_builder_set_unsafe_no_fsync(
     boundary(|| {
         edit(builder, |b| {
             b.unsafe_no_fsync = no_fsync;
+            Ok(())
+        })
+    })
+}
+
+/// When `caller_runs` is true, a thread that hands the node work (`raft_node_propose`,
+/// `raft_node_step`, storage completions) runs the protocol step itself when no other thread
+/// is running one, instead of waking the node's Raft thread: lower latency for in-process
+/// clusters and light load. The `send` callback (and the completion of a failed proposal)
+/// may then run on that thread, inside `raft_node_step` or `raft_node_propose`, so it must
+/// not take a lock the caller holds around those calls. The Raft thread still runs the
+/// timers, and proposals that arrive while others are in flight are still batched. Off by
+/// default.
+#[no_mangle]
+pub extern "C" fn raft_config_builder_set_caller_runs(
+    builder: *mut raft_config_builder,
+    caller_runs: bool,
+) -> raft_status {
+    boundary(|| {
+        edit(builder, |b| {
+            b.caller_runs = caller_runs;
             Ok(())
         })
     })

@@ -283,6 +283,7 @@ fn node_config(c: &ConfigData) -> NodeConfig {
     if d.unsafe_no_fsync {
         nc.fsync = FsyncPolicy::UnsafeNever;
     }
+    nc.caller_runs = d.caller_runs;
     if let Some(n) = d.snapshot_entries {
         nc.snapshot_entries = n;
         nc.snapshot_trailing = nc.snapshot_trailing.min(n);

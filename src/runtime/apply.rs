@@ -1,6 +1,7 @@
 //! The apply thread: runs the state machine in log order, in batches, completes proposals
 //! with its responses, answers read barriers and takes snapshots by policy.
 
+use super::driver::Inbox;
 use super::error::Error;
 use super::node::{in_callback, Input, ProposeResult, ReadDone, Shared};
 use super::session::{self, SessionTable, Verdict};
@@ -10,6 +11,7 @@ use crate::core::{
 };
 use crate::storage::LogStore;
 use crossbeam_channel::{Receiver, Sender};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// Completes a proposal.
@@ -32,7 +34,7 @@ pub(crate) struct SnapshotPolicy {
 struct Applier {
     sm: Box<dyn StateMachine>,
     store: Arc<dyn LogStore>,
-    raft: Sender<Input>,
+    raft: Inbox,
     shared: Arc<Shared>,
     policy: SnapshotPolicy,
     applied: u64,
@@ -49,7 +51,7 @@ struct Applier {
 pub(crate) struct ApplyStart {
     pub sm: Box<dyn StateMachine>,
     pub store: Arc<dyn LogStore>,
-    pub raft: Sender<Input>,
+    pub raft: Inbox,
     pub shared: Arc<Shared>,
     pub policy: SnapshotPolicy,
     /// The snapshot the state machine was restored from (index 0 if none).
@@ -97,19 +99,15 @@ pub(crate) fn run(start: ApplyStart, jobs: Receiver<ApplyJob>) {
         sessions,
         snapshots: snap_tx,
     };
-    let mut reported = a.applied;
+    a.shared.applied.store(a.applied, Ordering::Release);
     while let Ok(job) = jobs.recv() {
         if let Err(e) = a.handle(job) {
             a.shared.fail(e.clone());
-            let _ = a.raft.send(Input::Fatal(e));
+            a.raft.send(Input::Fatal(e), None);
             break;
         }
-        // Report progress once the queue is drained, not after every batch: the Raft
-        // thread only uses it for status, and each report is a wake-up.
-        if a.applied != reported && jobs.is_empty() {
-            reported = a.applied;
-            let _ = a.raft.send(Input::Applied(reported));
-        }
+        // The Raft thread only uses apply progress for status: publish it without a wake-up.
+        a.shared.applied.store(a.applied, Ordering::Release);
     }
     for (_, b) in a.barriers.drain(..) {
         b(Err(Error::Shutdown));
@@ -138,7 +136,7 @@ pub(crate) fn run(start: ApplyStart, jobs: Receiver<ApplyJob>) {
 fn write_snapshots(
     store: Arc<dyn LogStore>,
     jobs: Receiver<(SnapshotMeta, Vec<u8>)>,
-    raft: Sender<Input>,
+    raft: Inbox,
     shared: Arc<Shared>,
     trailing: u64,
 ) {
@@ -150,7 +148,7 @@ fn write_snapshots(
             Err(e) => {
                 let why = format!("storing snapshot failed: {e}");
                 shared.fail(why.clone());
-                let _ = raft.send(Input::Fatal(why));
+                raft.send(Input::Fatal(why), None);
                 return;
             }
         }
@@ -300,6 +298,8 @@ impl Applier {
             self.applied = e.index;
             self.applied_term = e.term;
             if let Some(d) = done {
+                // Published first: a proposer woken by `d` sees its entry applied.
+                self.shared.applied.store(e.index, Ordering::Release);
                 in_callback(|| d(result));
             }
         }

@@ -45,6 +45,18 @@ pub struct NodeConfig {
     /// minus this drift. Safe only if clocks drift less than declared; needs check-quorum.
     /// Off (`None`) by default.
     pub lease_reads_max_clock_drift: Option<Duration>,
+    /// Let the threads that hand work to the node (proposals, [`Node::step`] /
+    /// [`Node::step_message`], storage completions) run the protocol step themselves when
+    /// nobody else is running one, instead of waking the Raft thread. Fewer thread
+    /// hand-offs: lower latency for in-process clusters and embedders that deliver messages
+    /// on their own threads. The Raft thread still runs the timers, and proposals that arrive
+    /// while others are in flight are still batched on it. With this on,
+    /// [`MessageSink`](super::MessageSink) callbacks and failure completions may run on the
+    /// calling thread, inside `propose` or `step`. Off by default.
+    ///
+    /// [`Node::step`]: super::Node::step
+    /// [`Node::step_message`]: super::Node::step_message
+    pub caller_runs: bool,
 }
 
 impl NodeConfig {
@@ -68,6 +80,7 @@ impl NodeConfig {
             seed: None,
             session_expiry_entries: 100_000,
             lease_reads_max_clock_drift: None,
+            caller_runs: false,
         }
     }
 

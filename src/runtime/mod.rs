@@ -3,8 +3,10 @@
 
 mod apply;
 mod config;
+mod driver;
 mod error;
 mod node;
+mod raft_loop;
 pub mod session;
 mod state_machine;
 mod storage_worker;

@@ -5,17 +5,18 @@
 
 use super::apply::{self, ApplyJob, Completion};
 use super::config::NodeConfig;
+use super::driver::{Driver, Inbox};
 use super::error::Error;
+use super::raft_loop::RaftLoop;
 use super::session::{self, SessionTable};
 use super::state_machine::{MessageSink, StateMachine};
 use super::storage_worker::{self, StorageJob};
 use crate::codec;
-use crate::core::{ConfChange, Config, Message, NodeId, RawNode, ReadState, Role, Status, Storage};
+use crate::core::{ConfChange, Config, Message, NodeId, RawNode, Role, Status, Storage};
 use crate::storage::{DiskOptions, DiskStorage, LogStore};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use parking_lot::Mutex;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -38,7 +39,6 @@ pub(crate) enum Input {
     Status(Sender<Status>),
     AutoPromote(NodeId, u64),
     Persisted(u64, u64, Vec<(crate::core::SnapshotMeta, bool)>),
-    Applied(u64),
     Fatal(String),
     Shutdown,
 }
@@ -47,6 +47,9 @@ pub(crate) enum Input {
 pub(crate) struct Shared {
     pub(crate) failed: Mutex<Option<String>>,
     pub(crate) stopped: AtomicBool,
+    /// Highest index the state machine has applied (written by the apply thread, read for
+    /// status without a wake-up of the Raft thread).
+    pub(crate) applied: AtomicU64,
 }
 
 impl Shared {
@@ -79,7 +82,7 @@ pub fn inside_callback() -> bool {
 /// A running Raft node. Cheap to share behind an `Arc`; every method is thread-safe.
 pub struct Node {
     id: NodeId,
-    inbox: Sender<Input>,
+    inbox: Inbox,
     shared: Arc<Shared>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     max_msg: usize,
@@ -156,79 +159,74 @@ impl Node {
         let shared = Arc::new(Shared {
             failed: Mutex::new(None),
             stopped: AtomicBool::new(false),
+            applied: AtomicU64::new(0),
         });
         let (in_tx, in_rx) = bounded::<Input>(cfg.inbox_capacity);
         let (st_tx, st_rx) = bounded::<StorageJob>(1024);
         let (ap_tx, ap_rx) = bounded::<ApplyJob>(1024);
-        let mut threads = Vec::new();
         let id = cfg.id;
-        {
-            let (store, sink, in_tx, shared) =
-                (store.clone(), sink.clone(), in_tx.clone(), shared.clone());
-            threads.push(spawn(
-                format!("raft-storage-{id}"),
-                shared.clone(),
-                in_tx.clone(),
-                move || storage_worker::run(store, st_rx, sink, in_tx, shared),
-            )?);
-        }
-        {
-            let (store, in_tx, shared) = (store.clone(), in_tx.clone(), shared.clone());
-            let policy = apply::SnapshotPolicy {
-                every: cfg.snapshot_entries,
-                trailing: cfg.snapshot_trailing,
-            };
-            let conf = store.snapshot_meta();
-            threads.push(spawn(
-                format!("raft-apply-{id}"),
-                shared.clone(),
-                in_tx.clone(),
-                move || {
-                    apply::run(
-                        apply::ApplyStart {
-                            sm,
-                            store,
-                            raft: in_tx,
-                            shared,
-                            policy,
-                            snap: conf,
-                            sessions,
-                        },
-                        ap_rx,
-                    )
-                },
-            )?);
-        }
-        {
-            let shared2 = shared.clone();
-            let tick = cfg.tick;
-            let mut raft = RaftLoop {
-                raw,
-                inbox: in_rx,
-                storage: st_tx,
-                apply: ap_tx,
-                sink,
-                tick,
-                pending: BTreeMap::new(),
-                reads: HashMap::new(),
-                next_read: 1,
-                outstanding: 0,
-                last_role: Role::Follower,
-                auto_promote: HashMap::new(),
-                inline_writes: store.durable_on_write(),
-                written: store.initial_state().map(|(hs, _)| hs).unwrap_or_default(),
-                shared: shared2.clone(),
-            };
+        let lp = RaftLoop::new(raw, in_rx, st_tx, ap_tx, sink.clone(), shared.clone());
+        let inbox = Driver::start(lp, in_tx, cfg.caller_runs);
+        let driver = Driver::of(&inbox);
+        let mut threads = Vec::new();
+        let spawned = (|| {
+            {
+                let (store, sink, inbox, shared) =
+                    (store.clone(), sink.clone(), inbox.clone(), shared.clone());
+                threads.push(spawn(
+                    format!("raft-storage-{id}"),
+                    shared.clone(),
+                    inbox.clone(),
+                    move || storage_worker::run(store, st_rx, sink, inbox, shared),
+                )?);
+            }
+            {
+                let (store, inbox, shared) = (store.clone(), inbox.clone(), shared.clone());
+                let policy = apply::SnapshotPolicy {
+                    every: cfg.snapshot_entries,
+                    trailing: cfg.snapshot_trailing,
+                };
+                let conf = store.snapshot_meta();
+                threads.push(spawn(
+                    format!("raft-apply-{id}"),
+                    shared.clone(),
+                    inbox.clone(),
+                    move || {
+                        apply::run(
+                            apply::ApplyStart {
+                                sm,
+                                store,
+                                raft: inbox,
+                                shared,
+                                policy,
+                                snap: conf,
+                                sessions,
+                            },
+                            ap_rx,
+                        )
+                    },
+                )?);
+            }
+            let (d, tick) = (driver.clone(), cfg.tick);
             threads.push(spawn(
                 format!("raft-core-{id}"),
-                shared2,
-                in_tx.clone(),
-                move || raft.run(),
+                shared.clone(),
+                inbox.clone(),
+                move || d.run_raft_thread(tick),
             )?);
+            Ok(())
+        })();
+        if let Err(e) = spawned {
+            // Without a Raft thread nothing would ever stop the others.
+            driver.abandon();
+            for t in threads {
+                let _ = t.join();
+            }
+            return Err(e);
         }
         Ok(Node {
             id,
-            inbox: in_tx,
+            inbox,
             shared,
             threads: Mutex::new(threads),
             max_msg: codec::DEFAULT_MAX_MESSAGE_BYTES,
@@ -504,9 +502,8 @@ impl Node {
             return Err(Error::WouldDeadlock);
         }
         self.shared.stopped.store(true, Ordering::Release);
-        let _ = self
-            .inbox
-            .send_timeout(Input::Shutdown, Duration::from_millis(100));
+        self.inbox
+            .send(Input::Shutdown, Some(Duration::from_millis(100)));
         // A store waiting on its embedder must not keep the threads from exiting.
         self.store.close();
         let threads: Vec<_> = self.threads.lock().drain(..).collect();
@@ -526,7 +523,7 @@ impl Drop for Node {
 }
 
 /// The change that moves learner `id` to the voters.
-fn promotion(conf: &crate::core::ConfState, id: NodeId) -> ConfChange {
+pub(crate) fn promotion(conf: &crate::core::ConfState, id: NodeId) -> ConfChange {
     let mut voters = conf.voters.clone();
     voters.push(id);
     let learners = conf.learners.iter().copied().filter(|&l| l != id).collect();
@@ -541,298 +538,28 @@ fn wait<T>(rx: &Receiver<Result<T, Error>>, timeout: Duration) -> Result<T, Erro
     }
 }
 
+/// The text of a panic payload.
+pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
 fn spawn(
     name: String,
     shared: Arc<Shared>,
-    inbox: Sender<Input>,
+    inbox: Inbox,
     f: impl FnOnce() + Send + 'static,
 ) -> Result<JoinHandle<()>, Error> {
     std::thread::Builder::new()
         .name(name.clone())
         .spawn(move || {
             if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-                let msg = p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "unknown panic".into());
+                let msg = panic_message(p.as_ref());
                 shared.fail(format!("thread {name} panicked: {msg}"));
                 let _ = inbox.try_send(Input::Fatal(msg));
             }
         })
         .map_err(|e| Error::Failed(format!("cannot spawn thread: {e}")))
-}
-
-struct PendingProposal {
-    term: u64,
-    done: Completion,
-}
-
-struct RaftLoop {
-    raw: RawNode<Arc<dyn LogStore>>,
-    inbox: Receiver<Input>,
-    storage: Sender<StorageJob>,
-    apply: Sender<ApplyJob>,
-    sink: Arc<dyn MessageSink>,
-    tick: Duration,
-    pending: BTreeMap<u64, PendingProposal>,
-    reads: HashMap<u64, ReadDone>,
-    next_read: u64,
-    outstanding: u64,
-    last_role: Role,
-    /// Learners to promote once they are within the given lag of the leader's log.
-    auto_promote: HashMap<NodeId, u64>,
-    /// The store is durable when a write returns (memory): write on this thread.
-    inline_writes: bool,
-    /// Term and vote last written inline.
-    written: crate::core::HardState,
-    shared: Arc<Shared>,
-}
-
-impl RaftLoop {
-    fn run(&mut self) {
-        let mut next_tick = Instant::now() + self.tick;
-        let mut stop = None;
-        while stop.is_none() {
-            let now = Instant::now();
-            if now >= next_tick {
-                self.raw.tick();
-                next_tick += self.tick;
-                if next_tick < now {
-                    next_tick = now + self.tick;
-                }
-            }
-            // Busy: take what is queued without reading the clock again; idle: sleep until
-            // the next tick.
-            let next = match self.inbox.try_recv() {
-                Ok(i) => Ok(i),
-                Err(crossbeam_channel::TryRecvError::Empty) => self.inbox.recv_deadline(next_tick),
-                Err(crossbeam_channel::TryRecvError::Disconnected) => {
-                    Err(RecvTimeoutError::Disconnected)
-                }
-            };
-            match next {
-                Ok(i) => {
-                    let mut batch = Vec::new();
-                    stop = self.handle(i, &mut batch);
-                    // Drain what else is queued: many proposals become one append.
-                    for _ in 0..4096 {
-                        if stop.is_some() {
-                            break;
-                        }
-                        match self.inbox.try_recv() {
-                            Ok(i) => stop = self.handle(i, &mut batch),
-                            Err(_) => break,
-                        }
-                    }
-                    self.propose_batch(batch);
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => stop = Some(Error::Shutdown),
-            }
-            self.process_ready();
-        }
-        let why = stop.unwrap_or(Error::Shutdown);
-        for (_, p) in std::mem::take(&mut self.pending) {
-            (p.done)(Err(why.clone()));
-        }
-        for (_, r) in self.reads.drain() {
-            r(Err(why.clone()));
-        }
-        // Fail anything still queued.
-        while let Ok(i) = self.inbox.try_recv() {
-            match i {
-                Input::Propose(_, d) | Input::ConfChange(_, _, d) => d(Err(why.clone())),
-                Input::ReadIndex(d) => d(Err(why.clone())),
-                _ => {}
-            }
-        }
-    }
-
-    fn handle(&mut self, input: Input, batch: &mut Vec<(Vec<u8>, Completion)>) -> Option<Error> {
-        match input {
-            Input::Step(m) => self.raw.step(m),
-            Input::Propose(data, done) => batch.push((data, done)),
-            Input::ConfChange(cc, expected, done) => {
-                self.propose_batch(std::mem::take(batch));
-                match self.raw.propose_conf_change(cc, expected) {
-                    Ok(idx) => {
-                        let term = self.raw.raft.term;
-                        self.pending.insert(idx, PendingProposal { term, done });
-                    }
-                    Err(e) => done(Err(e.into())),
-                }
-            }
-            Input::ReadIndex(done) => {
-                let ctx = self.next_read;
-                self.next_read += 1;
-                match self.raw.read_index(ctx) {
-                    Ok(()) => {
-                        self.reads.insert(ctx, done);
-                    }
-                    Err(e) => done(Err(e.into())),
-                }
-            }
-            Input::Transfer(to, reply) => {
-                let _ = reply.send(self.raw.transfer_leader(to).map_err(Error::from));
-            }
-            Input::Status(reply) => {
-                let _ = reply.send(self.raw.status());
-            }
-            Input::AutoPromote(id, lag) => {
-                self.auto_promote.insert(id, lag);
-            }
-            Input::Persisted(number, jobs, snaps) => {
-                self.outstanding -= jobs;
-                for (meta, ok) in snaps {
-                    self.raw.snapshot_received(&meta, ok);
-                }
-                self.raw.on_persisted(number);
-            }
-            Input::Applied(index) => self.raw.on_applied(index),
-            Input::Fatal(why) => return Some(Error::Failed(why)),
-            Input::Shutdown => return Some(Error::Shutdown),
-        }
-        None
-    }
-
-    fn propose_batch(&mut self, batch: Vec<(Vec<u8>, Completion)>) {
-        if batch.is_empty() {
-            return;
-        }
-        let (cmds, dones): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-        match self.raw.propose(cmds) {
-            Ok(first) => {
-                let term = self.raw.raft.term;
-                for (i, done) in dones.into_iter().enumerate() {
-                    self.pending
-                        .insert(first + i as u64, PendingProposal { term, done });
-                }
-            }
-            Err(e) => {
-                let e: Error = e.into();
-                for d in dones {
-                    d(Err(e.clone()));
-                }
-            }
-        }
-    }
-
-    /// Leader only: promotes one caught-up learner registered for automatic promotion.
-    fn maybe_auto_promote(&mut self) {
-        if self.auto_promote.is_empty() || self.raw.raft.role != Role::Leader {
-            return;
-        }
-        let st = self.raw.status();
-        let ready = self.auto_promote.iter().find_map(|(&id, &lag)| {
-            let p = st.peers.iter().find(|p| p.id == id)?;
-            (st.conf.learners.contains(&id) && p.matched + lag >= st.last_index).then_some(id)
-        });
-        let Some(id) = ready else { return };
-        let cc = promotion(&st.conf, id);
-        if self
-            .raw
-            .propose_conf_change(cc, Some(st.conf_index))
-            .is_ok()
-        {
-            tracing::info!(node = id, "learner caught up: promoting to voter");
-            self.auto_promote.remove(&id);
-        }
-    }
-
-    fn process_ready(&mut self) {
-        self.maybe_auto_promote();
-        while self.raw.has_ready() {
-            let rd = self.raw.ready();
-            if let Some(ss) = rd.soft_state {
-                if self.last_role == Role::Leader && ss.role != Role::Leader {
-                    // Leadership lost: outcomes of pending proposals are unknown.
-                    for (_, p) in std::mem::take(&mut self.pending) {
-                        (p.done)(Err(Error::Dropped));
-                    }
-                }
-                self.last_role = ss.role;
-                let _ = self.apply.send(ApplyJob::RoleChange(ss));
-            }
-            let persist = rd.needs_persist() || !rd.persisted_messages.is_empty();
-            for m in rd.messages {
-                self.send(m);
-            }
-            for rs in rd.read_states {
-                self.answer_read(rs);
-            }
-            let job = StorageJob {
-                number: rd.number,
-                hard_state: rd.hard_state,
-                entries: rd.entries,
-                chunks: rd.snapshot_chunks,
-                messages: rd.persisted_messages,
-            };
-            if self.inline_writes && self.outstanding == 0 {
-                // A memory store is done when the write returns: no storage-thread round
-                // trip (and no I/O on this thread).
-                if let Err(e) = self.write_inline(job) {
-                    self.shared.fail(format!("storage: {e}"));
-                    return;
-                }
-            } else if persist || self.outstanding > 0 {
-                self.outstanding += 1;
-                if self.storage.send(job).is_err() {
-                    self.shared.fail("storage thread stopped".into());
-                }
-            } else {
-                self.raw.on_persisted(rd.number);
-            }
-            if let Some(meta) = rd.snapshot {
-                let _ = self.apply.send(ApplyJob::Restore(meta));
-            }
-            if !rd.committed_entries.is_empty() {
-                let mut items = Vec::with_capacity(rd.committed_entries.len());
-                for e in rd.committed_entries {
-                    let done = match self.pending.remove(&e.index) {
-                        Some(p) if p.term == e.term => Some(p.done),
-                        Some(p) => {
-                            (p.done)(Err(Error::Dropped));
-                            None
-                        }
-                        None => None,
-                    };
-                    items.push((e, done));
-                }
-                if self.apply.send(ApplyJob::Entries(items)).is_err() {
-                    self.shared.fail("apply thread stopped".into());
-                }
-            }
-        }
-    }
-
-    fn write_inline(&mut self, job: StorageJob) -> Result<(), String> {
-        let store = self.raw.raft.log.storage.clone();
-        let mut snaps = Vec::new();
-        storage_worker::write_job(store.as_ref(), &job, &mut snaps, &mut self.written)?;
-        for m in job.messages {
-            self.sink.send_message(m);
-        }
-        for (meta, ok) in snaps {
-            self.raw.snapshot_received(&meta, ok);
-        }
-        self.raw.on_persisted(job.number);
-        Ok(())
-    }
-
-    fn answer_read(&mut self, rs: ReadState) {
-        let Some(done) = self.reads.remove(&rs.ctx) else {
-            return;
-        };
-        match rs.index {
-            Some(index) => {
-                let _ = self.apply.send(ApplyJob::ReadBarrier(index, done));
-            }
-            None => done(Err(Error::NotLeader(self.raw.raft.leader))),
-        }
-    }
-
-    fn send(&self, m: Message) {
-        self.sink.send_message(m);
-    }
 }

@@ -1,12 +1,13 @@
 //! The storage thread: writes readies in order, one fsync per group of queued readies
 //! (group commit), then releases the messages that waited for durability.
 
+use super::driver::Inbox;
 use super::node::{Input, Shared};
 use super::state_machine::MessageSink;
 use crate::core::SnapshotChunk;
 use crate::core::{Entry, HardState, Message, SnapshotMeta};
 use crate::storage::LogStore;
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 use std::sync::Arc;
 
 /// One ready's durable work.
@@ -22,7 +23,7 @@ pub(crate) fn run(
     store: Arc<dyn LogStore>,
     jobs: Receiver<StorageJob>,
     sink: Arc<dyn MessageSink>,
-    raft: Sender<Input>,
+    raft: Inbox,
     shared: Arc<Shared>,
 ) {
     let mut written = store.initial_state().map(|(hs, _)| hs).unwrap_or_default();
@@ -53,7 +54,7 @@ pub(crate) fn run(
             // An fsync or write error is fatal: nothing written since the last good sync
             // can be trusted, and retrying could pretend data is safe when it is not.
             shared.fail(format!("storage: {e}"));
-            let _ = raft.send(Input::Fatal(format!("storage: {e}")));
+            raft.send(Input::Fatal(format!("storage: {e}")), None);
             return;
         }
         let last = group.last().map(|j| j.number).unwrap_or(0);
@@ -64,7 +65,7 @@ pub(crate) fn run(
             }
         }
         // One report covers the whole group (readies complete in order).
-        if raft.send(Input::Persisted(last, n as u64, snaps)).is_err() {
+        if !raft.send(Input::Persisted(last, n as u64, snaps), None) {
             return;
         }
     }

@@ -14,9 +14,11 @@ fn main() {
     let warmup = a.float("warmup", 1.0);
     let size = a.num("size", 64) as usize;
     let windows = a.list("windows", &[1, 16, 64, 256]);
+    let caller_runs = a.num("caller-runs", 0) != 0;
     let (net, _) = start_cluster(&[1, 2, 3], |c| {
         c.election_timeout = Duration::from_millis(1000);
         c.heartbeat_interval = Duration::from_millis(100);
+        c.caller_runs = caller_runs;
     });
     let l = net.leader(Duration::from_secs(10)).expect("no leader");
     let node = net.node(l);

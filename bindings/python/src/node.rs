@@ -301,7 +301,8 @@ impl PyNode {
     #[new]
     #[pyo3(signature = (node_id, peers, state_machine, data_dir=None, *, transport=None,
         listen=None, election_timeout=0.5, heartbeat_interval=0.05, snapshot_entries=100_000,
-        fsync=true, cluster_id=0, secret=None, snapshot_trailing=10_000, join=false))]
+        fsync=true, cluster_id=0, secret=None, snapshot_trailing=10_000, join=false,
+        caller_runs=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -319,6 +320,7 @@ impl PyNode {
         secret: Option<&Bound<'_, PyAny>>,
         snapshot_trailing: u64,
         join: bool,
+        caller_runs: bool,
     ) -> PyResult<Self> {
         if node_id == 0 {
             return Err(value_error("node_id must be non-zero"));
@@ -346,6 +348,7 @@ impl PyNode {
             FsyncPolicy::UnsafeNever
         };
         cfg.data_dir = data_dir;
+        cfg.caller_runs = caller_runs;
         cfg.validate().map_err(value_error)?;
         let cause: FailureCause = Arc::new(Mutex::new(None));
         let sm = PyStateMachine::new(state_machine, cause.clone())?;

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import socket
 import threading
 import time
@@ -71,8 +72,21 @@ class Endpoint:
 
 
 def free_ports(n: int) -> list[int]:
-    socks = []
-    for _ in range(n):
+    """`n` free loopback ports below Linux's ephemeral range (32768-60999), so no outgoing
+    connection can take one before a node binds it."""
+    rng = random.Random()
+    socks: list[socket.socket] = []
+    for _ in range(n * 200):
+        if len(socks) == n:
+            break
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", rng.randrange(20000, 32000)))
+        except OSError:
+            s.close()
+            continue
+        socks.append(s)
+    while len(socks) < n:
         s = socket.socket()
         s.bind(("127.0.0.1", 0))
         socks.append(s)
@@ -125,12 +139,15 @@ def propose_retry(nodes: list[Node], command: bytes, timeout: float = 10.0) -> b
 
 
 class Cluster:
-    """A set of nodes over the callback transport or TCP."""
+    """A set of nodes over the callback transport or TCP ("callback_caller_runs": the callback
+    transport with `caller_runs=True`)."""
 
     def __init__(self, kind: str, n: int, base: Path | None = None, **kw: object) -> None:
         self.kind = kind
         self.base = base
         self.kw = {**FAST, **kw}
+        if kind == "callback_caller_runs":
+            self.kw["caller_runs"] = True
         self.net = LocalNet()
         self.sms: dict[int, KV] = {}
         self.nodes: dict[int, Node] = {}
@@ -169,7 +186,7 @@ class Cluster:
             n.close()
 
 
-@pytest.fixture(params=["callback", "tcp"])
+@pytest.fixture(params=["callback", "callback_caller_runs", "tcp"])
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

@@ -116,13 +116,41 @@ pub struct Cluster {
     pub deadline: Instant,
 }
 
-/// Picks `n` distinct free ports on 127.0.0.1 by binding port 0 (all held until every port is
-/// picked, so they are distinct).
+/// Ports the harness picks from: below Linux's ephemeral range (32768-60999), so an outgoing
+/// connection of another test or program cannot take a port between our check and the
+/// server's bind (or while a killed node is down).
+const PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// Picks `n` distinct free ports on 127.0.0.1 outside the ephemeral range (each checked by
+/// binding it; all held until every port is picked).
 pub fn free_addrs(n: usize) -> std::io::Result<Vec<SocketAddr>> {
-    let listeners = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<std::io::Result<Vec<_>>>()?;
-    listeners.iter().map(|l| l.local_addr()).collect()
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+        ^ (u64::from(std::process::id()) << 32)
+        ^ NEXT.fetch_add(0x9E37_79B9, std::sync::atomic::Ordering::Relaxed);
+    let mut x = seed | 1;
+    let span = u64::from(PORTS.end - PORTS.start);
+    let mut held = Vec::with_capacity(n);
+    for _ in 0..n * 200 {
+        if held.len() == n {
+            break;
+        }
+        // xorshift: a different sequence per process and call.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let port = PORTS.start + (x % span) as u16;
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            held.push(l);
+        }
+    }
+    while held.len() < n {
+        held.push(TcpListener::bind("127.0.0.1:0")?);
+    }
+    held.iter().map(|l| l.local_addr()).collect()
 }
 
 impl Cluster {

@@ -46,7 +46,7 @@ class Node(_native.Node):
 
     ``Node(node_id, peers, state_machine, data_dir=None, *, transport=None, listen=None,
     election_timeout=0.5, heartbeat_interval=0.05, snapshot_entries=100000, fsync=True,
-    cluster_id=0, secret=None, snapshot_trailing=10000, join=False)``
+    cluster_id=0, secret=None, snapshot_trailing=10000, join=False, caller_runs=False)``
 
     ``peers`` is ``{id: "host:port"}`` for the built-in TCP transport, or (with
     ``transport=obj`` having ``send(to, message)``) a list of ids; deliver received

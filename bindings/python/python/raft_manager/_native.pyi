@@ -43,6 +43,7 @@ class Node:
         secret: bytes | str | None = None,
         snapshot_trailing: int = 10000,
         join: bool = False,
+        caller_runs: bool = False,
     ) -> Node: ...
     @property
     def id(self) -> int: ...
