@@ -36,18 +36,22 @@ header:
 sim-long:
 	RAFT_SIM_SEEDS=100000 $(CARGO) test --release --test simulation -- --nocapture
 
-## Benchmarks (docs/BENCHMARKS.md): W1, openraft peer, W2, failover, catch-up, memory, W3.
+## Benchmarks (docs/BENCHMARKS.md): W1 (Rust API, C ABI), openraft peer, W2, failover,
+## catch-up, memory, W3; then raft-manager/peer ratios and the targets (bench/ratios.py).
 ## Each program prints a table and `BENCH name=... value=... unit=...` lines; the summary of
 ## every BENCH line is printed at the end and kept in target/bench-results.txt.
 bench:
 	$(CARGO) build --release -p raft-bench -p openraft-peer
+	bash bench/c/build.sh
 	@set -o pipefail; out=target/bench-results.txt; : > $$out; \
-	for prog in w1 openraft-peer w2 failover catchup "catchup --tcp" memory; do \
+	for prog in w1 openraft-peer w1-capi "w1-capi --caller-runs 1" w2 failover catchup \
+	    "catchup --tcp" memory; do \
 	  echo "== $$prog"; ./target/release/$$prog 2>&1 | tee -a $$out || exit 1; \
 	done; \
 	echo "== w3"; $(MAKE) --no-print-directory bench-python-deps && \
 	  .venv/bin/python bench/python/w3.py 2>&1 | tee -a $$out || echo "w3 failed"; \
-	echo; echo "== all figures"; grep '^BENCH ' $$out
+	echo; echo "== all figures"; grep '^BENCH ' $$out; \
+	echo; echo "== ratios and targets"; python3 bench/ratios.py $$out
 
 ## The Python binding built in release mode plus PySyncObj, for the W3 benchmark.
 bench-python-deps:

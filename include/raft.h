@@ -828,12 +828,36 @@ raft_status raft_node_voters(const struct raft_node *node,
                              size_t *out_n);
 
 /**
+ * Copies all learner ids (ascending) into `ids[0..cap]` and their count into `*out_n`;
+ * `RAFT_STATUS_BUFFER_TOO_SMALL` writes the needed count to `*out_n`, as
+ * `raft_node_voters` does. `WOULD_DEADLOCK` inside a callback.
+ */
+raft_status raft_node_learners(const struct raft_node *node,
+                               uint64_t *ids,
+                               size_t cap,
+                               size_t *out_n);
+
+/**
+ * Writes the id of the configuration in force on this node to `*out_conf_id`: the log
+ * index of its configuration entry, 0 for the initial configuration (the voters of
+ * `raft_config_builder_add_voter`). It moves with every configuration entry this node
+ * appends, committed or not (after a joint change again when the leader appends C_new).
+ * Pass it as `expected_conf_id` to `raft_node_change_membership`, reading it before the
+ * members (`raft_node_voters`, `raft_node_learners`): a change in between then makes that
+ * call fail instead of acting on stale members. `WOULD_DEADLOCK` inside a callback.
+ */
+raft_status raft_node_conf_id(const struct raft_node *node, uint64_t *out_conf_id);
+
+/**
  * Leader only: adds node `id` as a learner (it receives the log but does not vote) and
  * blocks up to `timeout_ms` until the change is applied here. With `auto_promote_lag` > 0
  * the leader promotes it to voter by itself once its log is within that many entries. The
- * new node must be started with the existing voters (it waits to be added). Errors:
- * `NOT_LEADER`, `INVALID_ARGUMENT` (already a member, a removed id, a change in flight, or
- * the configuration moved), `TIMEOUT`, `SHUT_DOWN`, `WOULD_DEADLOCK` inside a callback.
+ * new node must be started with the existing voters (it waits to be added). A change made
+ * while another is still in flight waits for that one to commit first. Errors:
+ * `NOT_LEADER`, `INVALID_ARGUMENT` (already a member, a removed id, or the configuration
+ * moved meanwhile: nothing proposed), `BUSY` (the change in flight did not commit within
+ * `timeout_ms`: nothing proposed), `TIMEOUT` (may still apply), `DROPPED`, `SHUT_DOWN`,
+ * `WOULD_DEADLOCK` inside a callback.
  */
 raft_status raft_node_add_learner(const struct raft_node *node,
                                   uint64_t id,
@@ -856,6 +880,35 @@ raft_status raft_node_promote_learner(const struct raft_node *node,
  * Errors as `raft_node_add_learner`.
  */
 raft_status raft_node_remove_member(const struct raft_node *node, uint64_t id, uint64_t timeout_ms);
+
+/**
+ * Leader only: moves the cluster to the configuration of voters `voters[0..voter_count]`
+ * (at least one) and learners `learners[0..learner_count]` (ids copied; an array may be
+ * NULL when its count is 0), blocking up to `timeout_ms` until the change is applied here.
+ * Every member left out is removed for good (ids are never reused), learners included:
+ * list the current ones (`raft_node_learners`) to keep them. When more than one voter
+ * changes, the cluster goes through joint consensus: C_old,new (elections and commits need
+ * a majority of the old and of the new voters), then C_new, which the leader appends by
+ * itself once C_old,new commits; the call returns once C_old,new is applied. New voters
+ * should join as learners first and catch up. This node may be left out: it keeps leading
+ * until C_new commits, then hands over and steps down. With `expected_conf_id` non-zero
+ * the change is made only if the configuration id (`raft_node_conf_id`) still has that
+ * value; 0 means no check (the initial configuration has id 0, so a cluster's first change
+ * cannot be checked). A change made while another is still in flight (including C_new of
+ * a joint change) waits for that one to commit first. Errors: `NULL_ARGUMENT` (a NULL
+ * array with a non-zero count), `INVALID_ARGUMENT` (no voters, id 0, an id listed twice or
+ * in both lists, a removed id, or the configuration id is not `expected_conf_id`: nothing
+ * proposed), `NOT_LEADER`, `BUSY` (the change in flight did not commit within
+ * `timeout_ms`: nothing proposed), `TIMEOUT` (may still apply), `DROPPED`, `SHUT_DOWN`,
+ * `WOULD_DEADLOCK` inside a callback.
+ */
+raft_status raft_node_change_membership(const struct raft_node *node,
+                                        const uint64_t *voters,
+                                        size_t voter_count,
+                                        const uint64_t *learners,
+                                        size_t learner_count,
+                                        uint64_t expected_conf_id,
+                                        uint64_t timeout_ms);
 
 /**
  * Leader only: copies every member's replication progress (including the leader's own

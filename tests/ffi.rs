@@ -406,3 +406,107 @@ fn storage_callbacks_complete_inline_and_failure_fails_the_node() {
     }
     assert_eq!(raft_node_free(n), OK);
 }
+
+fn conf_id(n: *const raft_node) -> u64 {
+    let mut id = u64::MAX;
+    assert_eq!(unsafe { raft_node_conf_id(n, &mut id) }, OK);
+    id
+}
+
+fn learners(n: *const raft_node) -> Vec<u64> {
+    let mut ids = [0u64; 8];
+    let mut k = usize::MAX;
+    assert_eq!(
+        unsafe { raft_node_learners(n, ids.as_mut_ptr(), ids.len(), &mut k) },
+        OK
+    );
+    ids[..k].to_vec()
+}
+
+/// `raft_node_change_membership` on a one-voter cluster: argument checks change nothing,
+/// learner-only changes, compare-and-set against `raft_node_conf_id`, removed ids.
+#[test]
+fn change_membership_arguments_and_compare_and_set() {
+    let ud = ud();
+    let c = config(ud);
+    let mut n = null_mut();
+    assert_eq!(unsafe { raft_node_start(c, &mut n) }, OK);
+    raft_config_free(c);
+    propose(n, b"x").unwrap();
+    let cm = |v: *const u64, vn: usize, l: *const u64, ln: usize, expected: u64| unsafe {
+        raft_node_change_membership(n, v, vn, l, ln, expected, 5000)
+    };
+    let (one, null) = ([1u64], std::ptr::null::<u64>());
+
+    assert_eq!(conf_id(n), 0, "the initial configuration has id 0");
+    assert_eq!(
+        unsafe { raft_node_conf_id(n, null_mut()) },
+        raft_status::NullArgument
+    );
+    let mut k = 0usize;
+    assert_eq!(
+        unsafe { raft_node_learners(n, null_mut(), 1, &mut k) },
+        raft_status::NullArgument
+    );
+    assert_eq!(cm(null, 1, null, 0, 0), raft_status::NullArgument);
+    assert_eq!(cm(one.as_ptr(), 1, null, 1, 0), raft_status::NullArgument);
+    assert_eq!(cm(null, 0, null, 0, 0), raft_status::InvalidArgument);
+    let l2 = [2u64];
+    assert_eq!(cm(null, 0, l2.as_ptr(), 1, 0), raft_status::InvalidArgument);
+    for (v, l) in [
+        (&[1u64, 1][..], &[][..]),
+        (&[1], &[2, 2]),
+        (&[1], &[1]),
+        (&[1, 2], &[2]),
+        (&[0], &[]),
+        (&[1], &[0]),
+    ] {
+        assert_eq!(
+            cm(v.as_ptr(), v.len(), l.as_ptr(), l.len(), 0),
+            raft_status::InvalidArgument,
+            "voters {v:?} learners {l:?}"
+        );
+    }
+    let forged = 0x1234 as *const raft_node;
+    assert_eq!(
+        unsafe { raft_node_change_membership(forged, one.as_ptr(), 1, null, 0, 0, 10) },
+        raft_status::InvalidHandle
+    );
+    assert_eq!(conf_id(n), 0, "refused calls change nothing");
+    assert!(learners(n).is_empty());
+
+    // Learner-only change, then a stale id is refused and the current one accepted.
+    assert_eq!(cm(one.as_ptr(), 1, l2.as_ptr(), 1, 0), OK);
+    let id1 = conf_id(n);
+    assert!(id1 > 0);
+    assert_eq!(learners(n), [2]);
+    assert_eq!(
+        unsafe { raft_node_learners(n, null_mut(), 0, &mut k) },
+        raft_status::BufferTooSmall
+    );
+    assert_eq!(k, 1);
+    let l23 = [3u64, 2];
+    assert_eq!(
+        cm(one.as_ptr(), 1, l23.as_ptr(), 2, id1 - 1),
+        raft_status::InvalidArgument
+    );
+    assert_eq!((conf_id(n), learners(n)), (id1, vec![2]));
+    assert_eq!(cm(one.as_ptr(), 1, l23.as_ptr(), 2, id1), OK);
+    let id2 = conf_id(n);
+    assert!(id2 > id1);
+    assert_eq!(learners(n), [2, 3]);
+
+    // Learners left out are removed for good.
+    assert_eq!(cm(one.as_ptr(), 1, null, 0, id2), OK);
+    assert!(learners(n).is_empty());
+    assert_eq!(
+        cm(one.as_ptr(), 1, l2.as_ptr(), 1, conf_id(n)),
+        raft_status::InvalidArgument
+    );
+    propose(n, b"y").unwrap();
+    assert_eq!(raft_node_free(n), OK);
+    assert_eq!(
+        unsafe { raft_node_conf_id(n, &mut k as *mut usize as *mut u64) },
+        raft_status::InvalidHandle
+    );
+}

@@ -4,12 +4,13 @@ use super::buf::{raft_buf, with_reader, with_writer};
 use super::config::{Callbacks, ConfigData, Userdata};
 use super::handle::{self, Object};
 use super::{boundary, callback_scope, fail, from_error, in_user_callback, raft_status};
-use crate::core::{ConfState, Entry, HardState, SnapshotMeta};
+use crate::core::{ConfChange, ConfState, Entry, HardState, SnapshotMeta};
 use crate::core::{NodeId, Role};
 use crate::runtime::{Committed, MessageSink, Node, NodeConfig, StateMachine};
 use crate::storage::{ExternalStore, FsyncPolicy, LogStore, Persister};
 use crate::transport::{SendClass, TcpTransport, TransportConfig};
 use parking_lot::RwLock;
+use std::collections::BTreeSet;
 use std::ffi::{c_int, c_void};
 use std::io::{Read, Write};
 use std::sync::{Arc, Weak};
@@ -719,6 +720,63 @@ pub unsafe extern "C" fn raft_node_voters(
     })
 }
 
+/// Copies all learner ids (ascending) into `ids[0..cap]` and their count into `*out_n`;
+/// `RAFT_STATUS_BUFFER_TOO_SMALL` writes the needed count to `*out_n`, as
+/// `raft_node_voters` does. `WOULD_DEADLOCK` inside a callback.
+#[no_mangle]
+pub unsafe extern "C" fn raft_node_learners(
+    node: *const raft_node,
+    ids: *mut u64,
+    cap: usize,
+    out_n: *mut usize,
+) -> raft_status {
+    with_node(node, true, |n| {
+        if out_n.is_null() || (ids.is_null() && cap > 0) {
+            return fail(raft_status::NullArgument, "ids or out_n is NULL");
+        }
+        match n.node.status() {
+            // SAFETY: checked non-NULL; `ids` holds `cap` entries.
+            Ok(s) => unsafe {
+                copy_out(
+                    &s.conf.learners,
+                    ids,
+                    cap,
+                    out_n,
+                    "learner buffer too small",
+                )
+            },
+            Err(e) => from_error(e),
+        }
+    })
+}
+
+/// Writes the id of the configuration in force on this node to `*out_conf_id`: the log
+/// index of its configuration entry, 0 for the initial configuration (the voters of
+/// `raft_config_builder_add_voter`). It moves with every configuration entry this node
+/// appends, committed or not (after a joint change again when the leader appends C_new).
+/// Pass it as `expected_conf_id` to `raft_node_change_membership`, reading it before the
+/// members (`raft_node_voters`, `raft_node_learners`): a change in between then makes that
+/// call fail instead of acting on stale members. `WOULD_DEADLOCK` inside a callback.
+#[no_mangle]
+pub unsafe extern "C" fn raft_node_conf_id(
+    node: *const raft_node,
+    out_conf_id: *mut u64,
+) -> raft_status {
+    with_node(node, true, |n| {
+        if out_conf_id.is_null() {
+            return fail(raft_status::NullArgument, "out_conf_id is NULL");
+        }
+        match n.node.status() {
+            Ok(s) => {
+                // SAFETY: checked non-NULL.
+                unsafe { *out_conf_id = s.conf_index };
+                raft_status::Ok
+            }
+            Err(e) => from_error(e),
+        }
+    })
+}
+
 /// Writes `items.len()` to `*out_n` and copies the items into `out[0..cap]`, or returns
 /// `RAFT_STATUS_BUFFER_TOO_SMALL` (with the needed count in `*out_n`) when they do not fit.
 ///
@@ -755,9 +813,12 @@ fn status_of(r: Result<(), crate::runtime::Error>) -> raft_status {
 /// Leader only: adds node `id` as a learner (it receives the log but does not vote) and
 /// blocks up to `timeout_ms` until the change is applied here. With `auto_promote_lag` > 0
 /// the leader promotes it to voter by itself once its log is within that many entries. The
-/// new node must be started with the existing voters (it waits to be added). Errors:
-/// `NOT_LEADER`, `INVALID_ARGUMENT` (already a member, a removed id, a change in flight, or
-/// the configuration moved), `TIMEOUT`, `SHUT_DOWN`, `WOULD_DEADLOCK` inside a callback.
+/// new node must be started with the existing voters (it waits to be added). A change made
+/// while another is still in flight waits for that one to commit first. Errors:
+/// `NOT_LEADER`, `INVALID_ARGUMENT` (already a member, a removed id, or the configuration
+/// moved meanwhile: nothing proposed), `BUSY` (the change in flight did not commit within
+/// `timeout_ms`: nothing proposed), `TIMEOUT` (may still apply), `DROPPED`, `SHUT_DOWN`,
+/// `WOULD_DEADLOCK` inside a callback.
 #[no_mangle]
 pub extern "C" fn raft_node_add_learner(
     node: *const raft_node,
@@ -807,6 +868,94 @@ pub extern "C" fn raft_node_remove_member(
     with_node(node, true, |n| {
         status_of(n.node.remove_member(id, Duration::from_millis(timeout_ms)))
     })
+}
+
+/// Leader only: moves the cluster to the configuration of voters `voters[0..voter_count]`
+/// (at least one) and learners `learners[0..learner_count]` (ids copied; an array may be
+/// NULL when its count is 0), blocking up to `timeout_ms` until the change is applied here.
+/// Every member left out is removed for good (ids are never reused), learners included:
+/// list the current ones (`raft_node_learners`) to keep them. When more than one voter
+/// changes, the cluster goes through joint consensus: C_old,new (elections and commits need
+/// a majority of the old and of the new voters), then C_new, which the leader appends by
+/// itself once C_old,new commits; the call returns once C_old,new is applied. New voters
+/// should join as learners first and catch up. This node may be left out: it keeps leading
+/// until C_new commits, then hands over and steps down. With `expected_conf_id` non-zero
+/// the change is made only if the configuration id (`raft_node_conf_id`) still has that
+/// value; 0 means no check (the initial configuration has id 0, so a cluster's first change
+/// cannot be checked). A change made while another is still in flight (including C_new of
+/// a joint change) waits for that one to commit first. Errors: `NULL_ARGUMENT` (a NULL
+/// array with a non-zero count), `INVALID_ARGUMENT` (no voters, id 0, an id listed twice or
+/// in both lists, a removed id, or the configuration id is not `expected_conf_id`: nothing
+/// proposed), `NOT_LEADER`, `BUSY` (the change in flight did not commit within
+/// `timeout_ms`: nothing proposed), `TIMEOUT` (may still apply), `DROPPED`, `SHUT_DOWN`,
+/// `WOULD_DEADLOCK` inside a callback.
+#[no_mangle]
+pub unsafe extern "C" fn raft_node_change_membership(
+    node: *const raft_node,
+    voters: *const u64,
+    voter_count: usize,
+    learners: *const u64,
+    learner_count: usize,
+    expected_conf_id: u64,
+    timeout_ms: u64,
+) -> raft_status {
+    with_node(node, true, |n| {
+        if voters.is_null() && voter_count > 0 {
+            return fail(raft_status::NullArgument, "voters is NULL");
+        }
+        if learners.is_null() && learner_count > 0 {
+            return fail(raft_status::NullArgument, "learners is NULL");
+        }
+        if voter_count == 0 {
+            return fail(
+                raft_status::InvalidArgument,
+                "no voters: a configuration needs at least one",
+            );
+        }
+        // SAFETY: each array holds its count of ids per contract (checked non-NULL when
+        // the count is non-zero).
+        let (voters, learners) =
+            unsafe { (ids_of(voters, voter_count), ids_of(learners, learner_count)) };
+        if let Err(msg) = check_members(&voters, &learners) {
+            return fail(raft_status::InvalidArgument, msg);
+        }
+        let cc = ConfChange::Enter { voters, learners };
+        let expected = (expected_conf_id != 0).then_some(expected_conf_id);
+        status_of(
+            n.node
+                .change_membership(cc, expected, Duration::from_millis(timeout_ms)),
+        )
+    })
+}
+
+/// Copies `count` ids from `ids`.
+///
+/// # Safety
+/// `ids` holds `count` ids (may be NULL when `count` is 0).
+unsafe fn ids_of(ids: *const u64, count: usize) -> Vec<NodeId> {
+    if count == 0 {
+        return Vec::new();
+    }
+    // SAFETY: per the function contract.
+    unsafe { std::slice::from_raw_parts(ids, count) }.to_vec()
+}
+
+/// Refuses id 0, an id listed twice, or an id in both lists of a target configuration.
+fn check_members(voters: &[NodeId], learners: &[NodeId]) -> Result<(), String> {
+    let mut seen = BTreeSet::new();
+    for &id in voters.iter().chain(learners) {
+        if id == 0 {
+            return Err("node id 0 is reserved".into());
+        }
+        if !seen.insert(id) {
+            return Err(if voters.contains(&id) && learners.contains(&id) {
+                format!("node {id} is both a voter and a learner")
+            } else {
+                format!("node {id} is listed twice")
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Replication progress of one member, as the leader sees it.

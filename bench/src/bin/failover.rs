@@ -88,6 +88,7 @@ fn main() {
     );
     bench_line("failover.tcp.disk.p50", p50, "ms");
     bench_line("failover.tcp.disk.p99", p99, "ms");
+    bench_line("failover.tcp.disk.max", max, "ms");
     table(
         &format!(
             "Failover: leader SIGKILLed, time until a new leader committed a write; election timeout {election_ms} ms, {} runs in {:.0} s",
