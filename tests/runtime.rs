@@ -2,7 +2,7 @@
 //! that must not cause elections, shutdown semantics.
 
 use parking_lot::RwLock;
-use raft::core::{NodeId, Role};
+use raft::core::{ConfChange, NodeId, Role};
 use raft::runtime::{Committed, Error, MessageSink, Node, NodeConfig, StateMachine};
 use raft::transport::SendClass;
 use std::collections::{HashMap, HashSet};
@@ -386,6 +386,15 @@ fn learner_auto_promotion_and_removal_with(caller_runs: bool) {
         st.conf
     );
     assert!(st.conf.learners.is_empty());
+    // A change against a configuration id that is no longer current is refused, typed.
+    let stale = ConfChange::Enter {
+        voters: st.conf.voters.clone(),
+        learners: vec![],
+    };
+    assert!(matches!(
+        n.change_membership(stale, Some(st.conf_index.saturating_sub(1)), t),
+        Err(Error::ConfMoved { current }) if current >= st.conf_index
+    ));
     // Remove another follower; the cluster keeps committing with the new membership.
     let f = (1..=3).find(|&i| i != l).unwrap();
     n.remove_member(f, t).expect("remove");

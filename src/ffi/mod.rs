@@ -167,7 +167,7 @@ pub(crate) fn from_error(e: crate::runtime::Error) -> raft_status {
         E::Shutdown => raft_status::ShutDown,
         E::Timeout => raft_status::Timeout,
         E::Dropped => raft_status::Dropped,
-        E::Invalid(_) => raft_status::InvalidArgument,
+        E::Invalid(_) | E::ConfMoved { .. } => raft_status::InvalidArgument,
         E::Storage(_) => raft_status::Storage,
         E::Failed(_) => raft_status::Failed,
         E::WouldDeadlock => raft_status::WouldDeadlock,

@@ -19,6 +19,12 @@ pub enum Error {
     Dropped,
     /// A bad argument or a refused request (membership, transfer).
     Invalid(String),
+    /// A membership change named a configuration id that is no longer current (nothing
+    /// was proposed); `current` is the id in force.
+    ConfMoved {
+        /// The configuration id in force.
+        current: u64,
+    },
     /// Storage failed; the node has stopped.
     Storage(String),
     /// The node failed (a panic or fatal error) and stopped; the message says why.
@@ -36,6 +42,10 @@ impl fmt::Display for Error {
             Error::Timeout => write!(f, "timed out"),
             Error::Dropped => write!(f, "leadership lost before commit"),
             Error::Invalid(e) => write!(f, "invalid request: {e}"),
+            Error::ConfMoved { current } => write!(
+                f,
+                "invalid request: configuration moved (current id {current})"
+            ),
             Error::Storage(e) => write!(f, "storage error: {e}"),
             Error::Failed(e) => write!(f, "node failed: {e}"),
             Error::WouldDeadlock => write!(f, "call would deadlock inside a callback"),
@@ -50,6 +60,7 @@ impl From<ProposeError> for Error {
         match e {
             ProposeError::NotLeader(l) => Error::NotLeader(l),
             ProposeError::Busy | ProposeError::ConfChangeInProgress => Error::Busy,
+            ProposeError::ConfMismatch { current } => Error::ConfMoved { current },
             other => Error::Invalid(other.to_string()),
         }
     }

@@ -347,7 +347,7 @@ impl Node {
     }
 
     /// Proposes a membership change; `expected` is the configuration id the caller saw
-    /// (refused with [`Error::Invalid`] if it moved). Waits until the change is applied; a
+    /// (refused with [`Error::ConfMoved`] if it moved). Waits until the change is applied; a
     /// change made while another is still in flight waits for that one to commit first, and
     /// gets [`Error::Busy`] (nothing proposed) if it does not within `timeout`.
     pub fn change_membership(
@@ -387,17 +387,17 @@ impl Node {
         auto_promote_lag: Option<u64>,
         timeout: Duration,
     ) -> Result<(), Error> {
-        let st = self.status()?;
-        if st.conf.contains(id) {
-            return Err(Error::Invalid(format!("node {id} is already a member")));
-        }
-        let mut learners = st.conf.learners.clone();
-        learners.push(id);
-        let cc = ConfChange::Enter {
-            voters: st.conf.voters.clone(),
-            learners,
-        };
-        self.change_membership(cc, Some(st.conf_index), timeout)?;
+        self.change_from_status(timeout, |st| {
+            if st.conf.contains(id) {
+                return Err(Error::Invalid(format!("node {id} is already a member")));
+            }
+            let mut learners = st.conf.learners.clone();
+            learners.push(id);
+            Ok(ConfChange::Enter {
+                voters: st.conf.voters.clone(),
+                learners,
+            })
+        })?;
         if let Some(lag) = auto_promote_lag {
             self.enqueue(Input::AutoPromote(id, lag))?;
         }
@@ -427,11 +427,15 @@ impl Node {
                 .any(|p| p.id == id && p.matched + max_lag >= st.last_index);
             if caught_up {
                 let left = deadline.saturating_duration_since(Instant::now());
-                return self.change_membership(
+                match self.change_membership(
                     promotion(&st.conf, id),
                     Some(st.conf_index),
                     left.max(Duration::from_millis(100)),
-                );
+                ) {
+                    // Another change landed meanwhile: look again.
+                    Err(Error::ConfMoved { .. }) if Instant::now() < deadline => {}
+                    r => return r,
+                }
             }
             if Instant::now() >= deadline {
                 return Err(Error::Timeout);
@@ -442,27 +446,38 @@ impl Node {
 
     /// Removes `id` from the cluster (it may be this node: a leader hands over first).
     pub fn remove_member(&self, id: NodeId, timeout: Duration) -> Result<(), Error> {
-        let st = self.status()?;
-        if !st.conf.contains(id) {
-            return Err(Error::Invalid(format!("node {id} is not a member")));
+        self.change_from_status(timeout, |st| {
+            if !st.conf.contains(id) {
+                return Err(Error::Invalid(format!("node {id} is not a member")));
+            }
+            let keep = |ids: &[NodeId]| ids.iter().copied().filter(|&v| v != id).collect();
+            Ok(ConfChange::Enter {
+                voters: keep(&st.conf.voters),
+                learners: keep(&st.conf.learners),
+            })
+        })
+    }
+
+    /// Makes the change `make` computes from the current status, compare-and-set on that
+    /// status's configuration id; if another change lands first ([`Error::ConfMoved`]), looks
+    /// again until `timeout`.
+    fn change_from_status(
+        &self,
+        timeout: Duration,
+        make: impl Fn(&Status) -> Result<ConfChange, Error>,
+    ) -> Result<(), Error> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let st = self.status()?;
+            let cc = make(&st)?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.change_membership(cc, Some(st.conf_index), left) {
+                Err(Error::ConfMoved { .. }) if Instant::now() + BUSY_RETRY < deadline => {
+                    std::thread::sleep(BUSY_RETRY)
+                }
+                r => return r,
+            }
         }
-        let cc = ConfChange::Enter {
-            voters: st
-                .conf
-                .voters
-                .iter()
-                .copied()
-                .filter(|&v| v != id)
-                .collect(),
-            learners: st
-                .conf
-                .learners
-                .iter()
-                .copied()
-                .filter(|&v| v != id)
-                .collect(),
-        };
-        self.change_membership(cc, Some(st.conf_index), timeout)
     }
 
     /// Returns a linearizable read index once the local state machine has applied it: a

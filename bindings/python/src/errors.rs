@@ -52,6 +52,7 @@ pub(crate) fn to_pyerr(py: Python<'_>, e: Error, cause: Option<&FailureCause>) -
         Error::Timeout => make(py, "TimeoutError", msg),
         Error::Storage(_) => make(py, "StorageError", msg),
         Error::Invalid(s) => PyValueError::new_err(s),
+        Error::ConfMoved { .. } => PyValueError::new_err(msg),
         Error::Failed(_) => {
             let err = make(py, "RaftError", msg);
             if let Some(exc) = cause.and_then(|c| c.lock().as_ref().map(|(_, o)| o.clone_ref(py))) {
