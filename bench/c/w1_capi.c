@@ -128,6 +128,25 @@ static int apply_cb(void *userdata, uint64_t index, const uint8_t *cmd, size_t l
   return 0;
 }
 
+/* Snapshots (every 100 000 entries, the library default and the Rust harness's setting)
+ * keep the in-memory log bounded, as in the Rust W1: the state is the two counters. */
+static int snapshot_cb(void *userdata, raft_snapshot_writer *w) {
+  member *m = userdata;
+  uint64_t st[2] = {m->applied, m->sum};
+  return raft_snapshot_writer_write(w, (const uint8_t *)st, sizeof st) == RAFT_STATUS_OK ? 0 : 1;
+}
+
+static int restore_cb(void *userdata, raft_snapshot_reader *r) {
+  member *m = userdata;
+  uint64_t st[2] = {0, 0};
+  size_t n = 0;
+  if (raft_snapshot_reader_read(r, (uint8_t *)st, sizeof st, &n) != RAFT_STATUS_OK) return 1;
+  if (n != 0 && n != sizeof st) return 1;
+  m->applied = st[0];
+  m->sum = st[1];
+  return 0;
+}
+
 /* ---- the closed loop ----------------------------------------------------------------- */
 
 typedef struct prop_ctx {
@@ -395,6 +414,8 @@ int main(int argc, char **argv) {
     CHECK_OK(raft_config_builder_set_userdata(b, &members[id], NULL));
     CHECK_OK(raft_config_builder_set_send_callback(b, send_cb));
     CHECK_OK(raft_config_builder_set_apply_callback(b, apply_cb));
+    CHECK_OK(raft_config_builder_set_snapshot_callbacks(b, snapshot_cb, restore_cb));
+    CHECK_OK(raft_config_builder_set_snapshot_entries(b, 100000));
     CHECK_OK(raft_config_builder_build(b, &configs[id]));
     raft_node *n;
     CHECK_OK(raft_node_start(configs[id], &n));
