@@ -510,10 +510,12 @@ fn checker_catches_stale_reads_without_read_index() {
 
 /// Seeds that once found bugs, kept as regression tests: 3706 (a durable hard state whose
 /// commit index covered entries still unsynced), 17320 (a node restarted after compaction
-/// recovered the bootstrap membership instead of the snapshot's and won an election).
+/// recovered the bootstrap membership instead of the snapshot's and won an election),
+/// 61085 (a follower installing a snapshot over a divergent log kept that log's uncommitted
+/// removal of the leader as "committed" and refused the leader forever).
 #[test]
 fn regression_seeds() {
-    for seed in [3706, 17320] {
+    for seed in [3706, 17320, 61085] {
         if let Err(v) = mixed_run(seed) {
             fail(v);
         }

@@ -131,6 +131,10 @@ pub struct Raft<S: Storage> {
     heartbeat_elapsed: u64,
     randomized_timeout: u64,
     lost_elections: u64,
+    /// The first pre-vote round after hearing from a leader gives up early: a peer that
+    /// heard the (now dead) leader a tick later ignores it (stickiness) but will grant it
+    /// moments later, so waiting a whole new timeout would double the failover time.
+    quick_prevote_retry: bool,
     rng: Rng,
     /// Messages to send now.
     pub msgs: Vec<Message>,
@@ -190,6 +194,7 @@ impl<S: Storage> Raft<S> {
             heartbeat_elapsed: 0,
             randomized_timeout: 0,
             lost_elections: 0,
+            quick_prevote_retry: true,
             msgs: Vec::new(),
             msgs_after_persist: Vec::new(),
             uncommitted: VecDeque::new(),
@@ -485,6 +490,10 @@ impl<S: Storage> Raft<S> {
         if self.cfg.pre_vote && !transfer {
             self.become_pre_candidate();
             self.reset_timeout();
+            if std::mem::take(&mut self.quick_prevote_retry) {
+                let et = self.cfg.election_ticks;
+                self.randomized_timeout = self.rng.range((et / 4).max(1), (et / 2).max(2));
+            }
             self.votes.insert(self.id(), true);
             self.request_votes(true, false);
         } else {
@@ -686,6 +695,7 @@ impl<S: Storage> Raft<S> {
                 self.election_elapsed = 0;
                 self.leader = m.from;
                 self.lost_elections = 0;
+                self.quick_prevote_retry = true;
                 self.handle_leader_message(m);
             }
             MessageBody::TimeoutNow => {
@@ -953,8 +963,19 @@ impl<S: Storage> Raft<S> {
                 self.log.applying = meta.index;
             } else {
                 self.log.restore(meta.clone());
-                self.confs = vec![(meta.conf_index, meta.conf.clone())];
             }
+            // The snapshot's configuration is the committed one up to its index. Local
+            // configurations at or below it may come from a log the snapshot replaced (the
+            // store may already answer `match_term` from the new snapshot), so they must
+            // not become "committed" here; later ones still in the log stay.
+            let last = self.log.last_index();
+            let tail: Vec<_> = self
+                .confs
+                .drain(..)
+                .filter(|c| c.0 > meta.index && c.0 <= last)
+                .collect();
+            self.confs = vec![(meta.conf_index, meta.conf.clone())];
+            self.confs.extend(tail);
             self.pending_restore = Some(meta.clone());
         }
         if to != NO_NODE {
