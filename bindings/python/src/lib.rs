@@ -15,6 +15,7 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<node::PyNode>()?;
+    m.add_class::<state_machine::SnapshotReader>()?;
     m.add_function(wrap_pyfunction!(logging::_install_logging, m)?)?;
     m.add_function(wrap_pyfunction!(logging::_drain_logs, m)?)?;
     Ok(())

@@ -230,7 +230,7 @@ impl PyNode {
 
     /// Refuses calls that wait for the apply thread when made from inside `apply`.
     fn check_not_in_callback(&self, py: Python<'_>) -> PyResult<()> {
-        if raft::runtime::inside_callback() {
+        if crate::state_machine::inside_callback() {
             return Err(self.err(py, Error::WouldDeadlock));
         }
         Ok(())
@@ -708,7 +708,7 @@ impl PyNode {
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         let running = self.running.lock().take();
         if let Some(mut r) = running {
-            if raft::runtime::inside_callback() {
+            if crate::state_machine::inside_callback() {
                 *self.running.lock() = Some(r);
                 return Err(self.err(py, Error::WouldDeadlock));
             }

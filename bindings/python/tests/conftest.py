@@ -142,9 +142,17 @@ class Cluster:
     """A set of nodes over the callback transport or TCP ("callback_caller_runs": the callback
     transport with `caller_runs=True`)."""
 
-    def __init__(self, kind: str, n: int, base: Path | None = None, **kw: object) -> None:
+    def __init__(
+        self,
+        kind: str,
+        n: int,
+        base: Path | None = None,
+        sm_factory: Callable[[], KV] = KV,
+        **kw: object,
+    ) -> None:
         self.kind = kind
         self.base = base
+        self.sm_factory = sm_factory
         self.kw = {**FAST, **kw}
         if kind == "callback_caller_runs":
             self.kw["caller_runs"] = True
@@ -157,7 +165,7 @@ class Cluster:
             self.start(i, ids)
 
     def start(self, i: int, ids: list[int], join: bool = False, sm: KV | None = None) -> Node:
-        sm = sm or KV()
+        sm = sm or self.sm_factory()
         data_dir = str(self.base / f"n{i}") if self.base is not None else None
         if self.kind == "tcp":
             if i not in self.addrs:

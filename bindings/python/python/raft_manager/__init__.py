@@ -1,7 +1,9 @@
 """Raft consensus for Python, backed by the raft-manager Rust library.
 
 Create a :class:`Node` per cluster member with a state machine object (``apply``,
-``snapshot``, ``restore``), then ``propose`` commands on the leader. See README.md.
+``snapshot``, ``restore``), then ``propose`` commands on the leader. ``snapshot()`` may
+return a binary file-like object, and a state machine with ``restore_stream(reader)`` gets
+a :class:`SnapshotReader` instead of one ``bytes`` object. See README.md.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import weakref
 from typing import Any
 
 from . import _native
+from ._native import SnapshotReader
 from ._errors import (
     BusyError,
     NotLeaderError,
@@ -25,6 +28,7 @@ from ._errors import (
 
 __all__ = [
     "Node",
+    "SnapshotReader",
     "RaftError",
     "NotLeaderError",
     "BusyError",

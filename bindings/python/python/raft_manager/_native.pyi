@@ -4,19 +4,63 @@ import concurrent.futures
 import os
 from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import Any, Protocol, type_check_only
+from typing import Any, Protocol, final, type_check_only
 
-from typing_extensions import disjoint_base
+from typing_extensions import Buffer, disjoint_base
 
-__all__ = ["Node", "_install_logging", "_drain_logs"]
+__all__ = ["Node", "SnapshotReader", "_install_logging", "_drain_logs"]
+
+@type_check_only
+class SnapshotStream(Protocol):
+    """A binary file-like object ``snapshot()`` may return (an open file, ``io.BytesIO``):
+    read in 1 MiB chunks until ``read`` returns ``b""``, then closed if it has ``close()``."""
+
+    def read(self, size: int, /) -> bytes | bytearray | memoryview: ...
 
 @type_check_only
 class StateMachine(Protocol):
-    """What a state machine object provides (all methods run on the node's apply thread)."""
+    """What a state machine object provides (all methods run on the node's apply thread).
+
+    Optionally also ``restore_stream(reader: SnapshotReader) -> None``: used instead of
+    ``restore`` when present (see :class:`StreamingStateMachine`).
+    """
 
     def apply(self, index: int, command: bytes, /) -> bytes | None: ...
-    def snapshot(self) -> bytes: ...
+    def snapshot(self) -> bytes | bytearray | memoryview | SnapshotStream: ...
     def restore(self, data: bytes, /) -> None: ...
+
+@type_check_only
+class StreamingStateMachine(StateMachine, Protocol):
+    """A state machine that restores snapshots from a stream instead of one ``bytes``.
+
+    ``restore_stream`` runs on a helper thread while the apply thread feeds the reader and
+    waits; blocking node calls made from it raise ``RaftError``.
+    """
+
+    def restore_stream(self, reader: SnapshotReader, /) -> None: ...
+
+@final
+class SnapshotReader:
+    """A read-only binary stream over a snapshot, passed to ``restore_stream``. Usable only
+    during that call: afterwards reading raises ``ValueError("snapshot reader is closed")``."""
+
+    def read(self, size: int | None = -1) -> bytes: ...
+    def readinto(self, buffer: Buffer) -> int: ...
+    def readline(self, size: int | None = -1) -> bytes: ...
+    def readable(self) -> bool: ...
+    def writable(self) -> bool: ...
+    def seekable(self) -> bool: ...
+    @property
+    def closed(self) -> bool: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> SnapshotReader: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        /,
+    ) -> bool: ...
 
 @type_check_only
 class Transport(Protocol):
