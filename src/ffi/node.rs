@@ -708,16 +708,8 @@ pub unsafe extern "C" fn raft_node_voters(
     cap: usize,
     out_n: *mut usize,
 ) -> raft_status {
-    with_node(node, true, |n| {
-        if out_n.is_null() || (ids.is_null() && cap > 0) {
-            return fail(raft_status::NullArgument, "ids or out_n is NULL");
-        }
-        match n.node.status() {
-            // SAFETY: checked non-NULL; `ids` holds `cap` entries.
-            Ok(s) => unsafe { copy_out(&s.conf.voters, ids, cap, out_n, "voter buffer too small") },
-            Err(e) => from_error(e),
-        }
-    })
+    // SAFETY: the caller's contract, as for this function.
+    unsafe { copy_members(node, ids, cap, out_n, |c| &c.voters, "voter") }
 }
 
 /// Copies all learner ids (ascending) into `ids[0..cap]` and their count into `*out_n`;
@@ -730,6 +722,23 @@ pub unsafe extern "C" fn raft_node_learners(
     cap: usize,
     out_n: *mut usize,
 ) -> raft_status {
+    // SAFETY: the caller's contract, as for this function.
+    unsafe { copy_members(node, ids, cap, out_n, |c| &c.learners, "learner") }
+}
+
+/// Copies the members `pick` selects from the configuration in force (see
+/// [`raft_node_voters`]).
+///
+/// # Safety
+/// `ids` holds `cap` entries (or is NULL with `cap` 0); `out_n` is NULL or valid.
+unsafe fn copy_members(
+    node: *const raft_node,
+    ids: *mut u64,
+    cap: usize,
+    out_n: *mut usize,
+    pick: fn(&ConfState) -> &Vec<u64>,
+    what: &str,
+) -> raft_status {
     with_node(node, true, |n| {
         if out_n.is_null() || (ids.is_null() && cap > 0) {
             return fail(raft_status::NullArgument, "ids or out_n is NULL");
@@ -738,11 +747,11 @@ pub unsafe extern "C" fn raft_node_learners(
             // SAFETY: checked non-NULL; `ids` holds `cap` entries.
             Ok(s) => unsafe {
                 copy_out(
-                    &s.conf.learners,
+                    pick(&s.conf),
                     ids,
                     cap,
                     out_n,
-                    "learner buffer too small",
+                    &format!("{what} buffer too small"),
                 )
             },
             Err(e) => from_error(e),
