@@ -387,17 +387,20 @@ impl Node {
         auto_promote_lag: Option<u64>,
         timeout: Duration,
     ) -> Result<(), Error> {
-        self.change_from_status(timeout, |st| {
-            if st.conf.contains(id) {
-                return Err(Error::Invalid(format!("node {id} is already a member")));
-            }
-            let mut learners = st.conf.learners.clone();
-            learners.push(id);
-            Ok(ConfChange::Enter {
-                voters: st.conf.voters.clone(),
-                learners,
-            })
-        })?;
+        self.change_membership_from(
+            |st| {
+                if st.conf.contains(id) {
+                    return Err(Error::Invalid(format!("node {id} is already a member")));
+                }
+                let mut learners = st.conf.learners.clone();
+                learners.push(id);
+                Ok(ConfChange::Enter {
+                    voters: st.conf.voters.clone(),
+                    learners,
+                })
+            },
+            timeout,
+        )?;
         if let Some(lag) = auto_promote_lag {
             self.enqueue(Input::AutoPromote(id, lag))?;
         }
@@ -446,25 +449,28 @@ impl Node {
 
     /// Removes `id` from the cluster (it may be this node: a leader hands over first).
     pub fn remove_member(&self, id: NodeId, timeout: Duration) -> Result<(), Error> {
-        self.change_from_status(timeout, |st| {
-            if !st.conf.contains(id) {
-                return Err(Error::Invalid(format!("node {id} is not a member")));
-            }
-            let keep = |ids: &[NodeId]| ids.iter().copied().filter(|&v| v != id).collect();
-            Ok(ConfChange::Enter {
-                voters: keep(&st.conf.voters),
-                learners: keep(&st.conf.learners),
-            })
-        })
+        self.change_membership_from(
+            |st| {
+                if !st.conf.contains(id) {
+                    return Err(Error::Invalid(format!("node {id} is not a member")));
+                }
+                let keep = |ids: &[NodeId]| ids.iter().copied().filter(|&v| v != id).collect();
+                Ok(ConfChange::Enter {
+                    voters: keep(&st.conf.voters),
+                    learners: keep(&st.conf.learners),
+                })
+            },
+            timeout,
+        )
     }
 
     /// Makes the change `make` computes from the current status, compare-and-set on that
-    /// status's configuration id; if another change lands first ([`Error::ConfMoved`]), looks
-    /// again until `timeout`.
-    fn change_from_status(
+    /// status's configuration id; if another change lands first ([`Error::ConfMoved`]), calls
+    /// `make` again on a fresh status, until `timeout`. An error from `make` is returned as is.
+    pub fn change_membership_from(
         &self,
-        timeout: Duration,
         make: impl Fn(&Status) -> Result<ConfChange, Error>,
+        timeout: Duration,
     ) -> Result<(), Error> {
         let deadline = Instant::now() + timeout;
         loop {

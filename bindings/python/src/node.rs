@@ -266,10 +266,13 @@ impl PyNode {
         wait_interruptible(py, &rx, outer, &node, &self.cause)
     }
 
+    /// Changes membership to the (voters, learners) `target` computes from a status. With
+    /// `expected`, once and only if the configuration id is still `expected`; without it,
+    /// compare-and-set on the status read, recomputed when another change lands first.
     fn conf_change(
         &self,
         py: Python<'_>,
-        target: impl FnOnce(&Status) -> PyResult<(Vec<NodeId>, Vec<NodeId>)>,
+        target: impl Fn(&Status) -> PyResult<(Vec<NodeId>, Vec<NodeId>)> + Send + 'static,
         expected: Option<u64>,
         addrs: Vec<(NodeId, String)>,
         timeout: Option<Duration>,
@@ -285,14 +288,28 @@ impl PyNode {
                 tcp.add_peer(id, a);
             }
         }
-        let node = self.node(py)?;
-        let status = py.detach(|| node.status()).map_err(|e| self.err(py, e))?;
-        let (voters, learners) = target(&status)?;
-        let expected = expected.or(Some(status.conf_index));
-        let cc = ConfChange::Enter { voters, learners };
-        self.blocking(py, timeout, move |n, t| {
-            n.change_membership(cc, expected, t)
-        })
+        // A refusal computed by `target` travels back as the Python error it is.
+        let refused: Arc<Mutex<Option<PyErr>>> = Arc::default();
+        let stash = refused.clone();
+        let make = move |st: &Status| match target(st) {
+            Ok((voters, learners)) => Ok(ConfChange::Enter { voters, learners }),
+            Err(e) => {
+                *stash.lock() = Some(e);
+                Err(Error::Invalid("refused".into()))
+            }
+        };
+        let r = self.blocking(py, timeout, move |n, t| match expected {
+            Some(x) => {
+                let cc = make(&n.status()?)?;
+                n.change_membership(cc, Some(x), t)
+            }
+            None => n.change_membership_from(make, t),
+        });
+        let refusal = refused.lock().take();
+        match refusal {
+            Some(e) => Err(e),
+            None => r,
+        }
     }
 }
 
@@ -677,7 +694,7 @@ impl PyNode {
         }
         self.conf_change(
             py,
-            move |_| Ok((voters, learners)),
+            move |_| Ok((voters.clone(), learners.clone())),
             expected_conf_id,
             addrs.unwrap_or_default().into_iter().collect(),
             timeout_of(timeout)?,

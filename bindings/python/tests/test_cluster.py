@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
+
 from conftest import KV, Cluster, wait_for
 
 from raft_manager import NotLeaderError
@@ -109,6 +111,11 @@ def test_membership_learner_voter_remove(cluster_factory, kind: str) -> None:
         raise AssertionError("stale conf id accepted")
     except ValueError:
         pass
+    # Refusals computed from the current membership come back as ValueError, naming why.
+    with pytest.raises(ValueError, match="already a voter"):
+        leader.add_learner(4, timeout=5)
+    with pytest.raises(ValueError, match="not a member"):
+        leader.remove(99, timeout=5)
 
 
 def test_transfer_leader(cluster_factory) -> None:
