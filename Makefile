@@ -2,15 +2,17 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test test-rust test-c test-python lint header sim-long build bench bench-python-deps
+.PHONY: demo test test-rust test-c test-python test-docs lint header sim-long build bench \
+	bench-python-deps install wheel
 
 ## Run the main job: a local 3-node replicated key-value cluster, leader killed and recovered.
 demo:
 	$(CARGO) build --release --bin raft-kv --bin raft-kv-demo
 	./target/release/raft-kv-demo --bin ./target/release/raft-kv
 
-## Run every test: Rust (unit, integration, simulation), C via ctest, Python via pytest.
-test: test-rust test-c test-python
+## Run every test: Rust (unit, integration, simulation), C via ctest, Python via pytest,
+## then every command and code block of the documentation (scripts/doctest.py).
+test: test-rust test-c test-python test-docs
 
 test-rust:
 	$(CARGO) test --release
@@ -22,6 +24,23 @@ test-c:
 
 test-python:
 	bash bindings/python/run_tests.sh
+
+## Run the commands and code blocks of README.md, bindings/python/README.md and docs/*.md.
+test-docs:
+	python3 scripts/doctest.py
+
+## Install the C library (release build): PREFIX/lib/libraft.so{,.0,.VERSION}, libraft.a,
+## PREFIX/include/raft.h, PREFIX/lib/pkgconfig/raft.pc, PREFIX/lib/cmake/raft/.
+PREFIX ?= /usr/local
+install:
+	$(CARGO) build --release --lib
+	bash scripts/install.sh "$(PREFIX)" target/release
+
+## Build the Python package as one abi3 wheel (CPython >= 3.10, release) into dist/.
+wheel:
+	@[ -x .venv/bin/python ] || python3 -m venv .venv
+	.venv/bin/python -m pip install --quiet --disable-pip-version-check "maturin>=1.5,<2"
+	.venv/bin/maturin build --release --quiet --out dist -m bindings/python/Cargo.toml
 
 ## Formatting and lints, as CI reviewers expect them.
 lint:

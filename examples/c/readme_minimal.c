@@ -1,8 +1,8 @@
 /* A complete minimal program: a single-node in-memory cluster whose state machine counts
- * commands. Build: cc -std=c11 readme_minimal.c -I include -L target/debug -lraft */
+ * commands. After `make install PREFIX=...` (README.md):
+ *   cc -std=c11 readme_minimal.c $(pkg-config --cflags --libs raft) -o readme_minimal */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
-#include <time.h>
 
 #include "raft.h"
 
@@ -45,11 +45,8 @@ int main(void) {
     return 1;
   }
   raft_buf response = {NULL, 0};
-  for (int i = 0; i < 200; i++) { /* wait for the node to elect itself */
-    s = raft_node_propose(node, (const uint8_t *)"hello", 5, 1000, &response);
-    if (s != RAFT_STATUS_NOT_LEADER) break;
-    nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
-  }
+  /* Waits up to 5 s: first for the node to elect itself, then for the commit. */
+  s = raft_node_propose(node, (const uint8_t *)"hello", 5, 5000, &response);
   if (s == RAFT_STATUS_OK) printf("raft %s: %.*s\n", raft_version(), (int)response.len, (const char *)response.data);
   else fprintf(stderr, "propose: %s\n", raft_status_str(s));
   raft_buf_free(&response);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs into a scratch prefix, then builds readme_minimal.c against it twice: through
-# pkg-config and through find_package(raft). Run by ctest (test "package").
+# Installs into a scratch prefix (scripts/install.sh, what `make install` runs), then builds
+# readme_minimal.c against it twice, through pkg-config and through find_package(raft), and
+# runs both with a clean environment (no LD_LIBRARY_PATH). Run by ctest (test "package").
 #   examples/package/check.sh LIB_DIR WORK_DIR
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -9,14 +10,16 @@ work="$2"
 rm -rf "$work"
 mkdir -p "$work"
 prefix="$work/prefix"
-"$here/../install.sh" "$prefix" "$libdir"
+bash "$here/../../scripts/install.sh" "$prefix" "$libdir"
+grep -q "^prefix=/" "$prefix/lib/pkgconfig/raft.pc"   # absolute paths
 
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+# The rpath comes from raft.pc itself.
 cc -std=c11 -Wall -Wextra -Wpedantic -Werror "$here/../c/readme_minimal.c" -o "$work/pc_consumer" \
-  $(pkg-config --cflags --libs raft) -Wl,-rpath,"$prefix/lib"
-"$work/pc_consumer"
+  $(pkg-config --cflags --libs raft)
+env -u LD_LIBRARY_PATH "$work/pc_consumer"
 
 cmake -S "$here" -B "$work/build" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
 cmake --build "$work/build" >/dev/null
-"$work/build/consumer"
+env -u LD_LIBRARY_PATH "$work/build/consumer"
 echo "package: pkg-config and find_package consumers ok"

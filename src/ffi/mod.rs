@@ -74,7 +74,9 @@ pub enum raft_status {
     Busy = 201,
     /// The call timed out; a proposal may still commit later.
     Timeout = 202,
-    /// Leadership was lost before the proposal committed; its outcome is unknown.
+    /// Outcome unknown: leadership was lost before the proposal committed. It may still
+    /// commit under the new leader, or be lost; the node has not failed. Retry only
+    /// idempotent commands or ones proposed with `raft_node_propose_session`.
     Dropped = 203,
     /// The node is shut down.
     ShutDown = 300,
@@ -100,7 +102,7 @@ pub extern "C" fn raft_status_str(status: u32) -> *const c_char {
         200 => b"not the leader\0",
         201 => b"busy: retry later\0",
         202 => b"timed out\0",
-        203 => b"dropped: leadership lost before commit\0",
+        203 => b"outcome unknown: leadership lost before commit\0",
         300 => b"node is shut down\0",
         301 => b"node failed\0",
         302 => b"storage error\0",

@@ -496,9 +496,11 @@ pub unsafe extern "C" fn raft_node_step(
 
 /// Proposes `cmd[0..len]` (copied; `cmd` may be NULL when `len` is 0) and blocks up to
 /// `timeout_ms` until it is applied on this node. On success `*out_response` (optional;
-/// release with `raft_buf_free`) receives the apply callback's response. Errors:
-/// `NOT_LEADER`, `BUSY`, `TIMEOUT` (may still commit), `DROPPED`, `SHUT_DOWN`, `FAILED`,
-/// `WOULD_DEADLOCK` inside a callback.
+/// release with `raft_buf_free`) receives the apply callback's response. While no leader
+/// is known (still electing one) it keeps trying within `timeout_ms`. Errors: `NOT_LEADER`
+/// (a follower: `raft_node_status` names the leader; or still no leader at the timeout),
+/// `BUSY`, `TIMEOUT` (may still commit), `DROPPED` (outcome unknown: leadership lost before
+/// commit), `SHUT_DOWN`, `FAILED`, `WOULD_DEADLOCK` inside a callback.
 #[no_mangle]
 pub unsafe extern "C" fn raft_node_propose(
     node: *const raft_node,
@@ -625,8 +627,10 @@ pub unsafe extern "C" fn raft_node_propose_async(
 }
 
 /// Obtains a linearizable read index, blocking up to `timeout_ms` until this node's state
-/// machine has applied it: reading local state afterwards is linearizable. Writes
-/// `*out_index` on success. `NOT_LEADER` on followers; `WOULD_DEADLOCK` inside a callback.
+/// machine has applied it: reading local state afterwards is linearizable (followers ask
+/// the leader). Writes `*out_index` on success: a log index, which counts no-op and
+/// membership entries that never reach the apply callback. `NOT_LEADER` if no leader is
+/// known within `timeout_ms`; `WOULD_DEADLOCK` inside a callback.
 #[no_mangle]
 pub unsafe extern "C" fn raft_node_read_index(
     node: *const raft_node,

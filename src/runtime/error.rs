@@ -6,7 +6,8 @@ use std::fmt;
 /// Why a runtime call did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
-    /// This node is not the leader; the known leader's id (0 if unknown).
+    /// This node is not the leader; the known leader's id (0 if none is known: blocking
+    /// calls have already waited up to their timeout for one).
     NotLeader(NodeId),
     /// Not accepted now, retry later: the admission limit is reached (uncommitted bytes or
     /// queue full), or another membership change is still in flight.
@@ -15,7 +16,11 @@ pub enum Error {
     Shutdown,
     /// The call timed out (a proposal may still commit later).
     Timeout,
-    /// Leadership was lost before the proposal committed; its outcome is unknown.
+    /// Outcome unknown: leadership was lost before the proposal committed. The command may
+    /// still commit under the new leader, or may be lost; this is not a node failure.
+    /// Retry only if the command is idempotent or proposed with a client session
+    /// ([`super::Node::propose_session`]), which applies it at most once. (C:
+    /// `RAFT_STATUS_DROPPED`; Python: `OutcomeUnknownError`.)
     Dropped,
     /// A bad argument or a refused request (membership, transfer).
     Invalid(String),
@@ -36,6 +41,7 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Error::NotLeader(0) => write!(f, "not the leader (no leader known)"),
             Error::NotLeader(l) => write!(f, "not the leader (leader: {l})"),
             Error::Busy => write!(f, "busy: retry later"),
             Error::Shutdown => write!(f, "node is shut down"),

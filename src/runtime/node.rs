@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 
 /// How long a membership change waits before retrying when another one is in flight.
 const BUSY_RETRY: Duration = Duration::from_millis(5);
+/// How often a blocking call that found no leader looks again (until its timeout).
+const LEADER_RETRY: Duration = Duration::from_millis(10);
 
 /// Result of a proposal: the state machine's response bytes.
 pub type ProposeResult = Result<Option<Vec<u8>>, Error>;
@@ -318,11 +320,17 @@ impl Node {
         command: Vec<u8>,
         timeout: Duration,
     ) -> ProposeResult {
-        let (tx, rx) = bounded(1);
-        self.propose_session_async(client, seq, command, move |r| {
-            let _ = tx.send(r);
-        });
-        wait(&rx, timeout)
+        until_leader(timeout, |left| {
+            let (tx, rx) = bounded(1);
+            let done = move |r| {
+                let _ = tx.send(r);
+            };
+            self.submit(
+                session::encode_session(client, seq, &command),
+                Box::new(done),
+            );
+            wait(&rx, left)
+        })
     }
 
     fn submit(&self, command: Vec<u8>, done: Completion) {
@@ -337,13 +345,20 @@ impl Node {
         }
     }
 
-    /// Proposes a command and waits up to `timeout` for its response.
+    /// Proposes a command and waits up to `timeout` for its response. While no leader is
+    /// known (a cluster that is still electing one, a node that just joined), it keeps
+    /// trying until `timeout` and then returns [`Error::NotLeader`]`(0)`; a follower that
+    /// knows the leader answers [`Error::NotLeader`] with its id at once. [`Error::Dropped`]
+    /// means leadership was lost before commit: the outcome is unknown.
     pub fn propose(&self, command: Vec<u8>, timeout: Duration) -> ProposeResult {
-        let (tx, rx) = bounded(1);
-        self.propose_async(command, move |r| {
-            let _ = tx.send(r);
-        });
-        wait(&rx, timeout)
+        until_leader(timeout, |left| {
+            let (tx, rx) = bounded(1);
+            let done = move |r| {
+                let _ = tx.send(r);
+            };
+            self.submit(session::encode_plain(&command), Box::new(done));
+            wait(&rx, left)
+        })
     }
 
     /// Proposes a membership change; `expected` is the configuration id the caller saw
@@ -487,13 +502,19 @@ impl Node {
     }
 
     /// Returns a linearizable read index once the local state machine has applied it: a
-    /// read of local state after this returns is linearizable.
+    /// read of local state after this returns is linearizable. The index is a log index:
+    /// it counts the leader's no-op entries and configuration changes, which are applied
+    /// by the runtime but never reach [`StateMachine::apply`], so a state machine that
+    /// counts its own commands must not wait for its counter to reach it. While no leader
+    /// is known it keeps trying until `timeout`, then returns [`Error::NotLeader`]`(0)`.
     pub fn read_index(&self, timeout: Duration) -> Result<u64, Error> {
-        let (tx, rx) = bounded(1);
-        self.enqueue(Input::ReadIndex(Box::new(move |r| {
-            let _ = tx.send(r);
-        })))?;
-        wait(&rx, timeout)
+        until_leader(timeout, |left| {
+            let (tx, rx) = bounded(1);
+            self.enqueue(Input::ReadIndex(Box::new(move |r| {
+                let _ = tx.send(r);
+            })))?;
+            wait(&rx, left)
+        })
     }
 
     /// Transfers leadership to `to` (or the most up-to-date voter).
@@ -549,6 +570,24 @@ pub(crate) fn promotion(conf: &crate::core::ConfState, id: NodeId) -> ConfChange
     voters.push(id);
     let learners = conf.learners.iter().copied().filter(|&l| l != id).collect();
     ConfChange::Enter { voters, learners }
+}
+
+/// Runs `call` with the time left until it returns something other than "no leader
+/// known" ([`Error::NotLeader`]`(0)`: nothing was proposed or asked) or `timeout` passes.
+fn until_leader<T>(
+    timeout: Duration,
+    mut call: impl FnMut(Duration) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match call(left) {
+            Err(Error::NotLeader(0)) if Instant::now() + LEADER_RETRY < deadline => {
+                std::thread::sleep(LEADER_RETRY)
+            }
+            r => return r,
+        }
+    }
 }
 
 fn wait<T>(rx: &Receiver<Result<T, Error>>, timeout: Duration) -> Result<T, Error> {

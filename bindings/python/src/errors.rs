@@ -60,7 +60,8 @@ pub(crate) fn to_pyerr(py: Python<'_>, e: Error, cause: Option<&FailureCause>) -
             }
             err
         }
-        Error::Dropped | Error::WouldDeadlock => make(py, "RaftError", msg),
+        Error::Dropped => make(py, "OutcomeUnknownError", msg),
+        Error::WouldDeadlock => make(py, "RaftError", msg),
     }
 }
 

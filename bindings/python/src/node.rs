@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 /// How often a blocked call wakes up to let Python handle signals (Ctrl-C).
 const SLICE: Duration = Duration::from_millis(50);
+/// How often a proposal that found no leader looks again (until its timeout).
+const LEADER_RETRY: Duration = Duration::from_millis(10);
 /// "No timeout" for engine calls that need one.
 const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
@@ -142,6 +144,18 @@ fn wait_interruptible<T: Send>(
     node: &Node,
     cause: &FailureCause,
 ) -> PyResult<T> {
+    wait_raw(py, rx, timeout, node, cause)?.map_err(|e| to_pyerr(py, e, Some(cause)))
+}
+
+/// [`wait_interruptible`] that hands back the engine's own error (a Python error only for
+/// signals, the timeout and a stopped node).
+fn wait_raw<T: Send>(
+    py: Python<'_>,
+    rx: &Receiver<Result<T, Error>>,
+    timeout: Option<Duration>,
+    node: &Node,
+    cause: &FailureCause,
+) -> PyResult<Result<T, Error>> {
     let deadline = timeout.map(|t| Instant::now() + t);
     loop {
         let slice = match deadline {
@@ -149,7 +163,7 @@ fn wait_interruptible<T: Send>(
             None => SLICE,
         };
         match py.detach(|| rx.recv_timeout(slice)) {
-            Ok(r) => return r.map_err(|e| to_pyerr(py, e, Some(cause))),
+            Ok(r) => return Ok(r),
             Err(RecvTimeoutError::Timeout) => {
                 py.check_signals()?;
                 if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -514,22 +528,40 @@ impl PyNode {
     ) -> PyResult<Option<Py<PyBytes>>> {
         let timeout = timeout_of(timeout)?;
         self.check_not_in_callback(py)?;
-        let node = self.node(py)?;
-        let (tx, rx) = bounded(1);
-        let done = move |r| {
-            let _ = tx.send(r);
-        };
-        match (client_id, seq) {
-            (None, None) => node.propose_async(command.to_vec(), done),
-            (Some(c), Some(s)) if s > 0 => node.propose_session_async(c, s, command.to_vec(), done),
+        let session = match (client_id, seq) {
+            (None, None) => None,
+            (Some(c), Some(s)) if s > 0 => Some((c, s)),
             _ => {
                 return Err(value_error(
                     "client_id and seq go together, and seq counts from 1",
                 ))
             }
+        };
+        let node = self.node(py)?;
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            let (tx, rx) = bounded(1);
+            let done = move |r| {
+                let _ = tx.send(r);
+            };
+            match session {
+                None => node.propose_async(command.to_vec(), done),
+                Some((c, s)) => node.propose_session_async(c, s, command.to_vec(), done),
+            }
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            match wait_raw(py, &rx, left, &node, &self.cause)? {
+                Ok(r) => return Ok(r.map(|b| PyBytes::new(py, &b).unbind())),
+                // No leader known yet (nothing was proposed): look again until the timeout,
+                // as the Rust `Node::propose` does.
+                Err(Error::NotLeader(0))
+                    if !deadline.is_some_and(|d| Instant::now() + LEADER_RETRY >= d) =>
+                {
+                    py.detach(|| std::thread::sleep(LEADER_RETRY));
+                    py.check_signals()?;
+                }
+                Err(e) => return Err(self.err(py, e)),
+            }
         }
-        let r = wait_interruptible(py, &rx, timeout, &node, &self.cause)?;
-        Ok(r.map(|b| PyBytes::new(py, &b).unbind()))
     }
 
     /// Proposes a command; returns a `concurrent.futures.Future` completed with the response.
@@ -621,16 +653,41 @@ impl PyNode {
         )
     }
 
-    /// Adds `node_id` as a voter (promoting it if it is a learner). Call on the leader.
-    #[pyo3(signature = (node_id, addr=None, *, timeout=None))]
+    /// Promotes learner `node_id` to voter once its log is within `max_lag` entries of the
+    /// leader's (waiting up to `timeout` for it to catch up). A node that is not a learner is
+    /// refused with ValueError unless `force=True`, which makes it a voter at once without
+    /// waiting for it to catch up. Call on the leader.
+    #[pyo3(signature = (node_id, addr=None, *, timeout=None, force=false, max_lag=1000))]
     fn add_voter(
         &self,
         py: Python<'_>,
         node_id: NodeId,
         addr: Option<String>,
         timeout: Option<f64>,
+        force: bool,
+        max_lag: u64,
     ) -> PyResult<()> {
         let addrs = addr.map(|a| vec![(node_id, a)]).unwrap_or_default();
+        if !force {
+            let timeout = timeout_of(timeout)?;
+            let node = self.node(py)?;
+            let conf = py.detach(|| node.status()).map_err(|e| self.err(py, e))?.conf;
+            if conf.is_voter(node_id) {
+                return Ok(());
+            }
+            if !conf.learners.contains(&node_id) {
+                return Err(value_error(format!(
+                    "node {node_id} is not a learner: add it with add_learner() and let it \
+                     catch up first, or pass force=True to make it a voter at once"
+                )));
+            }
+            self.check_not_in_callback(py)?;
+            for (id, a) in addrs {
+                let a = resolve(&a)?;
+                self.tcp(py)?.add_peer(id, a);
+            }
+            return self.blocking(py, timeout, move |n, t| n.promote_learner(node_id, max_lag, t));
+        }
         self.conf_change(
             py,
             move |s| {

@@ -11,15 +11,18 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
+import os
 import threading
 import weakref
-from typing import Any
+from collections.abc import Iterable, Mapping
 
 from . import _native
 from ._native import SnapshotReader
+from ._protocols import SnapshotStream, StateMachine, StreamingStateMachine, Transport
 from ._errors import (
     BusyError,
     NotLeaderError,
+    OutcomeUnknownError,
     RaftError,
     ShutdownError,
     StorageError,
@@ -28,11 +31,16 @@ from ._errors import (
 
 __all__ = [
     "Node",
+    "StateMachine",
+    "StreamingStateMachine",
+    "SnapshotStream",
+    "Transport",
     "SnapshotReader",
     "RaftError",
     "NotLeaderError",
     "BusyError",
     "TimeoutError",
+    "OutcomeUnknownError",
     "ShutdownError",
     "StorageError",
     "enable_logging",
@@ -48,17 +56,37 @@ _live: weakref.WeakSet[Node] = weakref.WeakSet()
 class Node(_native.Node):
     """A Raft cluster member running on its own native threads.
 
-    ``Node(node_id, peers, state_machine, data_dir=None, *, transport=None, listen=None,
-    election_timeout=0.5, heartbeat_interval=0.05, snapshot_entries=100000, fsync=True,
-    cluster_id=0, secret=None, snapshot_trailing=10000, join=False, caller_runs=False)``
-
-    ``peers`` is ``{id: "host:port"}`` for the built-in TCP transport, or (with
-    ``transport=obj`` having ``send(to, message)``) a list of ids; deliver received
-    messages with :meth:`step`. Nodes still open at interpreter exit are closed.
+    ``peers`` is ``{id: "host:port"}`` for the built-in TCP transport (this node's own
+    entry, or ``listen``, is its listen address), or with ``transport`` (an object with
+    ``send(to, message)``, see :class:`Transport`) a list of ids; deliver received messages
+    with :meth:`step`. ``state_machine`` has ``apply`` / ``snapshot`` / ``restore`` (see
+    :class:`StateMachine`). ``data_dir=None`` keeps everything in memory. Timeouts are in
+    seconds (``election_timeout`` 0.5 s by default: see docs/OPERATIONS.md). ``join=True``
+    starts a node being added to an existing cluster (``peers`` lists its voters). Nodes
+    still open at interpreter exit are closed.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # Construction happened in __new__ (native); only track the node for atexit.
+    def __init__(
+        self,
+        node_id: int,
+        peers: Mapping[int, str | None] | Iterable[int],
+        state_machine: StateMachine,
+        data_dir: str | os.PathLike[str] | None = None,
+        *,
+        transport: Transport | None = None,
+        listen: str | None = None,
+        election_timeout: float = 0.5,
+        heartbeat_interval: float = 0.05,
+        snapshot_entries: int = 100000,
+        fsync: bool = True,
+        cluster_id: int = 0,
+        secret: bytes | str | None = None,
+        snapshot_trailing: int = 10000,
+        join: bool = False,
+        caller_runs: bool = False,
+    ) -> None:
+        # The native __new__ built the node from these same arguments (and checked them);
+        # only track the node for atexit here.
         _live.add(self)
 
     async def propose_aio(self, command: bytes) -> bytes | None:

@@ -9,6 +9,7 @@ __all__ = [
     "NotLeaderError",
     "BusyError",
     "TimeoutError",
+    "OutcomeUnknownError",
     "ShutdownError",
     "StorageError",
 ]
@@ -34,6 +35,13 @@ class BusyError(RaftError):
 
 class TimeoutError(RaftError, builtins.TimeoutError):
     """The call timed out; a proposal may still commit later."""
+
+
+class OutcomeUnknownError(TimeoutError):
+    """Leadership was lost before the proposal committed: it may still commit under the new
+    leader, or be lost. Not a node failure; the node keeps running. Like a timeout, retry
+    only an idempotent command or one proposed with ``client_id``/``seq`` (applied at most
+    once). A subclass of :class:`TimeoutError`, so ``except TimeoutError`` covers both."""
 
 
 class ShutdownError(RaftError):

@@ -4,40 +4,13 @@ import concurrent.futures
 import os
 from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import Any, Protocol, final, type_check_only
+from typing import Any, final
 
 from typing_extensions import Buffer, disjoint_base
 
+from ._protocols import StateMachine, Transport
+
 __all__ = ["Node", "SnapshotReader", "_install_logging", "_drain_logs"]
-
-@type_check_only
-class SnapshotStream(Protocol):
-    """A binary file-like object ``snapshot()`` may return (an open file, ``io.BytesIO``):
-    read in 1 MiB chunks until ``read`` returns ``b""``, then closed if it has ``close()``."""
-
-    def read(self, size: int, /) -> bytes | bytearray | memoryview: ...
-
-@type_check_only
-class StateMachine(Protocol):
-    """What a state machine object provides (all methods run on the node's apply thread).
-
-    Optionally also ``restore_stream(reader: SnapshotReader) -> None``: used instead of
-    ``restore`` when present (see :class:`StreamingStateMachine`).
-    """
-
-    def apply(self, index: int, command: bytes, /) -> bytes | None: ...
-    def snapshot(self) -> bytes | bytearray | memoryview | SnapshotStream: ...
-    def restore(self, data: bytes, /) -> None: ...
-
-@type_check_only
-class StreamingStateMachine(StateMachine, Protocol):
-    """A state machine that restores snapshots from a stream instead of one ``bytes``.
-
-    ``restore_stream`` runs on a helper thread while the apply thread feeds the reader and
-    waits; blocking node calls made from it raise ``RaftError``.
-    """
-
-    def restore_stream(self, reader: SnapshotReader, /) -> None: ...
 
 @final
 class SnapshotReader:
@@ -61,12 +34,6 @@ class SnapshotReader:
         tb: TracebackType | None,
         /,
     ) -> bool: ...
-
-@type_check_only
-class Transport(Protocol):
-    """A user transport: ``send`` is called from a native thread; deliver with ``step``."""
-
-    def send(self, to: int, message: bytes, /) -> None: ...
 
 @disjoint_base
 class Node:
@@ -113,7 +80,13 @@ class Node:
         self, node_id: int, addr: str | None = None, *, timeout: float | None = None
     ) -> None: ...
     def add_voter(
-        self, node_id: int, addr: str | None = None, *, timeout: float | None = None
+        self,
+        node_id: int,
+        addr: str | None = None,
+        *,
+        timeout: float | None = None,
+        force: bool = False,
+        max_lag: int = 1000,
     ) -> None: ...
     def remove(self, node_id: int, *, timeout: float | None = None) -> None: ...
     def change_membership(
