@@ -5,10 +5,10 @@ Every fenced block in README.md, bindings/python/README.md and docs/*.md whose l
 sh/bash/shell, python, c or rust is checked; other blocks (```text, plain ```) are prose.
 
 * ```sh blocks run with `bash -e -o pipefail` from the repository root (or, with
-  `cwd=scratch`, from a scratch directory outside the repository). Each block runs in its
+  `cwd=home`, from the scratch home directory, outside the repository). Each block runs in its
   own process group, killed when the block ends, so servers a block starts in the
   background never outlive it.
-* ```python blocks run from the scratch directory with the Python of the virtualenv the
+* ```python blocks run from a scratch directory outside the repository with the Python of the virtualenv the
   docs create (`~/raft-venv`); `with-previous` runs the file's previous Python blocks first.
 * ```c and ```rust blocks must be a file of the repository verbatim (`same-as=PATH`, the file
   is compiled and run by the tests) or an excerpt of one (`excerpt-of=PATH`).
@@ -19,10 +19,10 @@ runs on one machine do not fight over the fixed ports some documents use.
 
 A directive comment on the line before a fence changes this:
     <!-- doc-test: skip REASON -->          not run (the reason is required)
-    <!-- doc-test: cwd=scratch -->          run a sh block outside the repository
+    <!-- doc-test: cwd=home -->             run a sh block in $HOME, outside the repository
     <!-- doc-test: same-as=PATH -->         the block is that file, verbatim
     <!-- doc-test: excerpt-of=PATH -->      the block appears verbatim in that file
-    <!-- doc-test: write=NAME -->           write the block to NAME in the scratch directory
+    <!-- doc-test: write=PATH -->           write the block to $HOME/PATH (then run it if sh/python)
     <!-- doc-test: with-previous -->        python: run after the file's previous blocks
 Usage: scripts/doctest.py [--list] [FILE.md ...]
 """
@@ -179,7 +179,9 @@ class Runner:
             self.counts["skipped"] += 1
             return
         if "write" in b.opts:
-            (self.work / b.opts["write"]).write_text(b.text)
+            target = self.home / b.opts["write"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(b.text)
             print(f"  file {b.where():40} {b.lang:6} -> {b.opts['write']}", flush=True)
             self.counts["checked"] += 1
             if b.lang not in ("sh", "python"):
@@ -187,7 +189,7 @@ class Runner:
         if self.file_check(b):
             return
         if b.lang == "sh":
-            cwd = self.work if b.opts.get("cwd") == "scratch" else ROOT
+            cwd = self.home if b.opts.get("cwd") == "home" else ROOT
             self.run_proc(b, ["bash", "-e", "-o", "pipefail", "-c", b.text], cwd)
         elif b.lang == "python":
             code = b.text
