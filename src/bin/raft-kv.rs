@@ -2,13 +2,15 @@
 //!
 //! ```text
 //! raft-kv --id N --peers 1=127.0.0.1:7101,2=127.0.0.1:7102,3=127.0.0.1:7103 \
-//!         --client 127.0.0.1:7201 --data-dir DIR [--election-ms 150] [--cluster-id X]
-//!         [--secret S] [--snapshot-entries N] [--request-timeout-ms 2000] [--test-hooks]
+//!         --client 127.0.0.1:7201 --data-dir DIR [--listen HOST:PORT] [--join]
+//!         [--election-ms 150] [--cluster-id X] [--secret S] [--snapshot-entries N]
+//!         [--request-timeout-ms 2000] [--test-hooks]
 //! ```
 //!
-//! Raft traffic flows over the built-in [`TcpTransport`] (its `on_message` callback calls
-//! [`Node::step`]); the log, hard state and snapshots live under `--data-dir`. Clients speak
-//! a line protocol on `--client` (see `docs/DEMO.md`):
+//! Every flag has an environment equivalent (`RAFT_KV_ID`, `RAFT_KV_PEERS`, ...; see
+//! `--help`). Raft traffic flows over the built-in [`TcpTransport`] (its `on_message`
+//! callback calls [`Node::step`]); the log, hard state and snapshots live under
+//! `--data-dir`. Clients speak a line protocol on `--client` (see `docs/DEMO.md`):
 //!
 //! | request          | answers                                     |
 //! |------------------|---------------------------------------------|
@@ -17,6 +19,9 @@
 //! | `DEL k`          | `OK`                                        |
 //! | `CAS k old new`  | `OK` / `MISMATCH`                           |
 //! | `STATUS`         | `STATUS id=.. role=.. term=.. leader=.. commit=.. applied=..` |
+//! | `ADD_LEARNER id host:port` / `PROMOTE id` / `REMOVE id` | `OK` (membership, leader only) |
+//! | `TRANSFER [id]`  | `OK <target>` (leader only)                 |
+//! | `MEMBERS`        | `MEMBERS conf=.. voters=.. learners=.. outgoing=.. addrs=..` |
 //! | `BLOCK p` / `UNBLOCK p` | `OK` (only with `--test-hooks`)      |
 //!
 //! Errors: `ERR NOTLEADER <id>` (0 = unknown), `ERR BUSY`, `ERR TIMEOUT` (outcome unknown),
@@ -26,7 +31,7 @@
 mod command;
 
 use clap::Parser;
-use command::{Command, KvMachine, KvMap};
+use command::{Command, KvMachine, KvMap, Members};
 use raft::core::Role;
 use raft::runtime::{Error, Node, NodeConfig};
 use raft::transport::{OnMessage, TcpTransport, TransportConfig};
@@ -69,36 +74,60 @@ the built-in TCP transport; clients speak a line protocol (PUT, GET, DEL, CAS, S
 )]
 struct Args {
     /// This node's Raft id (must appear in --peers).
-    #[arg(long, value_name = "N")]
+    #[arg(long, env = "RAFT_KV_ID", value_name = "N")]
     id: u64,
-    /// Every voter's id and Raft address, this node included: the initial membership.
-    #[arg(long, value_name = "ID=HOST:PORT,...", value_parser = parse_peers)]
+    /// Every voter's id and Raft address as the other nodes reach it (advertised), this node
+    /// included: the initial membership (with --join: the existing voters, plus this node).
+    #[arg(long, env = "RAFT_KV_PEERS", value_name = "ID=HOST:PORT,...", value_parser = parse_peers)]
     peers: BTreeMap<u64, SocketAddr>,
+    /// Address the Raft transport binds (e.g. 0.0.0.0:7101); default: this node's --peers
+    /// address.
+    #[arg(long, env = "RAFT_KV_LISTEN", value_name = "HOST:PORT")]
+    listen: Option<SocketAddr>,
+    /// Start a node that is being added to a running cluster: it never campaigns before the
+    /// leader has made it a voter (ADD_LEARNER, then PROMOTE, on the leader).
+    #[arg(long, env = "RAFT_KV_JOIN")]
+    join: bool,
     /// Address the client line protocol listens on.
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(long, env = "RAFT_KV_CLIENT", value_name = "HOST:PORT")]
     client: SocketAddr,
     /// Directory of the durable state: write-ahead log, hard state, snapshots.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, env = "RAFT_KV_DATA_DIR", value_name = "DIR")]
     data_dir: PathBuf,
     /// Base election timeout in milliseconds (heartbeat = 1/5 of it; at least 20).
-    #[arg(long, value_name = "MS", default_value_t = 150,
+    #[arg(long, env = "RAFT_KV_ELECTION_MS", value_name = "MS", default_value_t = 150,
           value_parser = clap::value_parser!(u64).range(20..))]
     election_ms: u64,
     /// Cluster id: the transport refuses connections from other clusters.
-    #[arg(long, value_name = "X", default_value_t = 1)]
+    #[arg(
+        long,
+        env = "RAFT_KV_CLUSTER_ID",
+        value_name = "X",
+        default_value_t = 1
+    )]
     cluster_id: u64,
     /// Shared secret for mutual HMAC authentication of every Raft connection (visible in the
     /// process list: a demo convenience).
-    #[arg(long, value_name = "S")]
+    #[arg(long, env = "RAFT_KV_SECRET", value_name = "S", hide_env_values = true)]
     secret: Option<String>,
     /// Snapshot the state machine every N applied entries.
-    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    #[arg(
+        long,
+        env = "RAFT_KV_SNAPSHOT_ENTRIES",
+        value_name = "N",
+        default_value_t = 10_000
+    )]
     snapshot_entries: u64,
     /// How long a client request waits for commit or a read index, in milliseconds.
-    #[arg(long = "request-timeout-ms", value_name = "MS", default_value_t = 2000)]
+    #[arg(
+        long = "request-timeout-ms",
+        env = "RAFT_KV_REQUEST_TIMEOUT_MS",
+        value_name = "MS",
+        default_value_t = 2000
+    )]
     request_timeout_ms: u64,
     /// Enables the BLOCK/UNBLOCK client commands (tests only).
-    #[arg(long)]
+    #[arg(long, env = "RAFT_KV_TEST_HOOKS")]
     test_hooks: bool,
 }
 
@@ -108,6 +137,9 @@ impl Args {
         if !self.peers.contains_key(&self.id) {
             return Err(format!("--peers must include this node's id {}", self.id));
         }
+        if self.join && self.peers.len() < 2 {
+            return Err("--join needs the existing voters in --peers".into());
+        }
         Ok(())
     }
 
@@ -116,11 +148,18 @@ impl Args {
     }
 }
 
+/// How far (in entries) a learner may trail the leader's log to be promoted by `PROMOTE`.
+const PROMOTE_MAX_LAG: u64 = 100;
+/// Membership requests wait at least this long (a learner may need time to catch up).
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Everything a client connection needs.
 struct Server {
     id: u64,
     node: Arc<Node>,
     map: KvMap,
+    members: Members,
+    peers: BTreeMap<u64, SocketAddr>,
     transport: Arc<TcpTransport>,
     test_hooks: bool,
     timeout: Duration,
@@ -134,6 +173,22 @@ fn err_line(e: &Error) -> String {
         // A dropped proposal's outcome is unknown, exactly like a timed-out one.
         Error::Timeout | Error::Dropped => "ERR TIMEOUT".into(),
         other => format!("ERR {other}").replace(['\r', '\n'], " "),
+    }
+}
+
+/// Parses a node id of a membership request.
+fn parse_id(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(id) if id != 0 => Ok(id),
+        _ => Err(format!("ERR bad node id {s}")),
+    }
+}
+
+/// `OK` or the error line.
+fn unit(r: Result<(), Error>) -> String {
+    match r {
+        Ok(()) => "OK".into(),
+        Err(e) => err_line(&e),
     }
 }
 
@@ -197,12 +252,85 @@ impl Server {
                     Err(_) => format!("ERR bad peer id {p}"),
                 }
             }
+            ("ADD_LEARNER", [id, addr]) => self.add_learner(id, addr),
+            ("PROMOTE", [id]) => match parse_id(id) {
+                Ok(id) => unit(self.node.promote_learner(id, PROMOTE_MAX_LAG, self.admin())),
+                Err(e) => e,
+            },
+            ("REMOVE", [id]) => match parse_id(id) {
+                Ok(id) => unit(self.node.remove_member(id, self.admin())),
+                Err(e) => e,
+            },
+            ("TRANSFER", [] | [_]) => {
+                let to = match args.first().map(|a| parse_id(a)).transpose() {
+                    Ok(to) => to,
+                    Err(e) => return e,
+                };
+                match self.node.transfer_leader(to) {
+                    Ok(target) => format!("OK {target}"),
+                    Err(e) => err_line(&e),
+                }
+            }
+            ("MEMBERS", []) => self.members_line(),
             ("PUT", _) => "ERR usage: PUT key value".into(),
+            ("ADD_LEARNER", _) => "ERR usage: ADD_LEARNER id raft_host:port".into(),
+            ("PROMOTE", _) => "ERR usage: PROMOTE id".into(),
+            ("REMOVE", _) => "ERR usage: REMOVE id".into(),
+            ("TRANSFER", _) => "ERR usage: TRANSFER [id]".into(),
+            ("MEMBERS", _) => "ERR usage: MEMBERS".into(),
             ("GET", _) => "ERR usage: GET key".into(),
             ("DEL", _) => "ERR usage: DEL key".into(),
             ("CAS", _) => "ERR usage: CAS key old new".into(),
             _ => format!("ERR unknown command {verb}"),
         }
+    }
+
+    fn admin(&self) -> Duration {
+        self.timeout.max(ADMIN_TIMEOUT)
+    }
+
+    /// `ADD_LEARNER id addr`: replicates the new member's address (so every node, whoever
+    /// leads later, can reach it), then adds it as a learner.
+    fn add_learner(&self, id: &str, addr: &str) -> String {
+        let id = match parse_id(id) {
+            Ok(id) => id,
+            Err(e) => return e,
+        };
+        let Ok(addr) = addr.parse::<SocketAddr>() else {
+            return format!("ERR bad address {addr} (expected HOST:PORT with an IP address)");
+        };
+        let recorded = self.write(Command::Member {
+            id,
+            addr: addr.to_string(),
+        });
+        if recorded != "OK" {
+            return recorded;
+        }
+        unit(self.node.add_learner(id, None, self.admin()))
+    }
+
+    /// `MEMBERS conf=.. voters=1,2 learners=3 outgoing= addrs=1=HOST:PORT,...` (local view).
+    fn members_line(&self) -> String {
+        let s = match self.node.status() {
+            Ok(s) => s,
+            Err(e) => return err_line(&e),
+        };
+        let list = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+        // The addresses this node uses: --peers, then those replicated by ADD_LEARNER.
+        let mut known = self.members.read().clone();
+        known.extend(self.peers.iter().map(|(&id, a)| (id, a.to_string())));
+        let addrs = known
+            .iter()
+            .map(|(id, a)| format!("{id}={a}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        format!(
+            "MEMBERS conf={} voters={} learners={} outgoing={} addrs={addrs}",
+            s.conf_index,
+            list(&s.conf.voters),
+            list(&s.conf.learners),
+            list(&s.conf.voters_outgoing)
+        )
     }
 
     fn write(&self, cmd: Command) -> String {
@@ -228,9 +356,6 @@ impl Server {
                 Ok(_) => {}
             }
             let req = line.trim_end_matches(['\r', '\n']);
-            if req.trim().is_empty() {
-                continue;
-            }
             let mut resp = self.handle(req);
             resp.push('\n');
             if out.write_all(resp.as_bytes()).is_err() {
@@ -258,7 +383,8 @@ fn run(a: Args) -> Result<(), String> {
             }
         })
     };
-    let mut tcfg = TransportConfig::new(a.id, a.cluster_id, a.peers[&a.id]);
+    let listen = a.listen.unwrap_or(a.peers[&a.id]);
+    let mut tcfg = TransportConfig::new(a.id, a.cluster_id, listen);
     tcfg.peers = a
         .peers
         .iter()
@@ -270,22 +396,35 @@ fn run(a: Args) -> Result<(), String> {
     tcfg.reconnect_backoff_max = Duration::from_millis(500);
     tcfg.connect_timeout = Duration::from_secs(1);
     let transport = Arc::new(
-        TcpTransport::start(tcfg, on_message)
-            .map_err(|e| format!("transport on {}: {e}", a.peers[&a.id]))?,
+        TcpTransport::start(tcfg, on_message).map_err(|e| format!("transport on {listen}: {e}"))?,
     );
 
     let map = KvMap::default();
-    let mut cfg = NodeConfig::new(a.id, a.peers.keys().copied());
+    let members = Members::default();
+    // A joining node's initial membership is the existing voters (without itself).
+    let voters = a.peers.keys().copied().filter(|&id| !a.join || id != a.id);
+    let mut cfg = NodeConfig::new(a.id, voters);
     cfg.election_timeout = Duration::from_millis(a.election_ms);
     cfg.heartbeat_interval = Duration::from_millis((a.election_ms / 5).max(10));
     cfg.tick = Duration::from_millis((a.election_ms / 15).clamp(1, 10));
     cfg.data_dir = Some(a.data_dir.clone());
     cfg.snapshot_entries = a.snapshot_entries;
     cfg.snapshot_trailing = (a.snapshot_entries / 2).max(1);
+    // Members added at run time: every node learns their address from the log (or from a
+    // snapshot). Addresses given in --peers win: they may differ from a restored
+    // snapshot's, e.g. in a new cluster started from an exported snapshot.
+    let on_member: command::OnMember = {
+        let (transport, given) = (transport.clone(), a.peers.clone());
+        Box::new(move |id, addr| match addr.parse::<SocketAddr>() {
+            Ok(sa) if !given.contains_key(&id) => transport.add_peer(id, sa),
+            Ok(_) => {}
+            Err(_) => eprintln!("raft-kv: ignoring bad address {addr} of member {id}"),
+        })
+    };
     let node = Arc::new(
         Node::start(
             cfg,
-            Box::new(KvMachine::new(map.clone())),
+            Box::new(KvMachine::new(map.clone(), members.clone(), on_member)),
             transport.clone(),
         )
         .map_err(|e| format!("node start: {e}"))?,
@@ -318,6 +457,8 @@ fn run(a: Args) -> Result<(), String> {
         id: a.id,
         node,
         map,
+        members,
+        peers: a.peers.clone(),
         transport,
         test_hooks: a.test_hooks,
         timeout: a.request_timeout(),

@@ -2,12 +2,22 @@
 //!
 //! `raft-manager inspect DIR` prints the hard state, WAL segments, snapshot and entry range,
 //! checking every checksum. `raft-manager verify DIR DIR [DIR...]` checks that replicas' logs
-//! agree. Exit code 0 on success, 1 on corruption or divergence, 2 on usage errors.
+//! agree. `raft-manager snapshot export DIR FILE` / `snapshot import FILE DIR --voters ..`
+//! back up a node's latest snapshot and start a new cluster from one. `raft-manager kv
+//! --servers ADDR,.. REQUEST` sends one request line to a `raft-kv` cluster. Exit code 0 on
+//! success, 1 on corruption, divergence or a failed request, 2 on usage errors.
+
+#[path = "raft_manager/kv_client.rs"]
+mod kv_client;
+#[path = "raft_manager/snapshot.rs"]
+mod snapshot;
 
 use clap::{Parser, Subcommand};
 use raft::storage::inspect::{first_divergence, inspect_dir, Report};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// Parsed command line.
 #[derive(Parser, Debug)]
@@ -38,6 +48,54 @@ enum Cmd {
         /// The replicas' store directories (at least two).
         #[arg(value_name = "DIR", num_args = 2.., required = true)]
         dirs: Vec<PathBuf>,
+    },
+    /// Back up a node's latest snapshot, or start a new cluster's data directory from one.
+    #[command(subcommand)]
+    Snapshot(SnapshotCmd),
+    /// Send one request line to a raft-kv cluster (tries the servers in turn until one that
+    /// is not a follower answers) and print the answer line.
+    Kv {
+        /// Client addresses of the raft-kv servers, comma-separated.
+        #[arg(
+            long,
+            value_name = "HOST:PORT,...",
+            value_delimiter = ',',
+            required = true
+        )]
+        servers: Vec<SocketAddr>,
+        /// Give up after this many milliseconds.
+        #[arg(long, value_name = "MS", default_value_t = 10_000)]
+        timeout_ms: u64,
+        /// The request, e.g. `PUT k v`, `MEMBERS`, `ADD_LEARNER 4 10.0.0.4:7101`.
+        #[arg(value_name = "REQUEST", num_args = 1.., required = true)]
+        request: Vec<String>,
+    },
+}
+
+/// `raft-manager snapshot ...`
+#[derive(Subcommand, Debug)]
+enum SnapshotCmd {
+    /// Copy the latest snapshot of a store directory (a running or stopped node's) to FILE.
+    Export {
+        /// The store directory.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// The file to write (must not exist).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Create a new store directory holding the snapshot in FILE, for a new cluster whose
+    /// voters are --voters (import the same file into every new node's directory).
+    Import {
+        /// A file written by `snapshot export`.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The new store directory (must not hold a store).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// The new cluster's voters, comma-separated node ids.
+        #[arg(long, value_name = "ID,...", value_delimiter = ',', required = true)]
+        voters: Vec<u64>,
     },
 }
 
@@ -114,6 +172,61 @@ fn print_report(r: &Report) {
 
 fn main() -> ExitCode {
     match Cli::parse().cmd {
+        Cmd::Snapshot(SnapshotCmd::Export { dir, file }) => match snapshot::export(&dir, &file) {
+            Ok(m) => {
+                println!(
+                    "exported snapshot index {} term {} ({} bytes) to {}",
+                    m.index,
+                    m.term,
+                    m.size,
+                    file.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("raft-manager: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Cmd::Snapshot(SnapshotCmd::Import { file, dir, voters }) => {
+            match snapshot::import(&file, &dir, &voters) {
+                Ok(m) => {
+                    println!(
+                        "imported snapshot index {} term {} into {} (voters {:?})",
+                        m.index,
+                        m.term,
+                        dir.display(),
+                        m.conf.voters
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("raft-manager: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Cmd::Kv {
+            servers,
+            timeout_ms,
+            request,
+        } => {
+            let line = request.join(" ");
+            match kv_client::request(&servers, &line, Duration::from_millis(timeout_ms)) {
+                Ok(answer) => {
+                    println!("{answer}");
+                    if answer.starts_with("ERR") {
+                        ExitCode::from(1)
+                    } else {
+                        ExitCode::SUCCESS
+                    }
+                }
+                Err(e) => {
+                    eprintln!("raft-manager: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Cmd::Inspect { dir } => match inspect_dir(&dir) {
             Ok(r) => {
                 print_report(&r);

@@ -194,13 +194,33 @@ impl Cluster {
         (Instant::now() + timeout).min(self.deadline)
     }
 
-    /// The `--peers` argument.
-    fn peers_arg(&self) -> String {
-        self.nodes
-            .values()
-            .map(|n| format!("{}={}", n.id, n.raft))
+    /// The `--peers` argument naming `ids`.
+    fn peers_arg(&self, ids: &[u64]) -> String {
+        ids.iter()
+            .map(|id| format!("{id}={}", self.nodes[id].raft))
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// Lays out one more node `id` (fresh ports, its own data directory); starts nothing.
+    pub fn add_node(&mut self, id: u64) -> std::io::Result<NodeSpec> {
+        let a = free_addrs(2)?;
+        let spec = NodeSpec {
+            id,
+            raft: a[0],
+            client: a[1],
+            dir: self.root.join(format!("node-{id}")),
+        };
+        self.nodes.insert(id, spec.clone());
+        Ok(spec)
+    }
+
+    /// Starts node `id` with `--join`: a node being added to the running cluster whose
+    /// voters are `voters`.
+    pub fn spawn_joiner(&mut self, id: u64, voters: &[u64]) -> std::io::Result<()> {
+        let mut ids = voters.to_vec();
+        ids.push(id);
+        self.spawn_with(id, &ids, &["--join"])
     }
 
     /// Log file of node `id` (stdout and stderr, appended across restarts).
@@ -210,6 +230,12 @@ impl Cluster {
 
     /// Starts (or restarts) node `id` from its data directory.
     pub fn spawn(&mut self, id: u64) -> std::io::Result<()> {
+        let all: Vec<u64> = self.nodes.keys().copied().collect();
+        self.spawn_with(id, &all, &[])
+    }
+
+    /// Starts node `id` with `--peers` naming `peers` and extra arguments `more`.
+    fn spawn_with(&mut self, id: u64, peers: &[u64], more: &[&str]) -> std::io::Result<()> {
         let spec = self.nodes[&id].clone();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -219,7 +245,7 @@ impl Cluster {
         cmd.arg("--id")
             .arg(id.to_string())
             .arg("--peers")
-            .arg(self.peers_arg())
+            .arg(self.peers_arg(peers))
             .arg("--client")
             .arg(spec.client.to_string())
             .arg("--data-dir")
@@ -227,6 +253,7 @@ impl Cluster {
             .arg("--election-ms")
             .arg(self.election_ms.to_string())
             .args(&self.extra)
+            .args(more)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

@@ -2,7 +2,8 @@
 //!
 //! Commands travel through the Raft log encoded with postcard. The state machine is a
 //! `BTreeMap<String, String>` shared (behind a lock) with the client server, which reads it
-//! after a linearizable read barrier.
+//! after a linearizable read barrier, plus the Raft address of every member added at run
+//! time (replicated, so every node can reach every member, whoever leads).
 
 use parking_lot::RwLock;
 use raft::runtime::{Committed, StateMachine};
@@ -13,6 +14,12 @@ use std::sync::Arc;
 
 /// The shared key-value map.
 pub type KvMap = Arc<RwLock<BTreeMap<String, String>>>;
+
+/// Raft addresses of members, by id, as replicated through [`Command::Member`].
+pub type Members = Arc<RwLock<BTreeMap<u64, String>>>;
+
+/// Called on every node when a member's Raft address is applied (or restored).
+pub type OnMember = Box<dyn Fn(u64, &str) + Send>;
 
 /// One replicated write.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +45,21 @@ pub enum Command {
         /// Value to store on a match.
         new: String,
     },
+    /// Records the Raft address of member `id` on every node (sent before the member is
+    /// added, so whichever node leads can replicate to it).
+    Member {
+        /// Node id.
+        id: u64,
+        /// Its Raft address, `HOST:PORT`.
+        addr: String,
+    },
+}
+
+/// What a snapshot holds.
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    map: BTreeMap<String, String>,
+    members: BTreeMap<u64, String>,
 }
 
 /// Response bytes of a successful write.
@@ -60,12 +82,19 @@ impl Command {
 /// The key-value state machine.
 pub struct KvMachine {
     map: KvMap,
+    members: Members,
+    on_member: OnMember,
 }
 
 impl KvMachine {
-    /// A state machine writing into `map`.
-    pub fn new(map: KvMap) -> Self {
-        KvMachine { map }
+    /// A state machine writing into `map` and `members`; `on_member` hears of every member
+    /// address applied or restored.
+    pub fn new(map: KvMap, members: Members, on_member: OnMember) -> Self {
+        KvMachine {
+            map,
+            members,
+            on_member,
+        }
     }
 
     fn apply_one(map: &mut BTreeMap<String, String>, cmd: Command) -> &'static [u8] {
@@ -85,6 +114,8 @@ impl KvMachine {
                 }
                 _ => RESP_MISMATCH,
             },
+            // Applied by `apply` itself (it needs the member table).
+            Command::Member { .. } => RESP_OK,
         }
     }
 }
@@ -95,13 +126,18 @@ impl StateMachine for KvMachine {
         let mut out = Vec::with_capacity(batch.len());
         for c in batch {
             if c.data.is_empty() {
-                // A leader's no-op entry.
+                // Nothing to decode (raft-kv never proposes an empty command).
                 out.push(None);
                 continue;
             }
             // A command this version cannot decode is answered, not fatal: every replica
             // skips it identically, so the replicas stay in agreement.
             let resp = match Command::decode(c.data) {
+                Ok(Command::Member { id, addr }) => {
+                    (self.on_member)(id, &addr);
+                    self.members.write().insert(id, addr);
+                    RESP_OK.to_vec()
+                }
                 Ok(cmd) => Self::apply_one(&mut map, cmd).to_vec(),
                 Err(e) => format!("ERR {e}").into_bytes(),
             };
@@ -111,16 +147,30 @@ impl StateMachine for KvMachine {
     }
 
     fn snapshot(&mut self, out: &mut dyn Write) -> Result<(), String> {
-        let bytes = postcard::to_stdvec(&*self.map.read()).map_err(|e| e.to_string())?;
+        let snap = Snapshot {
+            map: self.map.read().clone(),
+            members: self.members.read().clone(),
+        };
+        let bytes = postcard::to_stdvec(&snap).map_err(|e| e.to_string())?;
         out.write_all(&bytes).map_err(|e| e.to_string())
     }
 
     fn restore(&mut self, input: &mut dyn Read) -> Result<(), String> {
         let mut buf = Vec::new();
         input.read_to_end(&mut buf).map_err(|e| e.to_string())?;
-        let restored: BTreeMap<String, String> =
-            postcard::from_bytes(&buf).map_err(|e| format!("bad snapshot: {e}"))?;
-        *self.map.write() = restored;
+        let snap: Snapshot = match postcard::from_bytes(&buf) {
+            Ok(s) => s,
+            // Snapshots of earlier versions hold the map alone.
+            Err(_) => Snapshot {
+                map: postcard::from_bytes(&buf).map_err(|e| format!("bad snapshot: {e}"))?,
+                members: BTreeMap::new(),
+            },
+        };
+        for (id, addr) in &snap.members {
+            (self.on_member)(*id, addr);
+        }
+        *self.map.write() = snap.map;
+        *self.members.write() = snap.members;
         Ok(())
     }
 }
