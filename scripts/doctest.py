@@ -8,8 +8,8 @@ sh/bash/shell, python, c or rust is checked; other blocks (```text, plain ```) a
   `cwd=home`, from the scratch home directory, outside the repository). Each block runs in its
   own process group, killed when the block ends, so servers a block starts in the
   background never outlive it.
-* ```python blocks run from a scratch directory outside the repository with the Python of the virtualenv the
-  docs create (`~/raft-venv`); `with-previous` runs the file's previous Python blocks first.
+* ```python blocks run from a scratch directory outside the repository with the Python of
+  the virtualenv the docs create (`~/raft-venv`).
 * ```c and ```rust blocks must be a file of the repository verbatim (`same-as=PATH`, the file
   is compiled and run by the tests) or an excerpt of one (`excerpt-of=PATH`).
 
@@ -23,7 +23,8 @@ A directive comment on the line before a fence changes this:
     <!-- doc-test: same-as=PATH -->         the block is that file, verbatim
     <!-- doc-test: excerpt-of=PATH -->      the block appears verbatim in that file
     <!-- doc-test: write=PATH -->           write the block to $HOME/PATH (then run it if sh/python)
-    <!-- doc-test: with-previous -->        python: run after the file's previous blocks
+    <!-- doc-test: with-previous -->        run after the previous block of the same language
+                                            (itself with its own previous, if so marked)
 Usage: scripts/doctest.py [--list] [FILE.md ...]
 """
 
@@ -45,7 +46,9 @@ ROOT = Path(__file__).resolve().parent.parent
 RUN_LANGS = {"sh": "sh", "bash": "sh", "shell": "sh", "python": "python", "py": "python",
              "c": "c", "rust": "rust"}
 DIRECTIVE = re.compile(r"^<!--\s*doc-test:\s*(.*?)\s*-->\s*$")
-TIMEOUT = int(os.environ.get("RAFT_DOCTEST_TIMEOUT", "600"))
+# Per block; generous because a first run compiles (a release build of the Python
+# extension takes many minutes on a loaded two-core machine).
+TIMEOUT = int(os.environ.get("RAFT_DOCTEST_TIMEOUT", "2400"))
 
 
 @dataclass
@@ -125,7 +128,7 @@ class Runner:
         env.pop("VIRTUAL_ENV", None)
         env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
         self.env = env
-        self.python_done: dict[Path, list[str]] = {}
+        self.previous: dict[tuple[Path, str], list[str]] = {}
         self.counts = {"run": 0, "checked": 0, "skipped": 0}
 
     def fail(self, b: Block, what: str, out: str = "") -> None:
@@ -171,6 +174,18 @@ class Runner:
                 return True
         return False
 
+    def chain(self, b: Block) -> str:
+        """The block's code, after the code of the previous block of the same language in
+        the file if marked `with-previous` (recursively)."""
+        done = self.previous.setdefault((b.path, b.lang), [])
+        code = b.text
+        if "with-previous" in b.opts:
+            if not done:
+                self.fail(b, "with-previous, but no previous block of this language")
+            code = done[-1] + code
+        done.append(code)
+        return code
+
     def run(self, b: Block) -> None:
         if "skip" in b.opts:
             if not b.opts["skip"]:
@@ -190,15 +205,10 @@ class Runner:
             return
         if b.lang == "sh":
             cwd = self.home if b.opts.get("cwd") == "home" else ROOT
-            self.run_proc(b, ["bash", "-e", "-o", "pipefail", "-c", b.text], cwd)
+            self.run_proc(b, ["bash", "-e", "-o", "pipefail", "-c", self.chain(b)], cwd)
         elif b.lang == "python":
-            code = b.text
-            prev = self.python_done.setdefault(b.path, [])
-            if "with-previous" in b.opts:
-                code = "".join(prev) + code
-            prev.append(b.text)
             script = self.work / f"block_{b.path.stem}_{b.line}.py"
-            script.write_text(code)
+            script.write_text(self.chain(b))
             venv_python = self.home / "raft-venv/bin/python"
             python = os.environ.get("RAFT_DOCTEST_PYTHON") or (
                 str(venv_python) if venv_python.exists() else sys.executable)

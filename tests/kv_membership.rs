@@ -199,7 +199,8 @@ fn a_new_cluster_starts_from_an_exported_snapshot() {
         assert_eq!(a, "OK");
     }
     // Export from a running node once it has a snapshot (taken every 20 applied entries).
-    let file = old.root.join("backup.snap");
+    let file = std::env::temp_dir().join(format!("raft-kv-backup-{}.snap", std::process::id()));
+    let _ = std::fs::remove_file(&file);
     let data = old.nodes[&1].dir.to_string_lossy().into_owned();
     let end = Instant::now() + Duration::from_secs(20);
     loop {
@@ -276,4 +277,5 @@ fn a_new_cluster_starts_from_an_exported_snapshot() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("already holds a store"));
+    let _ = std::fs::remove_file(&file);
 }

@@ -96,3 +96,10 @@ fn no_leader_is_reported_after_the_timeout_not_at_once() {
     );
     n.shutdown().unwrap();
 }
+
+#[test]
+fn a_proposal_during_a_leadership_transfer_is_busy_not_invalid() {
+    use raft::core::ProposeError;
+    // Nothing is proposed while a transfer is in progress: the caller retries, as for Busy.
+    assert_eq!(Error::from(ProposeError::TransferInProgress), Error::Busy);
+}

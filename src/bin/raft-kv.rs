@@ -32,7 +32,7 @@ mod command;
 
 use clap::Parser;
 use command::{Command, KvMachine, KvMap, Members};
-use raft::core::Role;
+use raft::core::{ConfState, Role};
 use raft::runtime::{Error, Node, NodeConfig};
 use raft::transport::{OnMessage, TcpTransport, TransportConfig};
 use std::collections::BTreeMap;
@@ -254,11 +254,16 @@ impl Server {
             }
             ("ADD_LEARNER", [id, addr]) => self.add_learner(id, addr),
             ("PROMOTE", [id]) => match parse_id(id) {
-                Ok(id) => unit(self.node.promote_learner(id, PROMOTE_MAX_LAG, self.admin())),
+                Ok(id) => self.confirm(
+                    self.node.promote_learner(id, PROMOTE_MAX_LAG, self.admin()),
+                    |c| c.is_voter(id),
+                ),
                 Err(e) => e,
             },
             ("REMOVE", [id]) => match parse_id(id) {
-                Ok(id) => unit(self.node.remove_member(id, self.admin())),
+                Ok(id) => self.confirm(self.node.remove_member(id, self.admin()), |c| {
+                    !c.contains(id)
+                }),
                 Err(e) => e,
             },
             ("TRANSFER", [] | [_]) => {
@@ -287,6 +292,25 @@ impl Server {
 
     fn admin(&self) -> Duration {
         self.timeout.max(ADMIN_TIMEOUT)
+    }
+
+    /// The answer to a membership change. An unknown outcome (leadership lost before the
+    /// change committed, e.g. a leader removing itself hands over first) is resolved by
+    /// watching this node's configuration for a moment: `OK` once `done` holds.
+    fn confirm(&self, r: Result<(), Error>, done: impl Fn(&ConfState) -> bool) -> String {
+        match r {
+            Err(Error::Dropped | Error::Timeout) => {
+                let end = std::time::Instant::now() + self.timeout;
+                while std::time::Instant::now() < end {
+                    if self.node.status().is_ok_and(|s| done(&s.conf)) {
+                        return "OK".into();
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                unit(r)
+            }
+            r => unit(r),
+        }
     }
 
     /// `ADD_LEARNER id addr`: replicates the new member's address (so every node, whoever

@@ -10,7 +10,8 @@ pub enum Error {
     /// calls have already waited up to their timeout for one).
     NotLeader(NodeId),
     /// Not accepted now, retry later: the admission limit is reached (uncommitted bytes or
-    /// queue full), or another membership change is still in flight.
+    /// queue full), another membership change is still in flight, or a leadership transfer
+    /// is in progress (for at most an election timeout).
     Busy,
     /// The node is shut down.
     Shutdown,
@@ -65,7 +66,10 @@ impl From<ProposeError> for Error {
     fn from(e: ProposeError) -> Self {
         match e {
             ProposeError::NotLeader(l) => Error::NotLeader(l),
-            ProposeError::Busy | ProposeError::ConfChangeInProgress => Error::Busy,
+            // Transient refusals: nothing was proposed, the same call succeeds later.
+            ProposeError::Busy
+            | ProposeError::ConfChangeInProgress
+            | ProposeError::TransferInProgress => Error::Busy,
             ProposeError::ConfMismatch { current } => Error::ConfMoved { current },
             other => Error::Invalid(other.to_string()),
         }
