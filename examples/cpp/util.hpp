@@ -60,6 +60,11 @@ class Kv {
     auto it = map_.find(key);
     return it == map_.end() ? std::string() : it->second;
   }
+  /// Forgets everything.
+  void clear() {
+    std::lock_guard<std::mutex> g(mu_);
+    map_.clear();
+  }
   /// Number of keys.
   size_t size() const {
     std::lock_guard<std::mutex> g(mu_);
