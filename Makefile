@@ -51,7 +51,7 @@ bench:
 	bash bench/c/build.sh
 	@set -o pipefail; out=target/bench-results.txt; : > $$out; \
 	for prog in w1 openraft-peer w1-capi "w1-capi --caller-runs 1" w2 failover catchup \
-	    "catchup --tcp" memory; do \
+	    "catchup --tcp" memory storage-crc; do \
 	  echo "== $$prog"; ./target/release/$$prog 2>&1 | tee -a $$out || exit 1; \
 	done; \
 	echo "== w3"; $(MAKE) --no-print-directory bench-python-deps && \
