@@ -2,17 +2,18 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test test-rust test-c test-python test-docs lint header sim-long build bench \
-	bench-python-deps install wheel
+.PHONY: demo test test-rust test-c test-python test-go test-docs lint header sim-long build \
+	bench bench-python-deps install wheel
 
 ## Run the main job: a local 3-node replicated key-value cluster, leader killed and recovered.
 demo:
 	$(CARGO) build --release --bin raft-kv --bin raft-kv-demo
 	./target/release/raft-kv-demo --bin ./target/release/raft-kv
 
-## Run every test: Rust (unit, integration, simulation), C via ctest, Python via pytest,
-## then every command and code block of the documentation (scripts/doctest.py).
-test: test-rust test-c test-python test-docs
+## Run every test: Rust (unit, integration, simulation), C and C++ via ctest, Python via
+## pytest, Go via go test -race (when go is installed), then every command and code block
+## of the documentation (scripts/doctest.py).
+test: test-rust test-c test-python test-go test-docs
 
 test-rust:
 	$(CARGO) test --release
@@ -42,6 +43,11 @@ wheel:
 	.venv/bin/python -m pip install --quiet --disable-pip-version-check "maturin>=1.5,<2"
 	.venv/bin/maturin build --release --quiet --out dist -m bindings/python/Cargo.toml
 
+## Go binding (bindings/go): go vet and go test -race; skipped with a message without go.
+test-go:
+	@if command -v go >/dev/null; then bash bindings/go/run_tests.sh; \
+	else echo "test-go: go not installed, Go binding not tested"; fi
+
 ## Formatting and lints, as CI reviewers expect them.
 lint:
 	$(CARGO) fmt --all -- --check
@@ -64,7 +70,7 @@ bench:
 	bash bench/c/build.sh
 	@set -o pipefail; out=target/bench-results.txt; : > $$out; \
 	for prog in w1 openraft-peer w1-capi "w1-capi --caller-runs 1" w2 failover catchup \
-	    "catchup --tcp" memory; do \
+	    "catchup --tcp" memory storage-crc; do \
 	  echo "== $$prog"; ./target/release/$$prog 2>&1 | tee -a $$out || exit 1; \
 	done; \
 	echo "== w3"; $(MAKE) --no-print-directory bench-python-deps && \

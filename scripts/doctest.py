@@ -2,7 +2,7 @@
 """Runs the commands and code blocks of the user documentation (`make test-docs`).
 
 Every fenced block in README.md, bindings/python/README.md and docs/*.md whose language is
-sh/bash/shell, python, c or rust is checked; other blocks (```text, plain ```) are prose.
+sh/bash/shell, python, c, cpp or rust is checked; other blocks (```text, plain ```) are prose.
 
 * ```sh blocks run with `bash -e -o pipefail` from the repository root (or, with
   `cwd=home`, from the scratch home directory, outside the repository). Each block runs in its
@@ -10,7 +10,7 @@ sh/bash/shell, python, c or rust is checked; other blocks (```text, plain ```) a
   background never outlive it.
 * ```python blocks run from a scratch directory outside the repository with the Python of
   the virtualenv the docs create (`~/raft-venv`).
-* ```c and ```rust blocks must be a file of the repository verbatim (`same-as=PATH`, the file
+* ```c, ```cpp and ```rust blocks must be a file of the repository verbatim (`same-as=PATH`, the file
   is compiled and run by the tests) or an excerpt of one (`excerpt-of=PATH`).
 
 HOME is a fresh scratch directory for the whole run (`$HOME/.local`, `~/raft-venv` ... land
@@ -44,7 +44,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_LANGS = {"sh": "sh", "bash": "sh", "shell": "sh", "python": "python", "py": "python",
-             "c": "c", "rust": "rust"}
+             "c": "c", "cpp": "cpp", "c++": "cpp", "rust": "rust"}
 DIRECTIVE = re.compile(r"^<!--\s*doc-test:\s*(.*?)\s*-->\s*$")
 # Per block; generous because a first run compiles (a release build of the Python
 # extension takes many minutes on a loaded two-core machine).

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the C library into PREFIX: lib/libraft.so.X.Y.Z (+ libraft.so.0, libraft.so),
-# lib/libraft.a, include/raft.h, lib/pkgconfig/raft.pc and lib/cmake/raft/ (find_package).
+# lib/libraft.a, include/raft.h and raft.hpp (C++ wrapper), lib/pkgconfig/raft.pc and
+# lib/cmake/raft/ (find_package: raft::raft, raft::raftxx).
 # Run through `make install PREFIX=...`, which builds the release library first:
 #   scripts/install.sh PREFIX [LIB_DIR (default target/release)]
 set -euo pipefail
@@ -23,6 +24,7 @@ ln -sfn "libraft.so.$version" "$prefix/lib/libraft.so.0"
 ln -sfn "libraft.so.0" "$prefix/lib/libraft.so"
 if [[ -f "$libdir/libraft.a" ]]; then install -m 0644 "$libdir/libraft.a" "$prefix/lib/"; fi
 install -m 0644 "$root/include/raft.h" "$prefix/include/raft.h"
+install -m 0644 "$root/include/raft.hpp" "$prefix/include/raft.hpp"
 sed -e "s|@PREFIX@|$prefix|g" -e "s|@VERSION@|$version|g" "$root/raft.pc.in" \
   > "$prefix/lib/pkgconfig/raft.pc"
 install -m 0644 "$root/cmake/raftConfig.cmake" "$prefix/lib/cmake/raft/"

@@ -22,4 +22,5 @@ env -u LD_LIBRARY_PATH "$work/pc_consumer"
 cmake -S "$here" -B "$work/build" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
 cmake --build "$work/build" >/dev/null
 env -u LD_LIBRARY_PATH "$work/build/consumer"
-echo "package: pkg-config and find_package consumers ok"
+env -u LD_LIBRARY_PATH "$work/build/consumer_cpp"
+echo "package: pkg-config and find_package consumers (C, and C++ via raft::raftxx) ok"
