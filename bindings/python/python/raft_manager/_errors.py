@@ -30,7 +30,9 @@ class NotLeaderError(RaftError):
 
 
 class BusyError(RaftError):
-    """Admission limit reached (too many uncommitted bytes or a full queue); retry later."""
+    """Not accepted now, nothing was proposed: the admission limit is reached (too many
+    uncommitted bytes or a full queue), or a membership change or leadership transfer is
+    in flight. Retry later."""
 
 
 class TimeoutError(RaftError, builtins.TimeoutError):
