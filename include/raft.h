@@ -75,7 +75,9 @@ enum raft_status
    */
   RAFT_STATUS_TIMEOUT = 202,
   /**
-   * Leadership was lost before the proposal committed; its outcome is unknown.
+   * Outcome unknown: leadership was lost before the proposal committed. It may still
+   * commit under the new leader, or be lost; the node has not failed. Retry only
+   * idempotent commands or ones proposed with `raft_node_propose_session`.
    */
   RAFT_STATUS_DROPPED = 203,
   /**
@@ -757,9 +759,11 @@ raft_status raft_node_step(const struct raft_node *node, const uint8_t *data, si
 /**
  * Proposes `cmd[0..len]` (copied; `cmd` may be NULL when `len` is 0) and blocks up to
  * `timeout_ms` until it is applied on this node. On success `*out_response` (optional;
- * release with `raft_buf_free`) receives the apply callback's response. Errors:
- * `NOT_LEADER`, `BUSY`, `TIMEOUT` (may still commit), `DROPPED`, `SHUT_DOWN`, `FAILED`,
- * `WOULD_DEADLOCK` inside a callback.
+ * release with `raft_buf_free`) receives the apply callback's response. While no leader
+ * is known (still electing one) it keeps trying within `timeout_ms`. Errors: `NOT_LEADER`
+ * (a follower: `raft_node_status` names the leader; or still no leader at the timeout),
+ * `BUSY`, `TIMEOUT` (may still commit), `DROPPED` (outcome unknown: leadership lost before
+ * commit), `SHUT_DOWN`, `FAILED`, `WOULD_DEADLOCK` inside a callback.
  */
 raft_status raft_node_propose(const struct raft_node *node,
                               const uint8_t *cmd,
@@ -796,8 +800,10 @@ raft_status raft_node_propose_async(const struct raft_node *node,
 
 /**
  * Obtains a linearizable read index, blocking up to `timeout_ms` until this node's state
- * machine has applied it: reading local state afterwards is linearizable. Writes
- * `*out_index` on success. `NOT_LEADER` on followers; `WOULD_DEADLOCK` inside a callback.
+ * machine has applied it: reading local state afterwards is linearizable (followers ask
+ * the leader). Writes `*out_index` on success: a log index, which counts no-op and
+ * membership entries that never reach the apply callback. `NOT_LEADER` if no leader is
+ * known within `timeout_ms`; `WOULD_DEADLOCK` inside a callback.
  */
 raft_status raft_node_read_index(const struct raft_node *node,
                                  uint64_t timeout_ms,
