@@ -25,7 +25,7 @@ A directive comment on the line before a fence changes this:
     <!-- doc-test: write=PATH -->           write the block to $HOME/PATH (then run it if sh/python)
     <!-- doc-test: with-previous -->        run after the previous block of the same language
                                             (itself with its own previous, if so marked)
-Usage: scripts/doctest.py [--list] [FILE.md ...]
+Usage: scripts/doctest.py [--list] [FILE.md ...]   (RAFT_DOCTEST_VERBOSE=1 prints each output)
 """
 
 from __future__ import annotations
@@ -140,22 +140,30 @@ class Runner:
 
     def run_proc(self, b: Block, argv: list[str], cwd: Path) -> None:
         t0 = time.monotonic()
-        p = subprocess.Popen(argv, cwd=cwd, env=self.env, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        try:
-            out, _ = p.communicate(timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            out, _ = p.communicate()
-            self.fail(b, f"timed out after {TIMEOUT} s", out)
-        finally:
+        # Output goes to a file, not a pipe: servers a block leaves in the background keep
+        # the file open, and must not keep us waiting for an end of file.
+        with tempfile.TemporaryFile(mode="w+") as log:
+            p = subprocess.Popen(argv, cwd=cwd, env=self.env, stdout=log,
+                                 stderr=subprocess.STDOUT, text=True, start_new_session=True)
+            try:
+                p.wait(timeout=TIMEOUT)
+                timed_out = False
+            except subprocess.TimeoutExpired:
+                timed_out = True
             try:  # whatever the block left running in the background
                 os.killpg(p.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+            p.wait()
+            log.seek(0)
+            out = log.read()
+        if timed_out:
+            self.fail(b, f"timed out after {TIMEOUT} s", out)
         if p.returncode != 0:
             self.fail(b, f"exit status {p.returncode}", out)
         print(f"  ok   {b.where():40} {b.lang:6} {time.monotonic() - t0:6.1f} s", flush=True)
+        if os.environ.get("RAFT_DOCTEST_VERBOSE"):
+            print("    | " + out.rstrip().replace("\n", "\n    | "), flush=True)
         self.counts["run"] += 1
 
     def file_check(self, b: Block) -> bool:
