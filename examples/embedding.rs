@@ -67,10 +67,8 @@ fn propose(nodes: &BTreeMap<u64, Member>, first: u64, command: &str) -> Result<S
     let mut at = first;
     loop {
         // Waits up to the timeout for a leader to be elected if none is known yet.
-        match nodes[&at]
-            .node
-            .propose(command.into(), Duration::from_secs(5))
-        {
+        let node = &nodes[&at].node;
+        match node.propose(command.into(), Duration::from_secs(5)) {
             Ok(previous) => {
                 return Ok(String::from_utf8_lossy(&previous.unwrap_or_default()).into_owned())
             }
@@ -140,12 +138,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     //    the local state includes every write acknowledged before the call.
     for (id, m) in &nodes {
         let index = m.node.read_index(Duration::from_secs(5))?;
-        let value = m
-            .map
-            .lock()
-            .map_err(|e| e.to_string())?
-            .get("greeting")
-            .cloned();
+        let map = m.map.lock().map_err(|e| e.to_string())?;
+        let value = map.get("greeting").cloned();
         println!("node {id}: greeting={value:?} (read index {index})");
         assert_eq!(value.as_deref(), Some("bonjour"));
     }
