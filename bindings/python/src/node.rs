@@ -671,7 +671,10 @@ impl PyNode {
         if !force {
             let timeout = timeout_of(timeout)?;
             let node = self.node(py)?;
-            let conf = py.detach(|| node.status()).map_err(|e| self.err(py, e))?.conf;
+            let conf = py
+                .detach(|| node.status())
+                .map_err(|e| self.err(py, e))?
+                .conf;
             if conf.is_voter(node_id) {
                 return Ok(());
             }
@@ -686,7 +689,9 @@ impl PyNode {
                 let a = resolve(&a)?;
                 self.tcp(py)?.add_peer(id, a);
             }
-            return self.blocking(py, timeout, move |n, t| n.promote_learner(node_id, max_lag, t));
+            return self.blocking(py, timeout, move |n, t| {
+                n.promote_learner(node_id, max_lag, t)
+            });
         }
         self.conf_change(
             py,
