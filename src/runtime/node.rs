@@ -528,6 +528,20 @@ impl Node {
         wait(&rx, timeout)
     }
 
+    /// Asynchronous [`Node::read_index`]: `done` runs on the apply thread once the local
+    /// state machine has applied the read index (or with the error; a read that finds no
+    /// leader for two election timeouts fails with [`Error::NotLeader`]). A refusal at once
+    /// (`Busy`, `Shutdown`, failed node) runs `done` on the calling thread.
+    pub fn read_index_async(&self, done: impl FnOnce(Result<u64, Error>) + Send + 'static) {
+        if let Err(e) = self.check_alive() {
+            return done(Err(e));
+        }
+        if let Err((Input::ReadIndex(d), e)) = self.inbox.try_send(Input::ReadIndex(Box::new(done)))
+        {
+            d(Err(e));
+        }
+    }
+
     /// Transfers leadership to `to` (or the most up-to-date voter).
     pub fn transfer_leader(&self, to: Option<NodeId>) -> Result<NodeId, Error> {
         let (tx, rx) = bounded(1);

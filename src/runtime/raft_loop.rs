@@ -43,6 +43,14 @@ struct PendingRead {
     expires: u64,
 }
 
+/// How long a read may wait for a leader to ask, in election timeouts.
+const READ_WAIT_FOR_LEADER: u64 = 2;
+
+/// How long a read asked of the core may wait for its answer before the loop gives up on
+/// it, in election timeouts (the core fails reads on leader changes and expiry itself; this
+/// bound only guarantees that nothing leaks).
+const READ_ANSWER_BOUND: u64 = 10;
+
 /// Byte budgets of the work handed to the storage and apply threads.
 pub(crate) struct Budgets {
     /// Bytes of entries and snapshot chunks written but not yet durable.
@@ -283,7 +291,7 @@ impl RaftLoop {
                 }
             }
             Input::ReadIndex(done) => {
-                let expires = self.clock.now_ticks() + self.read_wait_ticks();
+                let expires = self.ticks_from_now(READ_WAIT_FOR_LEADER);
                 self.unsent_reads.push(PendingRead { done, expires });
             }
             Input::Transfer(to, reply) => {
@@ -298,9 +306,12 @@ impl RaftLoop {
         }
     }
 
-    /// How long a read may wait for a leader: two election timeouts.
-    fn read_wait_ticks(&self) -> u64 {
-        self.raw.raft.cfg.election_ticks.saturating_mul(2)
+    /// The tick `timeouts` election timeouts from now.
+    fn ticks_from_now(&self, timeouts: u64) -> u64 {
+        let et = self.raw.raft.cfg.election_ticks;
+        self.clock
+            .now_ticks()
+            .saturating_add(et.saturating_mul(timeouts))
     }
 
     /// Asks the core for the reads that wait for a leader, and fails reads that waited too
@@ -309,13 +320,15 @@ impl RaftLoop {
         let now = self.clock.now_ticks();
         let leader = self.raw.raft.leader;
         if !self.unsent_reads.is_empty() && leader != 0 && !self.raw.raft.removed {
+            let answer_by = self.ticks_from_now(READ_ANSWER_BOUND);
             for r in std::mem::take(&mut self.unsent_reads) {
                 let ctx = (self.incarnation << READ_CTX_COUNTER_BITS)
                     | (self.next_read & ((1 << READ_CTX_COUNTER_BITS) - 1));
                 self.next_read += 1;
                 match self.raw.read_index(ctx) {
                     Ok(()) => {
-                        self.reads.insert(ctx, r);
+                        let expires = answer_by.max(r.expires);
+                        self.reads.insert(ctx, PendingRead { expires, ..r });
                     }
                     Err(e) => self.fail_read(r.done, e.into()),
                 }
@@ -429,7 +442,7 @@ impl RaftLoop {
             for rs in rd.read_states {
                 self.answer_read(rs);
             }
-            let bytes = rd.entries.iter().map(|e| e.data.len() as u64).sum::<u64>()
+            let bytes = rd.entries.iter().map(|e| e.size()).sum::<u64>()
                 + rd.snapshot_chunks
                     .iter()
                     .map(|c| c.data.len() as u64)
@@ -469,7 +482,7 @@ impl RaftLoop {
                 let mut bytes = 0;
                 let mut dropped = Vec::new();
                 for e in rd.committed_entries {
-                    bytes += e.data.len() as u64;
+                    bytes += e.size();
                     let done = match self.pending.remove(&e.index) {
                         Some(p) if p.term == e.term => Some(p.done),
                         Some(p) => {
