@@ -621,8 +621,8 @@ impl raft::storage::LogStore for StallStore {
     }
 }
 
-#[test]
-fn fsync_stall_under_eight_proposers_recovers_and_shuts_down() {
+/// A single-voter node over a [`StallStore`], leading and warmed up.
+fn stall_node() -> (Arc<Node>, Arc<StallStore>) {
     let store = Arc::new(StallStore {
         inner: raft::core::MemStorage::new_with_conf(raft::core::ConfState::with_voters([1])),
         stall: false.into(),
@@ -634,22 +634,23 @@ fn fsync_stall_under_eight_proposers_recovers_and_shuts_down() {
         applied: Arc::new(RwLock::new(Vec::new())),
         delay: Duration::ZERO,
     };
-    let n = Arc::new(
-        Node::start_with_store(c, Box::new(sm), Arc::new(Nowhere), store.clone()).unwrap(),
-    );
-    let t = Duration::from_secs(5);
-    let end = Instant::now() + t;
+    let n = Node::start_with_store(c, Box::new(sm), Arc::new(Nowhere), store.clone()).unwrap();
+    let n = Arc::new(n);
+    let end = Instant::now() + Duration::from_secs(5);
     while n
         .propose(b"warm".to_vec(), Duration::from_millis(200))
         .is_err()
         && Instant::now() < end
     {}
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    store
-        .stall
-        .store(true, std::sync::atomic::Ordering::Release);
-    let stalled_at = Instant::now();
-    let proposers: Vec<_> = (0..8)
+    (n, store)
+}
+
+/// Eight threads proposing as fast as the node takes proposals, until `stop`.
+fn flood(
+    n: &Arc<Node>,
+    stop: &Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    (0..8)
         .map(|_| {
             let (n, stop) = (n.clone(), stop.clone());
             std::thread::spawn(move || {
@@ -661,7 +662,18 @@ fn fsync_stall_under_eight_proposers_recovers_and_shuts_down() {
                 }
             })
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn fsync_stall_under_eight_proposers_recovers_and_shuts_down() {
+    let (n, store) = stall_node();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    store
+        .stall
+        .store(true, std::sync::atomic::Ordering::Release);
+    let stalled_at = Instant::now();
+    let proposers = flood(&n, &stop);
     // Commits resume once the stall ends (5 s), well within 10 s of its start.
     let commit_at_stall = n.status().unwrap().commit;
     let n2 = n.clone();
@@ -690,6 +702,25 @@ fn fsync_stall_under_eight_proposers_recovers_and_shuts_down() {
     assert!(after.is_some(), "no proposal commits after the flood");
     let down = within(Duration::from_secs(1), move || n.shutdown());
     assert!(down.is_some(), "shutdown hung");
+}
+
+#[test]
+fn shutdown_during_an_fsync_stall_under_load_returns() {
+    let (n, store) = stall_node();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    store
+        .stall
+        .store(true, std::sync::atomic::Ordering::Release);
+    let proposers = flood(&n, &stop);
+    // Let the flood fill every queue it can while the disk is stuck.
+    std::thread::sleep(Duration::from_secs(1));
+    let n2 = n.clone();
+    let down = within(Duration::from_secs(10), move || n2.shutdown());
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    for p in proposers {
+        p.join().unwrap();
+    }
+    assert!(down.is_some(), "shutdown hung behind a stalled disk");
 }
 
 #[test]

@@ -183,7 +183,7 @@ struct Completer<'a> {
 }
 
 impl ApplyObserver for Completer<'_> {
-    fn applied(&mut self, pos: usize, index: u64, result: Option<EntryResult>) {
+    fn applied(&mut self, pos: usize, index: u64, result: Option<EntryResult>, _: &SessionTable) {
         if let Some(d) = self.dones.get_mut(pos).and_then(Option::take) {
             // Published first: a proposer woken by `d` sees its entry applied.
             self.shared.applied.store(index, Ordering::Release);
@@ -259,8 +259,12 @@ impl Applier {
             shared: &self.shared,
             confs: Vec::new(),
         };
-        self.core
-            .apply(self.sm.as_mut(), &entries, &mut completer)?;
+        let sm = &mut self.sm;
+        self.core.apply(
+            &mut |b| in_callback(|| sm.apply(b)),
+            &entries,
+            &mut completer,
+        )?;
         for conf in completer.confs {
             let sm = &mut self.sm;
             in_callback(|| sm.on_conf_change(&conf));

@@ -8,13 +8,15 @@
 //! any index at which a session expires, and the table moves to every index in order.
 
 use super::error::Error;
-use super::node::in_callback;
 use super::session::{self, SessionId, SessionTable, Verdict};
-use super::state_machine::{Committed, StateMachine};
+use super::state_machine::Committed;
 use crate::core::{apply_conf_change, decode_conf_change, ConfState, Entry, EntryKind};
 
 /// The outcome of one applied entry.
 pub type EntryResult = Result<Option<Vec<u8>>, Error>;
+
+/// Applies a batch of commands to the state machine (its `apply`): one response each.
+pub type ApplyBatch<'a> = dyn FnMut(&[Committed<'_>]) -> Result<Vec<Option<Vec<u8>>>, String> + 'a;
 
 /// Applied state that every replica agrees on at equal applied index.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -34,17 +36,34 @@ pub struct ApplyCore {
 enum Pending {
     /// Waits for the state machine's response; records it in the session, if any.
     Apply(Option<SessionId>),
-    /// Decided without the state machine (duplicate or stale).
-    Done(EntryResult),
+    /// A retry of an applied command: its recorded response; the session is used again.
+    Duplicate(u64, Option<Vec<u8>>),
+    /// Refused without the state machine.
+    Refused(Error),
 }
 
 /// Callbacks of [`ApplyCore::apply`].
 pub trait ApplyObserver {
     /// Entry `pos` of the input was applied at `index` with `result` (in log order; `None`
-    /// for no-op and configuration entries).
-    fn applied(&mut self, pos: usize, index: u64, result: Option<EntryResult>);
+    /// for no-op and configuration entries); `sessions` is the table as of `index`.
+    fn applied(
+        &mut self,
+        pos: usize,
+        index: u64,
+        result: Option<EntryResult>,
+        sessions: &SessionTable,
+    );
     /// A configuration entry took effect.
     fn conf_changed(&mut self, _conf: &ConfState) {}
+}
+
+/// The last index at which a session used at `index` is alive (`u64::MAX`: never expires).
+fn deadline(index: u64, expiry: u64) -> u64 {
+    if expiry == 0 {
+        u64::MAX
+    } else {
+        index.saturating_add(expiry)
+    }
 }
 
 impl ApplyCore {
@@ -65,18 +84,20 @@ impl ApplyCore {
         }
     }
 
-    /// Applies `entries` (the next ones in log order) to `sm`, reporting each outcome to
-    /// `obs` in order. An `Err` is fatal: a gap in the log, an undecodable command or a
+    /// Applies `entries` (the next ones in log order) through `sm`, reporting each outcome
+    /// to `obs` in order. An `Err` is fatal: a gap in the log, an undecodable command or a
     /// failed state machine.
     pub fn apply(
         &mut self,
-        sm: &mut dyn StateMachine,
+        sm: &mut ApplyBatch<'_>,
         entries: &[Entry],
         obs: &mut dyn ApplyObserver,
     ) -> Result<(), String> {
         let mut batch: Vec<Committed<'_>> = Vec::new();
         let mut pending: Vec<(usize, u64, u64, Pending)> = Vec::new();
         let mut clients: Vec<u64> = Vec::new();
+        // Earliest expiry among the session changes waiting in the batch.
+        let mut batch_deadline = u64::MAX;
         let mut expected = self.applied + 1;
         for (pos, e) in entries.iter().enumerate() {
             if e.index != expected {
@@ -88,7 +109,9 @@ impl ApplyCore {
             }
             expected += 1;
             let cut = match e.kind {
-                EntryKind::Normal => self.sessions.would_expire(e.index),
+                EntryKind::Normal => {
+                    self.sessions.would_expire(e.index) || batch_deadline < e.index
+                }
                 _ => true,
             };
             let cmd = match e.kind {
@@ -104,11 +127,12 @@ impl ApplyCore {
             if cut || repeat {
                 self.flush(sm, &mut batch, &mut pending, obs)?;
                 clients.clear();
+                batch_deadline = u64::MAX;
             }
             self.sessions.advance(e.index);
             let Some(cmd) = cmd else {
                 self.apply_internal(e, obs);
-                obs.applied(pos, e.index, None);
+                obs.applied(pos, e.index, None, &self.sessions);
                 continue;
             };
             let verdict = match cmd.session {
@@ -124,28 +148,30 @@ impl ApplyCore {
                     });
                     if let Some(s) = cmd.session {
                         clients.push(s.client);
+                        batch_deadline = batch_deadline.min(deadline(e.index, s.expiry));
                     }
                     Pending::Apply(cmd.session)
                 }
                 Verdict::Duplicate(resp) => {
-                    if let Some(s) = cmd.session {
-                        self.sessions.touch(s.client, e.index);
-                    }
-                    Pending::Done(Ok(resp))
+                    let client = cmd.session.map_or(0, |s| s.client);
+                    let expiry = self.sessions.expiry_of(client).unwrap_or(0);
+                    batch_deadline = batch_deadline.min(deadline(e.index, expiry));
+                    Pending::Duplicate(client, resp)
                 }
-                Verdict::Stale => Pending::Done(Err(Error::Invalid(
+                Verdict::Stale => Pending::Refused(Error::Invalid(
                     "session command older than the client's latest one".into(),
-                ))),
+                )),
             };
             pending.push((pos, e.index, e.term, p));
         }
         self.flush(sm, &mut batch, &mut pending, obs)
     }
 
-    /// Applies the batch and reports every pending entry in order.
+    /// Applies the batch and reports every pending entry in order; when an entry is
+    /// reported, the sessions hold exactly the changes of the entries up to it.
     fn flush(
         &mut self,
-        sm: &mut dyn StateMachine,
+        sm: &mut ApplyBatch<'_>,
         batch: &mut Vec<Committed<'_>>,
         pending: &mut Vec<(usize, u64, u64, Pending)>,
         obs: &mut dyn ApplyObserver,
@@ -154,8 +180,7 @@ impl ApplyCore {
             Vec::new()
         } else {
             let first = batch[0].index;
-            in_callback(|| sm.apply(batch))
-                .map_err(|e| format!("state machine apply failed at index {first}: {e}"))?
+            sm(batch).map_err(|e| format!("state machine apply failed at index {first}: {e}"))?
         };
         batch.clear();
         let mut responses = responses.into_iter();
@@ -168,11 +193,15 @@ impl ApplyCore {
                     }
                     Ok(resp)
                 }
-                Pending::Done(r) => r,
+                Pending::Duplicate(client, resp) => {
+                    self.sessions.touch(client, index);
+                    Ok(resp)
+                }
+                Pending::Refused(e) => Err(e),
             };
             self.applied = index;
             self.applied_term = term;
-            obs.applied(pos, index, Some(result));
+            obs.applied(pos, index, Some(result), &self.sessions);
         }
         Ok(())
     }
@@ -196,6 +225,7 @@ impl ApplyCore {
 mod tests {
     use super::*;
     use crate::runtime::session::{encode_plain, encode_session};
+    use crate::runtime::StateMachine;
 
     /// Counts applications per command and answers with the running count.
     #[derive(Default)]
@@ -223,12 +253,13 @@ mod tests {
         }
     }
 
+    /// Every outcome with the session table's digest as of its index.
     #[derive(Default)]
-    struct Results(Vec<(u64, Option<EntryResult>)>);
+    struct Results(Vec<(u64, Option<EntryResult>, u64)>);
 
     impl ApplyObserver for Results {
-        fn applied(&mut self, _pos: usize, index: u64, result: Option<EntryResult>) {
-            self.0.push((index, result));
+        fn applied(&mut self, _: usize, index: u64, r: Option<EntryResult>, s: &SessionTable) {
+            self.0.push((index, r, s.digest()));
         }
     }
 
@@ -260,7 +291,8 @@ mod tests {
         let mut res = Results::default();
         let mut start = 0;
         for &c in cuts.iter().chain([entries.len()].iter()) {
-            core.apply(&mut sm, &entries[start..c], &mut res).unwrap();
+            core.apply(&mut |b| sm.apply(b), &entries[start..c], &mut res)
+                .unwrap();
             start = c;
         }
         (core, sm.applied, res)
@@ -277,7 +309,7 @@ mod tests {
         ];
         let (core, applied, res) = run(&entries, &[]);
         assert_eq!(applied, vec![b"a".to_vec(), b"b".to_vec(), b"p".to_vec()]);
-        let r: Vec<_> = res.0.iter().map(|(_, r)| r.clone().unwrap()).collect();
+        let r: Vec<_> = res.0.iter().map(|(_, r, _)| r.clone().unwrap()).collect();
         assert_eq!(r[0], r[1], "the retry gets the first answer");
         assert!(matches!(r[3], Err(Error::Invalid(_))), "older seq refused");
         assert_eq!(core.applied, 5);
@@ -305,10 +337,39 @@ mod tests {
     }
 
     #[test]
+    fn a_session_recorded_and_expired_inside_one_run_is_expired() {
+        // Client 1 (expiry 1) is recorded at 1 and expired at 3, within what could be one
+        // batch; client 2 is touched at 3 (a duplicate) and must outlive it.
+        let entries: Vec<Entry> = vec![
+            entry(1, sess(1, 1, 1, b"x")),
+            entry(2, sess(2, 1, 2, b"y")),
+            entry(3, sess(2, 1, 2, b"y")),
+            entry(4, encode_plain(b"p")),
+            entry(5, sess(1, 1, 1, b"x")),
+        ];
+        let (whole, applied, res) = run(&entries, &[]);
+        assert_eq!(
+            applied.len(),
+            4,
+            "x, y, p, then x again: its session expired at 3"
+        );
+        assert_eq!(whole.sessions.len(), 2);
+        for cuts in [vec![1], vec![2], vec![3], vec![4], vec![1, 2, 3, 4]] {
+            let (c, a, r) = run(&entries, &cuts);
+            assert_eq!(
+                (c, a, r.0),
+                (whole.clone(), applied.clone(), res.0.clone()),
+                "{cuts:?}"
+            );
+        }
+    }
+
+    #[test]
     fn gaps_and_garbage_are_fatal() {
         let mut core = ApplyCore::default();
         let mut sm = Counter::default();
         let mut res = Results::default();
+        let mut sm = |b: &[Committed<'_>]| sm.apply(b);
         assert!(core
             .apply(&mut sm, &[entry(2, encode_plain(b"x"))], &mut res)
             .is_err());

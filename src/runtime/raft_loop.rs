@@ -298,6 +298,8 @@ impl RaftLoop {
                 let _ = reply.try_send(self.raw.transfer_leader(to).map_err(Error::from));
             }
             Input::Status(reply) => {
+                self.raw
+                    .on_applied(self.shared.applied.load(Ordering::Acquire));
                 let _ = reply.try_send(self.raw.status());
             }
             Input::AutoPromote(id, lag) => {

@@ -107,6 +107,15 @@ struct Session {
 }
 
 impl Session {
+    /// This session's share of [`SessionTable::digest`].
+    fn digest(&self, client: u64) -> u64 {
+        let bytes = postcard::to_stdvec(&(client, self)).unwrap_or_default();
+        // FNV-1a: a checker's digest, not a security boundary.
+        bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+            (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+        })
+    }
+
     /// The last index at which the session is still alive (`None`: never expires).
     fn deadline(&self) -> Option<u64> {
         (self.expiry > 0).then(|| self.last_index.saturating_add(self.expiry))
@@ -130,6 +139,8 @@ pub struct SessionTable {
     sessions: BTreeMap<u64, Session>,
     /// `(deadline, client)` of every expiring session, oldest first.
     deadlines: BTreeSet<(u64, u64)>,
+    /// XOR of every session's digest, kept up to date on each change.
+    digest: u64,
 }
 
 /// The first snapshot format: one expiry for every session.
@@ -157,9 +168,11 @@ impl SessionTable {
             .iter()
             .filter_map(|(&c, s)| Some((s.deadline()?, c)))
             .collect();
+        let digest = sessions.iter().fold(0, |d, (&c, s)| d ^ s.digest(c));
         SessionTable {
             sessions,
             deadlines,
+            digest,
         }
     }
 
@@ -186,8 +199,15 @@ impl SessionTable {
                 break;
             }
             self.deadlines.pop_first();
-            self.sessions.remove(&client);
+            if let Some(s) = self.sessions.remove(&client) {
+                self.digest ^= s.digest(client);
+            }
         }
+    }
+
+    /// The expiry of `client`'s session, if it has one.
+    pub fn expiry_of(&self, client: u64) -> Option<u64> {
+        self.sessions.get(&client).map(|s| s.expiry)
     }
 
     /// Decides what to do with command `seq` of `client`.
@@ -200,12 +220,16 @@ impl SessionTable {
     }
 
     fn set(&mut self, client: u64, s: Session) {
-        if let Some(old) = self.sessions.get(&client).and_then(Session::deadline) {
-            self.deadlines.remove(&(old, client));
+        if let Some(old) = self.sessions.get(&client) {
+            self.digest ^= old.digest(client);
+            if let Some(d) = old.deadline() {
+                self.deadlines.remove(&(d, client));
+            }
         }
         if let Some(d) = s.deadline() {
             self.deadlines.insert((d, client));
         }
+        self.digest ^= s.digest(client);
         self.sessions.insert(client, s);
     }
 
@@ -233,13 +257,10 @@ impl SessionTable {
         }
     }
 
-    /// A digest of the whole table, equal on replicas with equal tables.
+    /// A digest of the whole table, equal on replicas with equal tables (kept up to date
+    /// on every change, so checking it after every entry is cheap).
     pub fn digest(&self) -> u64 {
-        let bytes = postcard::to_stdvec(&self.sessions).unwrap_or_default();
-        // FNV-1a: a checker's digest, not a security boundary.
-        bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-            (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-        })
+        self.digest
     }
 
     /// Writes the table at the head of a snapshot.
