@@ -53,7 +53,7 @@ bench:
 	@if command -v go >/dev/null; then bash bench/go/build.sh; fi
 	@set -o pipefail; out=target/bench-results.txt; : > $$out; \
 	for prog in w1 openraft-peer w1-capi "w1-capi --caller-runs 1" w1-cpp w1-go \
-	    "w1-go -mode goroutines" w2 failover catchup "catchup --tcp" memory; do \
+	    "w1-go -mode goroutines" w2 failover catchup "catchup --tcp" memory storage-crc; do \
 	  echo "== $$prog"; \
 	  if [ ! -x "./target/release/$${prog%% *}" ]; then echo "(not built: no go)"; continue; fi; \
 	  ./target/release/$$prog 2>&1 | tee -a $$out || exit 1; \
