@@ -12,6 +12,7 @@ mod cluster;
 #[path = "raft_kv/scenario.rs"]
 mod scenario;
 
+use clap::Parser;
 use cluster::Cluster;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -78,20 +79,24 @@ fn run(bin: PathBuf, keep: bool) -> Result<String, String> {
     ))
 }
 
+/// Parsed command line.
+#[derive(Parser, Debug)]
+#[command(
+    name = "raft-kv-demo",
+    version,
+    about = "Runs a 3-node raft-kv cluster on 127.0.0.1 and narrates a failover"
+)]
+struct Args {
+    /// The raft-kv server binary (default: $RAFT_KV_BIN, else raft-kv next to this program).
+    #[arg(long, value_name = "PATH")]
+    bin: Option<String>,
+    /// Keep the temporary directory (data and node logs) even on success.
+    #[arg(long)]
+    keep: bool,
+}
+
 fn main() -> ExitCode {
-    let mut bin = None;
-    let mut keep = false;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--bin" => bin = args.next(),
-            "--keep" => keep = true,
-            other => {
-                eprintln!("usage: raft-kv-demo [--bin PATH/TO/raft-kv] [--keep] (got {other})");
-                return ExitCode::from(2);
-            }
-        }
-    }
+    let Args { bin, keep } = Args::parse();
     // A watchdog bounds the demo: exiting kills the children (they die with their parent).
     std::thread::spawn(|| {
         std::thread::sleep(DEADLINE);

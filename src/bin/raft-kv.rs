@@ -25,6 +25,7 @@
 #[path = "raft_kv/command.rs"]
 mod command;
 
+use clap::Parser;
 use command::{Command, KvMachine, KvMap};
 use raft::core::Role;
 use raft::runtime::{Error, Node, NodeConfig};
@@ -37,92 +38,82 @@ use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+/// Parses `ID=HOST:PORT,...` into the initial membership with each voter's Raft address.
+fn parse_peers(val: &str) -> Result<BTreeMap<u64, SocketAddr>, String> {
+    let mut m = BTreeMap::new();
+    for part in val.split(',').filter(|p| !p.is_empty()) {
+        let (i, addr) = part
+            .split_once('=')
+            .ok_or_else(|| format!("expected ID=ADDR, got {part}"))?;
+        let id = i.parse::<u64>().map_err(|_| format!("not a number: {i}"))?;
+        let addr: SocketAddr = addr.parse().map_err(|_| format!("bad address {addr}"))?;
+        if m.insert(id, addr).is_some() {
+            return Err(format!("node {id} is listed twice"));
+        }
+    }
+    if m.is_empty() {
+        return Err("at least one ID=ADDR is required".into());
+    }
+    Ok(m)
+}
+
 /// Parsed command line.
+#[derive(Parser, Debug)]
+#[command(
+    name = "raft-kv",
+    version,
+    about = "A replicated key-value server built on raft-manager",
+    long_about = "A replicated key-value server built on raft-manager. Raft traffic flows over \
+the built-in TCP transport; clients speak a line protocol (PUT, GET, DEL, CAS, STATUS) on \
+--client. See docs/DEMO.md."
+)]
 struct Args {
+    /// This node's Raft id (must appear in --peers).
+    #[arg(long, value_name = "N")]
     id: u64,
+    /// Every voter's id and Raft address, this node included: the initial membership.
+    #[arg(long, value_name = "ID=HOST:PORT,...", value_parser = parse_peers)]
     peers: BTreeMap<u64, SocketAddr>,
+    /// Address the client line protocol listens on.
+    #[arg(long, value_name = "HOST:PORT")]
     client: SocketAddr,
+    /// Directory of the durable state: write-ahead log, hard state, snapshots.
+    #[arg(long, value_name = "DIR")]
     data_dir: PathBuf,
+    /// Base election timeout in milliseconds (heartbeat = 1/5 of it; at least 20).
+    #[arg(long, value_name = "MS", default_value_t = 150,
+          value_parser = clap::value_parser!(u64).range(20..))]
     election_ms: u64,
+    /// Cluster id: the transport refuses connections from other clusters.
+    #[arg(long, value_name = "X", default_value_t = 1)]
     cluster_id: u64,
+    /// Shared secret for mutual HMAC authentication of every Raft connection (visible in the
+    /// process list: a demo convenience).
+    #[arg(long, value_name = "S")]
     secret: Option<String>,
+    /// Snapshot the state machine every N applied entries.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
     snapshot_entries: u64,
-    request_timeout: Duration,
+    /// How long a client request waits for commit or a read index, in milliseconds.
+    #[arg(long = "request-timeout-ms", value_name = "MS", default_value_t = 2000)]
+    request_timeout_ms: u64,
+    /// Enables the BLOCK/UNBLOCK client commands (tests only).
+    #[arg(long)]
     test_hooks: bool,
 }
 
-const USAGE: &str = "usage: raft-kv --id N --peers ID=HOST:PORT,... --client HOST:PORT \
---data-dir DIR [--election-ms 150] [--cluster-id X] [--secret S] [--snapshot-entries N] \
-[--request-timeout-ms MS] [--test-hooks]";
+impl Args {
+    /// Checks what clap cannot: this node is one of the peers.
+    fn validate(&self) -> Result<(), String> {
+        if !self.peers.contains_key(&self.id) {
+            return Err(format!("--peers must include this node's id {}", self.id));
+        }
+        Ok(())
+    }
 
-fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
-    let (mut id, mut peers, mut client, mut data_dir) = (None, None, None, None);
-    let mut a = Args {
-        id: 0,
-        peers: BTreeMap::new(),
-        client: "127.0.0.1:0".parse().expect("literal"),
-        data_dir: PathBuf::new(),
-        election_ms: 150,
-        cluster_id: 1,
-        secret: None,
-        snapshot_entries: 10_000,
-        request_timeout: Duration::from_millis(2000),
-        test_hooks: false,
-    };
-    while let Some(flag) = it.next() {
-        if flag == "--test-hooks" {
-            a.test_hooks = true;
-            continue;
-        }
-        if flag == "-h" || flag == "--help" {
-            return Err(USAGE.into());
-        }
-        let val = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let num = |v: &str| {
-            v.parse::<u64>()
-                .map_err(|_| format!("{flag}: not a number: {v}"))
-        };
-        match flag.as_str() {
-            "--id" => id = Some(num(&val)?),
-            "--peers" => {
-                let mut m = BTreeMap::new();
-                for part in val.split(',').filter(|p| !p.is_empty()) {
-                    let (i, addr) = part
-                        .split_once('=')
-                        .ok_or_else(|| format!("--peers: expected ID=ADDR, got {part}"))?;
-                    let addr: SocketAddr = addr
-                        .parse()
-                        .map_err(|_| format!("--peers: bad address {addr}"))?;
-                    m.insert(num(i)?, addr);
-                }
-                peers = Some(m);
-            }
-            "--client" => {
-                client = Some(
-                    val.parse::<SocketAddr>()
-                        .map_err(|_| format!("--client: bad address {val}"))?,
-                )
-            }
-            "--data-dir" => data_dir = Some(PathBuf::from(val)),
-            "--election-ms" => a.election_ms = num(&val)?,
-            "--cluster-id" => a.cluster_id = num(&val)?,
-            "--secret" => a.secret = Some(val),
-            "--snapshot-entries" => a.snapshot_entries = num(&val)?,
-            "--request-timeout-ms" => a.request_timeout = Duration::from_millis(num(&val)?),
-            other => return Err(format!("unknown option {other}\n{USAGE}")),
-        }
+    fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
     }
-    a.id = id.ok_or("--id is required")?;
-    a.peers = peers.ok_or("--peers is required")?;
-    a.client = client.ok_or("--client is required")?;
-    a.data_dir = data_dir.ok_or("--data-dir is required")?;
-    if !a.peers.contains_key(&a.id) {
-        return Err(format!("--peers must include this node's id {}", a.id));
-    }
-    if a.election_ms < 20 {
-        return Err("--election-ms must be at least 20".into());
-    }
-    Ok(a)
 }
 
 /// Everything a client connection needs.
@@ -329,7 +320,7 @@ fn run(a: Args) -> Result<(), String> {
         map,
         transport,
         test_hooks: a.test_hooks,
-        timeout: a.request_timeout,
+        timeout: a.request_timeout(),
     });
     for conn in client.incoming() {
         match conn {
@@ -352,13 +343,11 @@ fn run(a: Args) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("raft-kv: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let args = Args::parse();
+    if let Err(e) = args.validate() {
+        eprintln!("raft-kv: {e}");
+        return ExitCode::from(2);
+    }
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -4,13 +4,41 @@
 //! checking every checksum. `raft-manager verify DIR DIR [DIR...]` checks that replicas' logs
 //! agree. Exit code 0 on success, 1 on corruption or divergence, 2 on usage errors.
 
+use clap::{Parser, Subcommand};
 use raft::storage::inspect::{first_divergence, inspect_dir, Report};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-fn usage() -> ExitCode {
-    eprintln!("usage: raft-manager inspect DIR\n       raft-manager verify DIR DIR [DIR...]");
-    ExitCode::from(2)
+/// Parsed command line.
+#[derive(Parser, Debug)]
+#[command(
+    name = "raft-manager",
+    version,
+    about = "Operator tool for raft-manager store directories",
+    long_about = "Operator tool for raft-manager store directories. Exit code 0 on success, \
+1 on corruption or divergence, 2 on usage errors."
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+/// The operator commands.
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Print the hard state, WAL segments, snapshot and entry range of a store directory,
+    /// checking every checksum.
+    Inspect {
+        /// The store directory (a node's data directory).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Check that the logs of two or more replicas agree.
+    Verify {
+        /// The replicas' store directories (at least two).
+        #[arg(value_name = "DIR", num_args = 2.., required = true)]
+        dirs: Vec<PathBuf>,
+    },
 }
 
 fn print_report(r: &Report) {
@@ -85,9 +113,8 @@ fn print_report(r: &Report) {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("inspect") if args.len() == 2 => match inspect_dir(&PathBuf::from(&args[1])) {
+    match Cli::parse().cmd {
+        Cmd::Inspect { dir } => match inspect_dir(&dir) {
             Ok(r) => {
                 print_report(&r);
                 println!("all checksums OK");
@@ -98,10 +125,10 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Some("verify") if args.len() >= 3 => {
+        Cmd::Verify { dirs } => {
             let mut reports = Vec::new();
-            for d in &args[1..] {
-                match inspect_dir(&PathBuf::from(d)) {
+            for d in &dirs {
+                match inspect_dir(d) {
                     Ok(r) => reports.push(r),
                     Err(e) => {
                         eprintln!("CORRUPT: {e}");
@@ -127,6 +154,5 @@ fn main() -> ExitCode {
                 }
             }
         }
-        _ => usage(),
     }
 }
