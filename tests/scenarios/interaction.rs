@@ -1,7 +1,7 @@
 //! Interaction scenarios in the style of etcd-io/raft's interaction tests: each message is
 //! delivered, held or dropped by hand, and each step's outcome is asserted exactly.
 
-use super::{config, no_lease, term_at, Net};
+use super::{no_lease, term_at, Net};
 use raft::core::{
     ConfState, Entry, EntryKind, MemStorage, Message, MessageBody, NodeId, RawNode, Role,
     SnapshotMeta, Storage,
@@ -76,7 +76,7 @@ fn stale_append_across_terms_is_refused() {
 /// the longer one: nothing is truncated and the answer acknowledges only what it carried.
 #[test]
 fn older_shorter_append_does_not_truncate() {
-    let mut net = Net::new(5);
+    let mut net = Net::with_cfg(5, no_lease);
     net.elect(1, &[1, 2, 3, 4, 5]);
     net.deliver(|_| true);
     let n = net.node(1).raft.log.last_index();
@@ -271,7 +271,7 @@ fn with_log(id: NodeId, terms: &[u64]) -> (RawNode<MemStorage>, MemStorage) {
     let mut hs = s.hard_state();
     hs.term = terms.iter().copied().max().unwrap_or(0);
     s.set_hard_state(hs);
-    let mut c = config(id);
+    let mut c = no_lease(id);
     c.max_msg_bytes = u64::MAX;
     (RawNode::new(c, s.clone()).unwrap(), s)
 }
