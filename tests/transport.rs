@@ -76,6 +76,8 @@ fn config(id: u64, cluster: u64) -> TransportConfig {
     cfg.reconnect_backoff_min = Duration::from_millis(5);
     cfg.reconnect_backoff_max = Duration::from_millis(100);
     cfg.handshake_timeout = Duration::from_secs(3);
+    // These tests carry arbitrary bytes, not codec messages (see `forged_sender_*`).
+    cfg.sender_of = None;
     cfg
 }
 
@@ -397,6 +399,189 @@ fn replayed_handshake_is_refused() {
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(b_in.snapshot(), vec![(1, msg("real", 0))]);
     drop(a);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connection caps, the absolute handshake deadline and the authenticated sender.
+
+/// Live inbound reader threads of node `id` (thread names are `raft-conn-<id>-<conn>`).
+fn reader_threads(id: u64) -> usize {
+    let prefix = format!("raft-conn-{id}-");
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.starts_with(&prefix))
+        .count()
+}
+
+/// Many connections dribbling a hello one byte at a time: the listener's reader threads stay
+/// within `max_inbound_connections` and a real peer still connects and delivers.
+#[test]
+fn slow_handshake_attack_keeps_threads_bounded_and_peers_connect() {
+    const ATTACKERS: usize = 60;
+    let mut cfg = config(41, CLUSTER);
+    cfg.max_inbound_connections = 12;
+    cfg.max_pending_handshakes = 4;
+    cfg.handshake_timeout = Duration::from_secs(2);
+    let (a, a_in) = start(cfg);
+    let addr = a.local_addr();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let max_threads = Arc::new(AtomicUsize::new(0));
+    let attacker = {
+        let (stop, max_threads) = (stop.clone(), max_threads.clone());
+        std::thread::spawn(move || {
+            let hello = Hello {
+                version: handshake::PROTOCOL_VERSION,
+                cluster_id: CLUSTER,
+                from: 42,
+                to: 41,
+                nonce: [1; 32],
+            }
+            .encode();
+            let mut conns: Vec<(Option<TcpStream>, usize)> =
+                (0..ATTACKERS).map(|_| (None, 0)).collect();
+            let mut opened = 0usize;
+            while !stop.load(Ordering::SeqCst) {
+                for (conn, sent) in conns.iter_mut() {
+                    if conn.is_none() {
+                        *conn = TcpStream::connect(addr).ok();
+                        *sent = 0;
+                        opened += 1;
+                    }
+                    let alive = conn.as_mut().is_some_and(|s| {
+                        *sent < HELLO_LEN - 1 && s.write_all(&hello[*sent..*sent + 1]).is_ok()
+                    });
+                    if alive {
+                        *sent += 1;
+                    } else {
+                        *conn = None;
+                    }
+                }
+                max_threads.fetch_max(reader_threads(41), Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            opened
+        })
+    };
+    wait_until("the attack to fill the handshake slots", || {
+        a.stats().inbound_connections >= ATTACKERS as u64
+    });
+    // A legitimate peer joins during the attack and both directions work.
+    let mut cfg_b = config(42, CLUSTER);
+    cfg_b.peers.insert(41, addr);
+    let (b, b_in) = start(cfg_b);
+    a.add_peer(42, b.local_addr());
+    b.send(41, msg("legit", 0), SendClass::Normal).unwrap();
+    assert_eq!(a_in.wait_len(1)[0], (42, msg("legit", 0)));
+    a.send(42, msg("back", 0), SendClass::Normal).unwrap();
+    assert_eq!(b_in.wait_len(1)[0], (41, msg("back", 0)));
+    stop.store(true, Ordering::SeqCst);
+    let opened = attacker.join().unwrap();
+    let peak = max_threads.load(Ordering::SeqCst);
+    assert!(
+        opened > ATTACKERS,
+        "the attacker kept reconnecting ({opened})"
+    );
+    assert!(
+        peak <= 12,
+        "{peak} reader threads for {opened} attacking connections"
+    );
+    assert_eq!(a.stats().frames_received, 1);
+}
+
+/// A hello dribbled one byte every 100 ms is cut off at the absolute handshake deadline (1 s),
+/// not kept alive by each byte restarting a per-read timeout.
+#[test]
+fn handshake_deadline_is_absolute() {
+    let mut cfg = config(2, CLUSTER);
+    cfg.peers.insert(7, free_addr());
+    cfg.handshake_timeout = Duration::from_secs(1);
+    let (t, _) = start(cfg);
+    let hello = Hello {
+        version: handshake::PROTOCOL_VERSION,
+        cluster_id: CLUSTER,
+        from: 7,
+        to: 2,
+        nonce: [1; 32],
+    }
+    .encode();
+    let mut s = TcpStream::connect(t.local_addr()).unwrap();
+    s.set_nonblocking(true).unwrap();
+    let started = Instant::now();
+    let mut closed_after = None;
+    for byte in &hello[..HELLO_LEN - 1] {
+        let mut buf = [0u8; 64];
+        let closed = match s.read(&mut buf) {
+            Ok(_) => true,
+            Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+        };
+        if closed || s.write_all(std::slice::from_ref(byte)).is_err() {
+            closed_after = Some(started.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let closed_after = closed_after.expect("the slow handshake was never cut off");
+    assert!(closed_after < Duration::from_secs(3), "{closed_after:?}");
+    assert_eq!(t.stats().handshake_timeouts, 1);
+}
+
+/// At `max_inbound_connections` a new connection gets `REJECT_BUSY` and is closed, without a
+/// thread; once a slot frees, connections are served again.
+#[test]
+fn busy_listener_refuses_clearly() {
+    let mut cfg = config(2, CLUSTER);
+    cfg.peers.insert(7, free_addr());
+    cfg.max_inbound_connections = 2;
+    let (t, _) = start(cfg);
+    let silent: Vec<_> = (0..2)
+        .map(|_| TcpStream::connect(t.local_addr()).unwrap())
+        .collect();
+    wait_until("two readers", || {
+        reader_threads(2) >= 2 || t.stats().inbound_connections >= 2
+    });
+    let mut third = TcpStream::connect(t.local_addr()).unwrap();
+    wait_until("the refusal", || t.stats().inbound_refused == 1);
+    third.set_read_timeout(Some(WAIT)).unwrap();
+    let mut reply = [0u8; REPLY_LEN];
+    third.read_exact(&mut reply).unwrap();
+    assert_eq!(reply[0], handshake::REJECT_BUSY);
+    assert!(closed_by_peer(&mut third));
+    drop(silent);
+    wait_until("slots freed", || {
+        let (_, reply) = raw_connect(&t, CLUSTER, 7);
+        reply.status == handshake::ACCEPT
+    });
+}
+
+/// A frame whose codec `from` is not the authenticated peer is dropped and counted; the real
+/// sender's frames still arrive.
+#[test]
+fn forged_sender_is_dropped_and_counted() {
+    use raft::core::{Message, MessageBody};
+    let encode = |from: u64| {
+        raft::codec::encode(&Message {
+            from,
+            to: 51,
+            term: 1,
+            body: MessageBody::HeartbeatResponse { read_ctx: 0 },
+        })
+    };
+    let mut cfg_a = config(51, CLUSTER);
+    cfg_a.sender_of = Some(raft::codec::sender);
+    let (a, a_in) = start(cfg_a);
+    let (b, _) = start(config(52, CLUSTER));
+    a.add_peer(52, b.local_addr());
+    a.add_peer(53, free_addr());
+    b.add_peer(51, a.local_addr());
+    for forged in [encode(53), encode(51), b"not a message".to_vec()] {
+        b.send(51, forged, SendClass::Normal).unwrap();
+    }
+    b.send(51, encode(52), SendClass::Normal).unwrap();
+    // Frames from one connection arrive in order: when the genuine one is in, the rest are done.
+    assert_eq!(a_in.wait_len(1), vec![(52, encode(52))]);
+    assert_eq!(a.stats().sender_mismatch, 3);
+    assert_eq!(a.stats().frames_received, 1);
 }
 
 // ---------------------------------------------------------------------------------------------
