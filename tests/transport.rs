@@ -1,7 +1,7 @@
 //! Integration tests for the TCP transport, all over 127.0.0.1 with ephemeral ports.
 
 use parking_lot::{Condvar, Mutex};
-use raft::transport::frame::{self, Decoded, ReadError};
+use raft::transport::frame;
 use raft::transport::handshake::{self, Hello, Reply, HELLO_LEN, PROOF_LEN, REPLY_LEN};
 use raft::transport::{SendClass, TcpTransport, TransportConfig, TransportError};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -463,8 +463,9 @@ fn slow_handshake_attack_keeps_threads_bounded_and_peers_connect() {
             opened
         })
     };
-    wait_until("the attack to fill the handshake slots", || {
-        a.stats().inbound_connections >= ATTACKERS as u64
+    // The attacker has reconnected its evicted connections at least once: the attack is on.
+    wait_until("the attack to be sustained", || {
+        a.stats().inbound_connections >= 2 * ATTACKERS as u64
     });
     // A legitimate peer joins during the attack and both directions work.
     let mut cfg_b = config(42, CLUSTER);
@@ -719,207 +720,6 @@ fn heartbeats_are_dropped_first_under_pressure() {
         .collect();
     assert_eq!(normals, 5);
     assert_eq!(hbs, (160..200).map(hb).collect::<Vec<_>>());
-}
-
-// ---------------------------------------------------------------------------------------------
-// Fuzzing (seeded, deterministic, part of the default run).
-
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-}
-
-/// Random input biased towards interesting shapes: pure noise, valid frames with mutations,
-/// and headers with extreme lengths.
-fn fuzz_input(rng: &mut XorShift) -> Vec<u8> {
-    match rng.below(4) {
-        0 => {
-            let len = rng.below(64) as usize;
-            rng.bytes(len)
-        }
-        1 | 2 => {
-            let mut buf = Vec::new();
-            for _ in 0..rng.below(4) {
-                let len = rng.below(40) as usize;
-                frame::encode_frame(&rng.bytes(len), &mut buf);
-            }
-            for _ in 0..rng.below(4) {
-                if !buf.is_empty() {
-                    let i = rng.below(buf.len() as u64) as usize;
-                    buf[i] = rng.next() as u8;
-                }
-            }
-            let cut = rng.below(buf.len() as u64 + 1) as usize;
-            buf.truncate(cut);
-            buf
-        }
-        _ => {
-            let mut buf = (rng.next() as u32).to_be_bytes().to_vec();
-            buf.push(if rng.below(2) == 0 {
-                frame::FRAME_VERSION
-            } else {
-                rng.next() as u8
-            });
-            let len = rng.below(16) as usize;
-            buf.extend(rng.bytes(len));
-            buf
-        }
-    }
-}
-
-#[test]
-fn fuzz_frame_decoder() {
-    const MAX: usize = 1 << 10;
-    let mut rng = XorShift(0x5eed_1234_abcd_0001);
-    let (mut frames, mut errors) = (0u64, 0u64);
-    for _ in 0..150_000 {
-        let input = fuzz_input(&mut rng);
-        // Pure decoder: walk all frames in the buffer.
-        let mut rest = &input[..];
-        loop {
-            match frame::decode_frame(rest, MAX) {
-                Ok(Decoded::Frame { payload, consumed }) => {
-                    assert!(payload.len() <= MAX && consumed == payload.len() + 5);
-                    assert!(consumed <= rest.len());
-                    rest = &rest[consumed..];
-                    frames += 1;
-                }
-                Ok(Decoded::Incomplete { need }) => {
-                    assert!(need > rest.len());
-                    break;
-                }
-                Err(_) => {
-                    errors += 1;
-                    break;
-                }
-            }
-        }
-        // Streaming decoder on the same bytes must agree frame for frame.
-        let mut cur = io::Cursor::new(&input[..]);
-        let mut rest = &input[..];
-        loop {
-            let streamed = frame::read_frame(&mut cur, MAX);
-            match (frame::decode_frame(rest, MAX), streamed) {
-                (Ok(Decoded::Frame { payload, consumed }), Ok(p)) => {
-                    assert_eq!(payload, &p[..]);
-                    rest = &rest[consumed..];
-                }
-                (Ok(Decoded::Incomplete { .. }), Err(ReadError::Io(_))) => break,
-                // The pure decoder judges the length field as soon as its 4 bytes are present;
-                // the stream reader reads the whole 5-byte header first.
-                (Err(_), Err(ReadError::Io(_))) if rest.len() < frame::HEADER_LEN => break,
-                (Err(a), Err(ReadError::Frame(b))) => {
-                    assert_eq!(a, b);
-                    break;
-                }
-                (a, b) => panic!("decoders disagree: {a:?} vs {b:?}"),
-            }
-        }
-    }
-    assert!(
-        frames > 10_000 && errors > 10_000,
-        "frames {frames} errors {errors}"
-    );
-    let largest = LARGEST_ALLOC.load(Ordering::Relaxed);
-    assert!(largest < ALLOC_LIMIT, "largest allocation {largest}");
-}
-
-/// In-memory duplex stream: reads from a fixed input, collects writes.
-struct Duplex {
-    input: io::Cursor<Vec<u8>>,
-    output: Vec<u8>,
-}
-
-impl Read for Duplex {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.input.read(buf)
-    }
-}
-
-impl Write for Duplex {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.output.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-#[test]
-fn fuzz_handshake_parsing() {
-    let mut rng = XorShift(0xfeed_beef_0000_0042);
-    let valid = Hello {
-        version: handshake::PROTOCOL_VERSION,
-        cluster_id: CLUSTER,
-        from: 7,
-        to: 2,
-        nonce: [1; 32],
-    }
-    .encode();
-    let known = |id: u64| id == 7;
-    let mut accepted = 0;
-    for i in 0..120_000u32 {
-        let mut input = match rng.below(3) {
-            0 => {
-                let len = rng.below(140) as usize;
-                rng.bytes(len)
-            }
-            _ => {
-                let mut v = valid.to_vec();
-                for _ in 0..rng.below(3) {
-                    let j = rng.below(v.len() as u64) as usize;
-                    v[j] = rng.next() as u8;
-                }
-                let extra = rng.below(70) as usize;
-                v.extend(rng.bytes(extra));
-                v
-            }
-        };
-        let _ = Hello::parse(&input);
-        let _ = Reply::parse(&input[..input.len().min(REPLY_LEN)]);
-        let _ = Reply::parse(&input);
-        // Whole state machines over random peer bytes: no panic, bounded output.
-        let with_secret = i % 8 == 0; // the secret path reads /dev/urandom; keep it cheaper
-        let policy = handshake::AcceptPolicy {
-            cluster_id: CLUSTER,
-            node_id: 2,
-            secret: if with_secret { Some(b"k") } else { None },
-            is_known: &known,
-        };
-        let mut d = Duplex {
-            input: io::Cursor::new(input.clone()),
-            output: Vec::new(),
-        };
-        if handshake::accept(&mut d, &policy).is_ok() {
-            accepted += 1;
-        }
-        assert!(d.output.len() <= 2 * REPLY_LEN);
-        if i % 16 == 0 {
-            input.truncate(2 * REPLY_LEN);
-            let mut d = Duplex {
-                input: io::Cursor::new(input),
-                output: Vec::new(),
-            };
-            let secret: Option<&[u8]> = if with_secret { Some(b"k") } else { None };
-            let _ = handshake::dial(&mut d, CLUSTER, 2, 7, secret);
-        }
-    }
-    assert!(accepted > 1000, "the valid path was exercised ({accepted})");
-    let largest = LARGEST_ALLOC.load(Ordering::Relaxed);
-    assert!(largest < ALLOC_LIMIT, "largest allocation {largest}");
 }
 
 #[test]
