@@ -68,17 +68,21 @@ mutants:
 	$(CARGO) mutants --no-shuffle --timeout 300 --build-timeout 600 $(MUTANTS_ARGS) \
 	  -- --release --lib --test scenarios --test membership --test simulation
 
-## Benchmarks (docs/BENCHMARKS.md): W1 (Rust API, C ABI), openraft peer, W2, failover,
+## Benchmarks (docs/BENCHMARKS.md): W1 (Rust API, C ABI, C++, Go), openraft peer, W2, failover,
 ## catch-up, memory, W3; then raft-manager/peer ratios and the targets (bench/ratios.py).
 ## Each program prints a table and `BENCH name=... value=... unit=...` lines; the summary of
 ## every BENCH line is printed at the end and kept in target/bench-results.txt.
 bench:
 	$(CARGO) build --release -p raft-bench -p openraft-peer
 	bash bench/c/build.sh
+	bash bench/cpp/build.sh
+	@if command -v go >/dev/null; then bash bench/go/build.sh; fi
 	@set -o pipefail; out=target/bench-results.txt; : > $$out; \
-	for prog in w1 openraft-peer w1-capi "w1-capi --caller-runs 1" w2 failover catchup \
-	    "catchup --tcp" memory storage-crc; do \
-	  echo "== $$prog"; ./target/release/$$prog 2>&1 | tee -a $$out || exit 1; \
+	for prog in w1 openraft-peer w1-capi "w1-capi --caller-runs 1" w1-cpp w1-go \
+	    "w1-go -mode goroutines" w2 failover catchup "catchup --tcp" memory storage-crc; do \
+	  echo "== $$prog"; \
+	  if [ ! -x "./target/release/$${prog%% *}" ]; then echo "(not built: no go)"; continue; fi; \
+	  ./target/release/$$prog 2>&1 | tee -a $$out || exit 1; \
 	done; \
 	echo "== w3"; $(MAKE) --no-print-directory bench-python-deps && \
 	  .venv/bin/python bench/python/w3.py 2>&1 | tee -a $$out || echo "w3 failed"; \

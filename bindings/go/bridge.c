@@ -49,3 +49,13 @@ raft_status rgo_propose_async(uintptr_t n, const void *p, size_t len, uintptr_t 
   return rgo_msg(raft_node_propose_async(RGO_N(n), (const uint8_t *)p, len, propose_cb, (void *)h),
                  msg);
 }
+
+static void log_cb(void *ud, const raft_log_record *r) {
+  raftgoLog((uintptr_t)ud, (uint32_t)r->level, (char *)r->target, (char *)r->message,
+            (char *)r->file, r->line);
+}
+
+raft_status rgo_set_logger(uintptr_t handle, uint32_t max_level, char *msg) {
+  if (handle == 0) return rgo_msg(raft_set_log_callback(NULL, RAFT_LOG_LEVEL_OFF, NULL), msg);
+  return rgo_msg(raft_set_log_callback(log_cb, max_level, (void *)handle), msg);
+}

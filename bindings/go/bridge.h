@@ -79,6 +79,9 @@ static inline raft_status rgo_build(uintptr_t b, uintptr_t *out, char *msg) {
 }
 static inline void rgo_config_free(uintptr_t c) { raft_config_free((raft_config *)c); }
 
+/* Installs (handle != 0) or removes the process-wide log callback. */
+raft_status rgo_set_logger(uintptr_t handle, uint32_t max_level, char *msg);
+
 /* ---- node ---- */
 static inline raft_status rgo_start(uintptr_t c, uintptr_t *out, char *msg) {
   raft_node *n = NULL;

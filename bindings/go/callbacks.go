@@ -160,3 +160,23 @@ func raftgoProposeDone(h C.uintptr_t, status C.uint32_t, resp *C.uint8_t, n C.si
 	}
 	done(goBytes(resp, n), nil)
 }
+
+//export raftgoLog
+func raftgoLog(h C.uintptr_t, level C.uint32_t, target, message, file *C.char, line C.uint32_t) {
+	defer func() {
+		if r := recover(); r != nil {
+			reportPanic("logger", r)
+		}
+	}()
+	rec := LogRecord{Level: LogLevel(level), Line: uint32(line)}
+	if target != nil {
+		rec.Target = C.GoString(target)
+	}
+	if message != nil {
+		rec.Message = C.GoString(message)
+	}
+	if file != nil {
+		rec.File = C.GoString(file)
+	}
+	cgo.Handle(h).Value().(func(LogRecord))(rec)
+}
