@@ -39,7 +39,7 @@ fn fail(v: Violation) -> ! {
 /// One run of mixed faults; returns the numbers of acknowledged writes and of committed
 /// membership changes.
 fn mixed_run(seed: u64) -> Result<(u64, u64, u64), Violation> {
-    let n = if seed % 2 == 0 { 3 } else { 5 };
+    let n = if seed.is_multiple_of(2) { 3 } else { 5 };
     let faults = match seed % 3 {
         0 => Faults::none(),
         1 => Faults {
