@@ -574,8 +574,8 @@ struct LongFigures {
 /// crashes and the rare-interleaving bias; then heal, require recovery, and check the
 /// cluster and the whole history.
 fn long_run(seed: u64, ops: u64) -> Result<LongFigures, Violation> {
-    let n = if seed % 2 == 0 { 5 } else { 3 };
-    let faults = if seed % 3 == 0 {
+    let n = if seed.is_multiple_of(2) { 5 } else { 3 };
+    let faults = if seed.is_multiple_of(3) {
         Faults::harsh()
     } else {
         Faults {
