@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test test-rust test-porcupine test-c test-python test-go lint header sim-long mutants build bench bench-python-deps
+.PHONY: fuzz demo test test-rust test-porcupine test-c test-python test-go lint header sim-long mutants build bench bench-python-deps
 
 ## Run the main job: a local 3-node replicated key-value cluster, leader killed and recovered.
 demo:
@@ -37,6 +37,12 @@ test-python:
 test-go:
 	@if command -v go >/dev/null; then bash bindings/go/run_tests.sh; \
 	else echo "test-go: go not installed, Go binding not tested"; fi
+
+## Seeded fuzzing of every decoder (tests/fuzz.rs), RAFT_FUZZ_ITERS iterations per target;
+## RAFT_FUZZ_SEED=N picks another deterministic run, RAFT_FUZZ_ITERS=N sets the count.
+RAFT_FUZZ_ITERS ?= 3000000
+fuzz:
+	RAFT_FUZZ_ITERS=$(RAFT_FUZZ_ITERS) $(CARGO) test --release --test fuzz -- --nocapture
 
 ## Formatting and lints, as CI reviewers expect them.
 lint:

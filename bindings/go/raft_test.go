@@ -221,6 +221,19 @@ func (c *cluster) checkAll(ids []uint64, from, to int) {
 }
 
 func TestThreeNodesInProcess(t *testing.T) {
+	var logged atomic.Int64
+	if err := raft.SetLogger(func(r raft.LogRecord) {
+		if r.Level <= raft.LogInfo && r.Message != "" && r.Target != "" {
+			logged.Add(1)
+		}
+	}, raft.LogInfo); err != nil {
+		t.Fatalf("SetLogger: %v", err)
+	}
+	defer func() {
+		if err := raft.SetLogger(nil, raft.LogOff); err != nil {
+			t.Errorf("SetLogger(nil): %v", err)
+		}
+	}()
 	c := newCluster(t, []uint64{1, 2, 3}, false)
 	leader := c.leader()
 
@@ -284,6 +297,9 @@ func TestThreeNodesInProcess(t *testing.T) {
 	c.checkAll([]uint64{1, 2, 3}, 20, 21)
 	if c.roles.Load() == 0 {
 		t.Fatal("OnRoleChange never called")
+	}
+	if logged.Load() == 0 {
+		t.Fatal("the logger saw no event")
 	}
 }
 
