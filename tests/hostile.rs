@@ -27,16 +27,26 @@ impl Net {
                 .insert(id, RawNode::new(Config::new(id), s.clone()).unwrap());
             net.stores.insert(id, s);
         }
+        // Every node ticks: a fresh node refuses votes for its first election timeout.
         for _ in 0..100 {
-            net.nodes.get_mut(&1).unwrap().tick();
+            for n in net.nodes.values_mut() {
+                n.tick();
+            }
             net.deliver();
-            if net.nodes[&1].raft.role == Role::Leader {
+            if net.leader().is_some() {
                 break;
             }
         }
-        assert_eq!(net.nodes[&1].raft.role, Role::Leader);
+        assert!(net.leader().is_some(), "no leader elected");
         net.heartbeat_rounds(3);
         net
+    }
+
+    fn leader(&self) -> Option<NodeId> {
+        self.nodes
+            .iter()
+            .find(|(_, n)| n.raft.role == Role::Leader)
+            .map(|(&id, _)| id)
     }
 
     fn settle(&mut self, id: NodeId) {
@@ -94,11 +104,12 @@ impl Net {
         self.nodes.values().map(|n| n.raft.term).collect()
     }
 
-    /// The cluster still commits: a proposal on node 1 is committed everywhere.
+    /// The cluster still commits: a proposal on the leader is committed everywhere.
     fn assert_serving(&mut self) {
+        let leader = self.leader().expect("a leader");
         let idx = self
             .nodes
-            .get_mut(&1)
+            .get_mut(&leader)
             .unwrap()
             .propose(vec![b"x".to_vec()])
             .unwrap();
@@ -161,11 +172,19 @@ fn all_bodies(last_index: u64) -> Vec<MessageBody> {
 fn max_term_messages_are_refused_and_counted() {
     let mut net = Net::healthy(3);
     let terms = net.terms();
-    let last = net.nodes[&1].raft.log.last_index();
+    let leader = net.leader().unwrap();
+    let last = net.nodes[&leader].raft.log.last_index();
     let mut sent = 0;
     for term in [u64::MAX, MAX_TERM + 1] {
         for body in all_bodies(last) {
-            for (from, to) in [(1, 2), (1, 3), (2, 1), (3, 1)] {
+            let others: Vec<NodeId> = (1..=3).filter(|&i| i != leader).collect();
+            let pairs = [
+                (leader, others[0]),
+                (leader, others[1]),
+                (others[0], leader),
+                (others[1], leader),
+            ];
+            for (from, to) in pairs {
                 net.inject(Message {
                     from,
                     to,
@@ -177,11 +196,11 @@ fn max_term_messages_are_refused_and_counted() {
         }
     }
     assert_eq!(net.terms(), terms, "a forged term moved the cluster");
-    assert_eq!(net.nodes[&1].raft.role, Role::Leader);
+    assert_eq!(net.leader(), Some(leader));
     assert_eq!(net.refused(), sent);
     net.heartbeat_rounds(3);
     assert_eq!(net.terms(), terms);
-    assert_eq!(net.nodes[&1].raft.role, Role::Leader);
+    assert_eq!(net.leader(), Some(leader));
     net.assert_serving();
 }
 
@@ -232,7 +251,8 @@ fn node_at_max_term_never_wraps() {
 fn non_member_with_higher_term_does_not_disrupt() {
     let mut net = Net::healthy(3);
     let terms = net.terms();
-    let last = net.nodes[&1].raft.log.last_index();
+    let leader = net.leader().unwrap();
+    let last = net.nodes[&leader].raft.log.last_index();
     let mut sent = 0;
     for body in all_bodies(last) {
         for to in 1..=3 {
@@ -246,7 +266,7 @@ fn non_member_with_higher_term_does_not_disrupt() {
         }
     }
     assert_eq!(net.terms(), terms, "a non-member moved the term");
-    assert_eq!(net.nodes[&1].raft.role, Role::Leader);
+    assert_eq!(net.leader(), Some(leader));
     assert_eq!(net.refused(), sent);
     net.assert_serving();
 }
