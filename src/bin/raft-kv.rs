@@ -25,18 +25,23 @@
 //! | `BLOCK p` / `UNBLOCK p` | `OK` (only with `--test-hooks`)      |
 //!
 //! Errors: `ERR NOTLEADER <id>` (0 = unknown), `ERR BUSY`, `ERR TIMEOUT` (outcome unknown),
-//! `ERR <message>`.
+//! `ERR <message>`. An empty line gets `ERR empty request`; a line longer than
+//! `--max-line-bytes` gets `ERR line too long ...` and the connection is closed; a connection
+//! beyond `--max-clients` gets `ERR BUSY too many client connections ...` and is closed.
 
+#[path = "raft_kv/client_port.rs"]
+mod client_port;
 #[path = "raft_kv/command.rs"]
 mod command;
 
 use clap::Parser;
+use client_port::{parse_request, read_request, ClientSlots, Op, Request};
 use command::{Command, KvMachine, KvMap, Members};
 use raft::core::{ConfState, Role};
 use raft::runtime::{Error, Node, NodeConfig};
 use raft::transport::{OnMessage, TcpTransport, TransportConfig};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -129,6 +134,22 @@ struct Args {
     /// Enables the BLOCK/UNBLOCK client commands (tests only).
     #[arg(long, env = "RAFT_KV_TEST_HOOKS")]
     test_hooks: bool,
+    /// Longest client request line in bytes; a longer one is answered with an error and the
+    /// connection is closed.
+    #[arg(long, env = "RAFT_KV_MAX_LINE_BYTES", value_name = "BYTES",
+          default_value_t = client_port::DEFAULT_MAX_LINE_BYTES,
+          value_parser = clap::value_parser!(u64).range(64..))]
+    max_line_bytes: u64,
+    /// Concurrent client connections; more are answered `ERR BUSY` and closed.
+    #[arg(long, env = "RAFT_KV_MAX_CLIENTS", value_name = "N",
+          default_value_t = client_port::DEFAULT_MAX_CLIENTS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_clients: u64,
+    /// Seconds a client connection may stay silent before it is closed.
+    #[arg(long, env = "RAFT_KV_CLIENT_IDLE_SECS", value_name = "SECS",
+          default_value_t = client_port::DEFAULT_IDLE_SECS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    client_idle_secs: u64,
 }
 
 impl Args {
@@ -163,6 +184,8 @@ struct Server {
     transport: Arc<TcpTransport>,
     test_hooks: bool,
     timeout: Duration,
+    max_line: usize,
+    idle: Duration,
 }
 
 /// Formats a runtime error as a protocol line.
@@ -173,14 +196,6 @@ fn err_line(e: &Error) -> String {
         // A dropped proposal's outcome is unknown, exactly like a timed-out one.
         Error::Timeout | Error::Dropped => "ERR TIMEOUT".into(),
         other => format!("ERR {other}").replace(['\r', '\n'], " "),
-    }
-}
-
-/// Parses a node id of a membership request.
-fn parse_id(s: &str) -> Result<u64, String> {
-    match s.parse::<u64>() {
-        Ok(id) if id != 0 => Ok(id),
-        _ => Err(format!("ERR bad node id {s}")),
     }
 }
 
@@ -204,31 +219,31 @@ fn role_name(r: Role) -> &'static str {
 impl Server {
     /// Answers one request line with one response line (without the newline).
     fn handle(&self, line: &str) -> String {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let Some((&verb, args)) = words.split_first() else {
-            return "ERR empty request".into();
+        let op = match parse_request(line) {
+            Ok(op) => op,
+            Err(e) => return e,
         };
-        match (verb.to_ascii_uppercase().as_str(), args) {
-            ("PUT", [k, v]) => self.write(Command::Put {
+        match op {
+            Op::Put(k, v) => self.write(Command::Put {
                 key: k.to_string(),
                 value: v.to_string(),
             }),
-            ("DEL", [k]) => self.write(Command::Delete { key: k.to_string() }),
-            ("CAS", [k, old, new]) => self.write(Command::Cas {
+            Op::Del(k) => self.write(Command::Delete { key: k.to_string() }),
+            Op::Cas(k, old, new) => self.write(Command::Cas {
                 key: k.to_string(),
                 old: old.to_string(),
                 new: new.to_string(),
             }),
-            ("GET", [k]) => match self.node.read_index(self.timeout) {
+            Op::Get(k) => match self.node.read_index(self.timeout) {
                 // The local state machine has applied at least the read index: reading it
                 // now is linearizable.
-                Ok(_) => match self.map.read().get(*k) {
+                Ok(_) => match self.map.read().get(k) {
                     Some(v) => format!("VALUE {v}"),
                     None => "NOTFOUND".into(),
                 },
                 Err(e) => err_line(&e),
             },
-            ("STATUS", []) => match self.node.status() {
+            Op::Status => match self.node.status() {
                 Ok(s) => format!(
                     "STATUS id={} role={} term={} leader={} commit={} applied={}",
                     self.id,
@@ -240,53 +255,26 @@ impl Server {
                 ),
                 Err(e) => err_line(&e),
             },
-            (v @ ("BLOCK" | "UNBLOCK"), [p]) => {
+            Op::Block(peer, block) => {
                 if !self.test_hooks {
                     return "ERR test hooks are disabled (start with --test-hooks)".into();
                 }
-                match p.parse::<u64>() {
-                    Ok(peer) => {
-                        self.transport.set_blocked(peer, v == "BLOCK");
-                        "OK".into()
-                    }
-                    Err(_) => format!("ERR bad peer id {p}"),
-                }
+                self.transport.set_blocked(peer, block);
+                "OK".into()
             }
-            ("ADD_LEARNER", [id, addr]) => self.add_learner(id, addr),
-            ("PROMOTE", [id]) => match parse_id(id) {
-                Ok(id) => self.confirm(
-                    self.node.promote_learner(id, PROMOTE_MAX_LAG, self.admin()),
-                    |c| c.is_voter(id),
-                ),
-                Err(e) => e,
+            Op::AddLearner(id, addr) => self.add_learner(id, addr),
+            Op::Promote(id) => self.confirm(
+                self.node.promote_learner(id, PROMOTE_MAX_LAG, self.admin()),
+                |c| c.is_voter(id),
+            ),
+            Op::Remove(id) => self.confirm(self.node.remove_member(id, self.admin()), |c| {
+                !c.contains(id)
+            }),
+            Op::Transfer(to) => match self.node.transfer_leader(to) {
+                Ok(target) => format!("OK {target}"),
+                Err(e) => err_line(&e),
             },
-            ("REMOVE", [id]) => match parse_id(id) {
-                Ok(id) => self.confirm(self.node.remove_member(id, self.admin()), |c| {
-                    !c.contains(id)
-                }),
-                Err(e) => e,
-            },
-            ("TRANSFER", [] | [_]) => {
-                let to = match args.first().map(|a| parse_id(a)).transpose() {
-                    Ok(to) => to,
-                    Err(e) => return e,
-                };
-                match self.node.transfer_leader(to) {
-                    Ok(target) => format!("OK {target}"),
-                    Err(e) => err_line(&e),
-                }
-            }
-            ("MEMBERS", []) => self.members_line(),
-            ("PUT", _) => "ERR usage: PUT key value".into(),
-            ("ADD_LEARNER", _) => "ERR usage: ADD_LEARNER id raft_host:port".into(),
-            ("PROMOTE", _) => "ERR usage: PROMOTE id".into(),
-            ("REMOVE", _) => "ERR usage: REMOVE id".into(),
-            ("TRANSFER", _) => "ERR usage: TRANSFER [id]".into(),
-            ("MEMBERS", _) => "ERR usage: MEMBERS".into(),
-            ("GET", _) => "ERR usage: GET key".into(),
-            ("DEL", _) => "ERR usage: DEL key".into(),
-            ("CAS", _) => "ERR usage: CAS key old new".into(),
-            _ => format!("ERR unknown command {verb}"),
+            Op::Members => self.members_line(),
         }
     }
 
@@ -315,14 +303,7 @@ impl Server {
 
     /// `ADD_LEARNER id addr`: replicates the new member's address (so every node, whoever
     /// leads later, can reach it), then adds it as a learner.
-    fn add_learner(&self, id: &str, addr: &str) -> String {
-        let id = match parse_id(id) {
-            Ok(id) => id,
-            Err(e) => return e,
-        };
-        let Ok(addr) = addr.parse::<SocketAddr>() else {
-            return format!("ERR bad address {addr} (expected HOST:PORT with an IP address)");
-        };
+    fn add_learner(&self, id: u64, addr: SocketAddr) -> String {
         let recorded = self.write(Command::Member {
             id,
             addr: addr.to_string(),
@@ -366,21 +347,32 @@ impl Server {
     }
 
     /// Serves one client connection until it closes.
+    /// Lines are bounded by `max_line`; a silent connection is closed after `idle`.
     fn serve(&self, stream: TcpStream) {
         let _ = stream.set_nodelay(true);
+        let _ = stream.set_read_timeout(Some(self.idle));
         let Ok(mut out) = stream.try_clone() else {
             return;
         };
         let mut reader = BufReader::new(stream);
-        let mut line = String::new();
+        let mut buf = Vec::new();
         loop {
-            line.clear();
-            match reader.read_line(&mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-            let req = line.trim_end_matches(['\r', '\n']);
-            let mut resp = self.handle(req);
+            let req = match read_request(&mut reader, self.max_line, &mut buf) {
+                Ok(Request::Line(line)) => line,
+                Ok(Request::Closed) | Err(_) => return,
+                Ok(bad) => {
+                    let refusal = bad.refusal(self.max_line).unwrap_or_default();
+                    if out.write_all(format!("{refusal}\n").as_bytes()).is_err() {
+                        return;
+                    }
+                    if bad == Request::TooLong {
+                        let _ = out.shutdown(std::net::Shutdown::Both);
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let mut resp = self.handle(&req);
             resp.push('\n');
             if out.write_all(resp.as_bytes()).is_err() {
                 return;
@@ -486,14 +478,27 @@ fn run(a: Args) -> Result<(), String> {
         transport,
         test_hooks: a.test_hooks,
         timeout: a.request_timeout(),
+        max_line: usize::try_from(a.max_line_bytes).unwrap_or(usize::MAX - 2),
+        idle: Duration::from_secs(a.client_idle_secs),
     });
+    let slots = ClientSlots::new(usize::try_from(a.max_clients).unwrap_or(usize::MAX));
     for conn in client.incoming() {
         match conn {
-            Ok(stream) => {
+            Ok(mut stream) => {
+                let Some(slot) = slots.try_admit() else {
+                    // Never blocks for long: the line fits any fresh socket buffer.
+                    let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+                    let _ = stream.write_all(slots.busy_line().as_bytes());
+                    let _ = stream.shutdown(std::net::Shutdown::Both);
+                    continue;
+                };
                 let server = server.clone();
                 let spawned = std::thread::Builder::new()
                     .name("raft-kv-client".into())
-                    .spawn(move || server.serve(stream));
+                    .spawn(move || {
+                        let _slot = slot;
+                        server.serve(stream)
+                    });
                 if let Err(e) = spawned {
                     eprintln!("raft-kv: cannot start a client thread: {e}");
                 }
