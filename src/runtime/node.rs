@@ -360,10 +360,12 @@ impl Node {
             let done = move |r| {
                 let _ = tx.send(r);
             };
-            self.submit(
-                session::encode_session(client, seq, &command),
-                Box::new(done),
-            );
+            let s = SessionId {
+                client,
+                seq,
+                expiry: self.session_expiry,
+            };
+            self.submit(session::encode_session(s, &command), Box::new(done));
             wait(&rx, left)
         })
     }
