@@ -77,8 +77,9 @@ fn no_leader_is_reported_after_the_timeout_not_at_once() {
         };
         let waited = t0.elapsed();
         assert_eq!(r, Err(Error::NotLeader(0)), "{call}");
+        // It stops trying 50 ms before the deadline (so the last try gets its answer).
         assert!(
-            waited >= Duration::from_millis(280),
+            waited >= Duration::from_millis(200),
             "{call} gave up after {waited:?}"
         );
         assert!(

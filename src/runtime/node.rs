@@ -542,13 +542,22 @@ impl Node {
     /// counts its own commands must not wait for its counter to reach it. While no leader
     /// is known it keeps trying until `timeout`, then returns [`Error::NotLeader`]`(0)`.
     pub fn read_index(&self, timeout: Duration) -> Result<u64, Error> {
-        until_leader(timeout, |left| {
+        let mut no_leader = false;
+        let r = until_leader(timeout, |left| {
             let (tx, rx) = bounded(1);
             self.enqueue(Input::ReadIndex(Box::new(move |r| {
                 let _ = tx.send(r);
             })))?;
-            wait(&rx, left)
-        })
+            let r = wait(&rx, left);
+            no_leader |= r == Err(Error::NotLeader(0));
+            r
+        });
+        match r {
+            // A retry cut short by the deadline after "no leader": still no leader (a read
+            // has no side effect, so nothing is hidden by saying so).
+            Err(Error::Timeout) if no_leader => Err(Error::NotLeader(0)),
+            r => r,
+        }
     }
 
     /// Asynchronous [`Node::read_index`]: `done` runs on the apply thread once the local
@@ -640,7 +649,9 @@ fn until_leader<T>(
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match call(left) {
-            Err(Error::NotLeader(0)) if Instant::now() + LEADER_RETRY < deadline => {
+            // Another attempt only if it has time to get its answer: the last one must not
+            // turn "no leader" into a timeout of its own making.
+            Err(Error::NotLeader(0)) if Instant::now() + 5 * LEADER_RETRY < deadline => {
                 std::thread::sleep(LEADER_RETRY)
             }
             r => return r,

@@ -568,7 +568,7 @@ impl PyNode {
                 // No leader known yet (nothing was proposed): look again until the timeout,
                 // as the Rust `Node::propose` does.
                 Err(Error::NotLeader(0))
-                    if !deadline.is_some_and(|d| Instant::now() + LEADER_RETRY >= d) =>
+                    if !deadline.is_some_and(|d| Instant::now() + 5 * LEADER_RETRY >= d) =>
                 {
                     py.detach(|| std::thread::sleep(LEADER_RETRY));
                     py.check_signals()?;
