@@ -542,20 +542,19 @@ impl Node {
     /// counts its own commands must not wait for its counter to reach it. While no leader
     /// is known it keeps trying until `timeout`, then returns [`Error::NotLeader`]`(0)`.
     pub fn read_index(&self, timeout: Duration) -> Result<u64, Error> {
-        let mut no_leader = false;
         let r = until_leader(timeout, |left| {
             let (tx, rx) = bounded(1);
             self.enqueue(Input::ReadIndex(Box::new(move |r| {
                 let _ = tx.send(r);
             })))?;
-            let r = wait(&rx, left);
-            no_leader |= r == Err(Error::NotLeader(0));
-            r
+            wait(&rx, left)
         });
         match r {
-            // A retry cut short by the deadline after "no leader": still no leader (a read
-            // has no side effect, so nothing is hidden by saying so).
-            Err(Error::Timeout) if no_leader => Err(Error::NotLeader(0)),
+            // The deadline passed while the read waited for a leader: say so (a read has no
+            // side effect, so nothing is hidden by it).
+            Err(Error::Timeout) if self.status().is_ok_and(|s| s.leader == 0) => {
+                Err(Error::NotLeader(0))
+            }
             r => r,
         }
     }
