@@ -14,6 +14,12 @@ use super::types::{
 };
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
+/// The highest term a node ever enters. A message with a higher term is refused (and
+/// counted in [`Raft::refused_messages`]), and a node at this term no longer campaigns, so
+/// no term arithmetic can overflow and one forged message cannot push a cluster to a term
+/// it could never leave. One election per nanosecond would need 292 years to get here.
+pub const MAX_TERM: u64 = u64::MAX >> 1;
+
 /// A node's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -191,6 +197,9 @@ pub struct Raft<S: Storage> {
     lease_revoked: bool,
     /// Set when this node learned it was removed from the configuration.
     pub removed: bool,
+    /// Messages refused because their term is above [`MAX_TERM`], or because a node outside
+    /// the latest configuration tried to raise the term of a healthy cluster.
+    pub refused_messages: u64,
 }
 
 impl<S: Storage> Raft<S> {
@@ -246,6 +255,7 @@ impl<S: Storage> Raft<S> {
             pending_restore: None,
             lease_revoked: false,
             removed: false,
+            refused_messages: 0,
             cfg,
         };
         // Replay configuration entries after the snapshot (they took effect when appended);
@@ -409,7 +419,8 @@ impl<S: Storage> Raft<S> {
     }
 
     fn become_candidate(&mut self) {
-        let term = self.term + 1;
+        // start_election checked term < MAX_TERM; a pre-candidate's term does not move.
+        let term = self.term.saturating_add(1);
         self.reset(term);
         self.vote = self.id();
         self.role = Role::Candidate;
@@ -530,6 +541,14 @@ impl<S: Storage> Raft<S> {
         if !self.promotable() {
             return;
         }
+        if self.term >= MAX_TERM {
+            tracing::error!(
+                node = self.id(),
+                term = self.term,
+                "term at its maximum: not campaigning"
+            );
+            return;
+        }
         if self.cfg.pre_vote && !transfer {
             self.become_pre_candidate();
             self.reset_timeout();
@@ -548,7 +567,11 @@ impl<S: Storage> Raft<S> {
     }
 
     fn request_votes(&mut self, pre_vote: bool, transfer: bool) {
-        let term = if pre_vote { self.term + 1 } else { self.term };
+        let term = if pre_vote {
+            self.term.saturating_add(1)
+        } else {
+            self.term
+        };
         let (li, lt) = (self.log.last_index(), self.log.last_term());
         let voters: Vec<NodeId> = {
             let c = self.conf();
@@ -615,6 +638,10 @@ impl<S: Storage> Raft<S> {
         // state (ids are never reused). Its hand-over TimeoutNow is still honoured.
         if self.confs[0].1.removed.contains(&m.from) && m.body != MessageBody::TimeoutNow {
             tracing::debug!(from = m.from, "message from a removed node refused");
+            return;
+        }
+        if m.term > self.term && self.refuse_higher_term(&m) {
+            self.refused_messages += 1;
             return;
         }
         if m.term > self.term {
@@ -685,6 +712,37 @@ impl<S: Storage> Raft<S> {
         }
     }
 
+    /// True if a message with a term above ours must not move us: its term is above
+    /// [`MAX_TERM`], or it comes from outside the latest configuration and is a vote request
+    /// (while that configuration has members) or reaches a node that hears from a live leader.
+    fn refuse_higher_term(&self, m: &Message) -> bool {
+        if m.term > MAX_TERM {
+            tracing::warn!(
+                from = m.from,
+                term = m.term,
+                "message term above the maximum refused"
+            );
+            return true;
+        }
+        let conf = self.conf();
+        let refuse = match m.body {
+            MessageBody::Vote { .. } => !conf.is_voter(m.from) && !conf.voters.is_empty(),
+            _ => {
+                !conf.contains(m.from)
+                    && self.leader != NO_NODE
+                    && self.election_elapsed < self.cfg.election_ticks
+            }
+        };
+        if refuse {
+            tracing::warn!(
+                from = m.from,
+                term = m.term,
+                "higher term from a non-member refused"
+            );
+        }
+        refuse
+    }
+
     fn handle_vote(&mut self, from: NodeId, term: u64, pre_vote: bool, li: u64, lt: u64) {
         let can_vote = self.vote == from
             || (self.vote == NO_NODE && self.leader == NO_NODE)
@@ -693,7 +751,7 @@ impl<S: Storage> Raft<S> {
         // id goes ahead, so two nodes that time out together do not split the real vote.
         let yield_to_higher = pre_vote
             && self.role == Role::PreCandidate
-            && term == self.term + 1
+            && Some(term) == self.term.checked_add(1)
             && li == self.log.last_index()
             && lt == self.log.last_term()
             && from < self.id();
