@@ -271,8 +271,22 @@ impl Applier {
             Vec::new()
         } else {
             let sm = &mut self.sm;
-            in_callback(|| sm.apply(&batch))
-                .map_err(|e| format!("state machine apply failed at index {first}: {e}"))?
+            match in_callback(|| sm.apply(&batch)) {
+                Ok(r) => r,
+                Err(e) => {
+                    // The waiting proposers learn that the node failed, not that it was
+                    // shut down: record the failure, then complete them with it.
+                    let why = format!("state machine apply failed at index {first}: {e}");
+                    self.shared.fail(why.clone());
+                    drop(batch);
+                    for (_, done) in run {
+                        if let Some(d) = done {
+                            d(Err(Error::Failed(why.clone())));
+                        }
+                    }
+                    return Err(why);
+                }
+            }
         };
         drop(batch);
         let mut responses = responses.into_iter();
