@@ -357,7 +357,7 @@ impl PyNode {
     #[pyo3(signature = (node_id, peers, state_machine, data_dir=None, *, transport=None,
         listen=None, election_timeout=0.5, heartbeat_interval=0.05, snapshot_entries=100_000,
         fsync=true, cluster_id=0, secret=None, snapshot_trailing=10_000, join=false,
-        caller_runs=false, max_command_bytes=32 << 20, max_snapshot_bytes=64 << 30))]
+        caller_runs=false, max_command_bytes=33_554_432, max_snapshot_bytes=68_719_476_736))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,

@@ -88,6 +88,8 @@ class Node:
         snapshot_trailing: int = 10000,
         join: bool = False,
         caller_runs: bool = False,
+        max_command_bytes: int = 33_554_432,
+        max_snapshot_bytes: int = 68_719_476_736,
     ) -> Node: ...
     @property
     def id(self) -> int: ...
