@@ -81,7 +81,9 @@ pub(crate) fn run(start: ApplyStart, jobs: Receiver<ApplyJob>) {
             (store.clone(), raft.clone(), shared.clone(), policy.trailing);
         std::thread::Builder::new()
             .name("raft-snapshot".into())
-            .spawn(move || write_snapshots(store, snap_rx, raft, shared, trailing))
+            .spawn(crate::log_scope::inherit(move || {
+                write_snapshots(store, snap_rx, raft, shared, trailing)
+            }))
             .ok()
     };
     let mut a = Applier {
@@ -142,7 +144,7 @@ fn write_snapshots(
 ) {
     while let Ok((meta, buf)) = jobs.recv() {
         match store.create_snapshot(meta, &mut buf.as_slice(), trailing) {
-            Ok(m) => tracing::info!(index = m.index, bytes = m.size, "snapshot taken"),
+            Ok(m) => shared.metrics.on_snapshot_taken(m.index, m.size),
             Err(crate::core::StorageError::SnapshotOutOfDate) => {}
             Err(_) if shared.stopped.load(std::sync::atomic::Ordering::Acquire) => return,
             Err(e) => {
@@ -158,7 +160,14 @@ fn write_snapshots(
 impl Applier {
     fn handle(&mut self, job: ApplyJob) -> Result<(), String> {
         match job {
-            ApplyJob::Entries(items) => self.apply(items)?,
+            ApplyJob::Entries(items) => {
+                let t = std::time::Instant::now();
+                self.apply(items)?;
+                self.shared
+                    .metrics
+                    .apply_seconds
+                    .observe_duration(t.elapsed());
+            }
             ApplyJob::Restore(meta) => {
                 let (m, mut r) = self
                     .store
@@ -173,6 +182,7 @@ impl Applier {
                     );
                 }
                 self.sessions = restore_into(self.sm.as_mut(), &mut r)?;
+                self.shared.metrics.on_snapshot_installed(m.index, m.term);
                 self.applied = m.index;
                 self.applied_term = m.term;
                 self.conf = m.conf.clone();
@@ -211,6 +221,7 @@ impl Applier {
                         if let Ok(c) = apply_conf_change(&self.conf, &cc) {
                             self.conf = c;
                             self.conf_index = e.index;
+                            self.shared.metrics.on_membership(e.index, &self.conf);
                             let (sm, conf) = (&mut self.sm, &self.conf);
                             in_callback(|| sm.on_conf_change(conf));
                         }

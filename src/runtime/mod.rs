@@ -5,6 +5,7 @@ mod apply;
 mod config;
 mod driver;
 mod error;
+pub mod metrics;
 mod node;
 mod raft_loop;
 pub mod session;
@@ -13,5 +14,6 @@ mod storage_worker;
 
 pub use config::NodeConfig;
 pub use error::Error;
+pub use metrics::{Counters, Histogram, NodeMetrics};
 pub use node::{inside_callback, Node, ProposeResult};
 pub use state_machine::{Committed, MessageSink, StateMachine};

@@ -50,6 +50,8 @@ pub(crate) struct Shared {
     /// Highest index the state machine has applied (written by the apply thread, read for
     /// status without a wake-up of the Raft thread).
     pub(crate) applied: AtomicU64,
+    /// Counters and histograms (see [`super::metrics`]).
+    pub(crate) metrics: super::metrics::Metrics,
 }
 
 impl Shared {
@@ -160,6 +162,7 @@ impl Node {
             failed: Mutex::new(None),
             stopped: AtomicBool::new(false),
             applied: AtomicU64::new(0),
+            metrics: Default::default(),
         });
         let (in_tx, in_rx) = bounded::<Input>(cfg.inbox_capacity);
         let (st_tx, st_rx) = bounded::<StorageJob>(1024);
@@ -261,14 +264,11 @@ impl Node {
     /// Delivers message bytes received from a peer (any thread). Malformed bytes are
     /// refused with an error and change nothing.
     pub fn step(&self, bytes: &[u8]) -> Result<(), Error> {
-        let m = codec::decode(bytes, self.max_msg).map_err(|e| Error::Invalid(e.to_string()))?;
-        if m.to != self.id {
-            return Err(Error::Invalid(format!(
-                "message for node {} delivered to {}",
-                m.to, self.id
-            )));
-        }
-        self.enqueue(Input::Step(m))
+        let r = codec::decode(bytes, self.max_msg)
+            .map_err(|e| Error::Invalid(e.to_string()))
+            .and_then(|m| self.step_message(m));
+        self.shared.metrics.on_step(bytes.len(), r.is_ok());
+        r
     }
 
     /// Delivers a message handed over in process without encoding (see
@@ -489,6 +489,7 @@ impl Node {
     /// Returns a linearizable read index once the local state machine has applied it: a
     /// read of local state after this returns is linearizable.
     pub fn read_index(&self, timeout: Duration) -> Result<u64, Error> {
+        self.shared.metrics.reads.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = bounded(1);
         self.enqueue(Input::ReadIndex(Box::new(move |r| {
             let _ = tx.send(r);
@@ -509,6 +510,14 @@ impl Node {
         self.enqueue(Input::Status(tx))?;
         rx.recv_timeout(Duration::from_secs(5))
             .map_err(|_| self.check_alive().err().unwrap_or(Error::Timeout))
+    }
+
+    /// Current metrics: the gauges of [`Node::status`] plus counters and histograms (names in
+    /// docs/OBSERVABILITY.md, shared with C `raft_node_metrics_text` and Python
+    /// `Node.metrics()`).
+    pub fn metrics(&self) -> Result<super::metrics::NodeMetrics, Error> {
+        let s = self.status()?;
+        Ok(self.shared.metrics.snapshot(&s))
     }
 
     /// The failure that stopped the node, if any.
@@ -575,12 +584,12 @@ fn spawn(
 ) -> Result<JoinHandle<()>, Error> {
     std::thread::Builder::new()
         .name(name.clone())
-        .spawn(move || {
+        .spawn(crate::log_scope::inherit(move || {
             if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
                 let msg = panic_message(p.as_ref());
                 shared.fail(format!("thread {name} panicked: {msg}"));
                 let _ = inbox.try_send(Input::Fatal(msg));
             }
-        })
+        }))
         .map_err(|e| Error::Failed(format!("cannot spawn thread: {e}")))
 }

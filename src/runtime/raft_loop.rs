@@ -173,7 +173,9 @@ impl RaftLoop {
             return;
         }
         let (cmds, dones): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-        match self.raw.propose(cmds) {
+        let r = self.raw.propose(cmds);
+        self.shared.metrics.on_proposals(dones.len(), r.is_ok());
+        match r {
             Ok(first) => {
                 let term = self.raw.raft.term;
                 for (i, done) in dones.into_iter().enumerate() {
@@ -224,6 +226,7 @@ impl RaftLoop {
                     }
                 }
                 self.last_role = ss.role;
+                self.shared.metrics.on_soft_state(self.raw.raft.id(), ss);
                 let _ = self.apply.send(ApplyJob::RoleChange(ss));
             }
             let persist = rd.needs_persist() || !rd.persisted_messages.is_empty();
@@ -259,6 +262,7 @@ impl RaftLoop {
                 let _ = self.apply.send(ApplyJob::Restore(meta));
             }
             if !rd.committed_entries.is_empty() {
+                self.shared.metrics.on_committed(rd.committed_entries.len());
                 let mut items = Vec::with_capacity(rd.committed_entries.len());
                 for e in rd.committed_entries {
                     let done = match self.pending.remove(&e.index) {
@@ -305,6 +309,7 @@ impl RaftLoop {
     }
 
     fn send(&self, m: Message) {
+        self.shared.metrics.on_send(&m);
         self.sink.send_message(m);
     }
 }
