@@ -739,9 +739,9 @@ void raft_config_free(struct raft_config *config);
  * Installs (or, with `cb == NULL` or `max_level == RAFT_LOG_LEVEL_OFF`, removes) the
  * process-wide log callback receiving events up to `max_level` (a `raft_log_level`).
  * `userdata` is passed to `cb` and must stay valid until the callback is replaced; it is
- * not finalised by the library. The first call installs the library's `tracing`
- * subscriber as the global default; `RAFT_STATUS_FAILED` if another global subscriber
- * already exists in the process. Thread-safe.
+ * not finalised by the library. Events reach the callback from every thread working for a
+ * node started through this API; the process-global `tracing` subscriber (if a host
+ * installed one) is left alone. Thread-safe.
  */
 raft_status raft_set_log_callback(raft_log_callback cb, uint32_t max_level, void *userdata);
 
