@@ -9,6 +9,7 @@ mod disk;
 mod external;
 mod fsutil;
 pub mod hard_state;
+pub mod identity;
 pub mod inspect;
 pub mod record;
 mod recovery;
@@ -96,6 +97,12 @@ pub struct DiskOptions {
     pub cache_bytes: u64,
     /// Membership of a brand-new directory (ignored when the directory already holds a store).
     pub bootstrap: ConfState,
+    /// The cluster the directory must belong to: recorded in its `identity` file when it is
+    /// created (0 if `None`), and an existing directory of another cluster is refused with
+    /// [`StorageError::WrongOwner`]. `None` (default) skips the check.
+    pub cluster_id: Option<u64>,
+    /// The node the directory must belong to, like `cluster_id`.
+    pub node_id: Option<u64>,
 }
 
 impl Default for DiskOptions {
@@ -105,6 +112,8 @@ impl Default for DiskOptions {
             segment_bytes: 64 << 20,
             cache_bytes: 64 << 20,
             bootstrap: ConfState::default(),
+            cluster_id: None,
+            node_id: None,
         }
     }
 }

@@ -365,6 +365,7 @@ impl PyNode {
             FsyncPolicy::UnsafeNever
         };
         cfg.data_dir = data_dir;
+        cfg.cluster_id = cluster_id;
         cfg.caller_runs = caller_runs;
         cfg.validate().map_err(value_error)?;
         let cause: FailureCause = Arc::new(Mutex::new(None));
