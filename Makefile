@@ -2,15 +2,16 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test test-rust test-c test-python lint header sim-long build bench bench-python-deps
+.PHONY: demo test test-rust test-c test-python test-go lint header sim-long build bench bench-python-deps
 
 ## Run the main job: a local 3-node replicated key-value cluster, leader killed and recovered.
 demo:
 	$(CARGO) build --release --bin raft-kv --bin raft-kv-demo
 	./target/release/raft-kv-demo --bin ./target/release/raft-kv
 
-## Run every test: Rust (unit, integration, simulation), C via ctest, Python via pytest.
-test: test-rust test-c test-python
+## Run every test: Rust (unit, integration, simulation), C and C++ via ctest, Python via
+## pytest, Go via go test -race (when go is installed).
+test: test-rust test-c test-python test-go
 
 test-rust:
 	$(CARGO) test --release
@@ -22,6 +23,11 @@ test-c:
 
 test-python:
 	bash bindings/python/run_tests.sh
+
+## Go binding (bindings/go): go vet and go test -race; skipped with a message without go.
+test-go:
+	@if command -v go >/dev/null; then bash bindings/go/run_tests.sh; \
+	else echo "test-go: go not installed, Go binding not tested"; fi
 
 ## Formatting and lints, as CI reviewers expect them.
 lint:
@@ -45,7 +51,7 @@ bench:
 	bash bench/c/build.sh
 	@set -o pipefail; out=target/bench-results.txt; : > $$out; \
 	for prog in w1 openraft-peer w1-capi "w1-capi --caller-runs 1" w2 failover catchup \
-	    "catchup --tcp" memory; do \
+	    "catchup --tcp" memory storage-crc; do \
 	  echo "== $$prog"; ./target/release/$$prog 2>&1 | tee -a $$out || exit 1; \
 	done; \
 	echo "== w3"; $(MAKE) --no-print-directory bench-python-deps && \

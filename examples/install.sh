@@ -13,6 +13,7 @@ ln -sf "libraft.so.$version" "$prefix/lib/libraft.so.0"
 ln -sf "libraft.so.0" "$prefix/lib/libraft.so"
 if [[ -f "$libdir/libraft.a" ]]; then install -m 0644 "$libdir/libraft.a" "$prefix/lib/"; fi
 install -m 0644 "$root/include/raft.h" "$prefix/include/raft.h"
+install -m 0644 "$root/include/raft.hpp" "$prefix/include/raft.hpp"
 sed -e "s|@PREFIX@|$prefix|g" -e "s|@VERSION@|$version|g" "$root/raft.pc.in" \
   > "$prefix/lib/pkgconfig/raft.pc"
 install -m 0644 "$root/cmake/raftConfig.cmake" "$prefix/lib/cmake/raft/"

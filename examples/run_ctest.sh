@@ -2,8 +2,8 @@
 # Builds the library (cargo build, debug), configures the C examples in build/examples,
 # builds them and runs ctest --output-on-failure.
 #   examples/run_ctest.sh                 plain run
-#   SANITIZE=asan examples/run_ctest.sh   examples built with -fsanitize=address (the Rust
-#                                         library itself is not instrumented)
+#   SANITIZE=asan examples/run_ctest.sh   examples built with -fsanitize=address,undefined
+#                                         (the Rust library itself is not instrumented)
 #   SANITIZE=ubsan examples/run_ctest.sh  examples built with -fsanitize=undefined
 #   VALGRIND=1 examples/run_ctest.sh      each test under valgrind --error-exitcode=1
 #                                         --leak-check=full (see examples/valgrind.supp)
@@ -21,7 +21,8 @@ case "${SANITIZE:-}" in
   "") args+=(-DRAFT_SANITIZE=) ;;
   asan|address)
     build="$build-asan"
-    args+=(-DRAFT_SANITIZE=address)
+    args+=(-DRAFT_SANITIZE=address,undefined)
+    export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
     # LeakSanitizer intercepts malloc process-wide, so leaks in the (uninstrumented) Rust
     # library are seen too.
     export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}"

@@ -19,4 +19,5 @@ cc -std=c11 -Wall -Wextra -Wpedantic -Werror "$here/../c/readme_minimal.c" -o "$
 cmake -S "$here" -B "$work/build" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
 cmake --build "$work/build" >/dev/null
 "$work/build/consumer"
-echo "package: pkg-config and find_package consumers ok"
+"$work/build/consumer_cpp"
+echo "package: pkg-config and find_package consumers (C, and C++ via raft::raftxx) ok"

@@ -35,6 +35,12 @@ pub struct Config {
     pub applied: u64,
     /// Lease reads: opt-in; `Some(max_clock_drift_ticks)` enables them (requires check-quorum).
     pub lease_read_max_drift: Option<u64>,
+    /// A read index forwarded to the leader fails (`index: None`) when unanswered after
+    /// this many ticks; `None` (the default) means two election timeouts.
+    pub forwarded_read_timeout_ticks: Option<u64>,
+    /// Forwarded read-index requests tracked at once; more are refused as busy (default
+    /// 4096, about 40 bytes each).
+    pub max_forwarded_reads: usize,
 }
 
 impl Config {
@@ -56,7 +62,15 @@ impl Config {
             seed: id,
             applied: 0,
             lease_read_max_drift: None,
+            forwarded_read_timeout_ticks: None,
+            max_forwarded_reads: 4096,
         }
+    }
+
+    /// Ticks after which an unanswered forwarded read fails.
+    pub fn forwarded_read_timeout(&self) -> u64 {
+        self.forwarded_read_timeout_ticks
+            .unwrap_or(self.election_ticks.saturating_mul(2))
     }
 
     /// Checks the settings, naming the first bad one.
@@ -70,6 +84,9 @@ impl Config {
         if self.max_inflight_msgs == 0 || self.max_msg_bytes == 0 || self.snapshot_chunk_bytes == 0
         {
             return Err("flow-control limits must be non-zero".into());
+        }
+        if self.forwarded_read_timeout_ticks == Some(0) || self.max_forwarded_reads == 0 {
+            return Err("forwarded read timeout and cap must be non-zero".into());
         }
         if let Some(drift) = self.lease_read_max_drift {
             if !self.check_quorum {

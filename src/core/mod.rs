@@ -26,6 +26,7 @@ pub use progress::ProgressState;
 pub use quorum::is_quorum as quorum_contains;
 pub use raft::{
     decode_conf_change, encode_conf_change, ProposeError, Raft, ReadState, Role, SnapshotChunk,
+    MAX_TERM,
 };
 pub use raw_node::{PeerStatus, RawNode, Ready, SoftState, Status};
 pub use storage::{MemStorage, Storage, StorageError, StorageResult};

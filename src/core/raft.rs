@@ -14,6 +14,12 @@ use super::types::{
 };
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
+/// The highest term a node ever enters. A message with a higher term is refused (and
+/// counted in [`Raft::refused_messages`]), and a node at this term no longer campaigns, so
+/// no term arithmetic can overflow and one forged message cannot push a cluster to a term
+/// it could never leave. One election per nanosecond would need 292 years to get here.
+pub const MAX_TERM: u64 = u64::MAX >> 1;
+
 /// A node's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -33,7 +39,7 @@ pub enum Role {
 pub enum ProposeError {
     /// This node is not the leader; the known leader's id (or [`NO_NODE`]).
     NotLeader(NodeId),
-    /// The leader's uncommitted bytes are at their cap.
+    /// The leader's uncommitted bytes, or this node's forwarded reads, are at their cap.
     Busy,
     /// A leadership transfer is in progress.
     TransferInProgress,
@@ -55,7 +61,9 @@ impl std::fmt::Display for ProposeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ProposeError::NotLeader(l) => write!(f, "not the leader (leader: {l})"),
-            ProposeError::Busy => write!(f, "too many uncommitted bytes"),
+            ProposeError::Busy => {
+                write!(f, "busy: too many uncommitted bytes or forwarded reads")
+            }
             ProposeError::TransferInProgress => write!(f, "leadership transfer in progress"),
             ProposeError::ConfChangeInProgress => write!(f, "configuration change in progress"),
             ProposeError::ConfMismatch { current } => {
@@ -98,6 +106,17 @@ struct PendingRead {
     index: u64,
     from: NodeId,
     round: u64,
+}
+
+/// A read-index request this node forwarded to a leader and still waits for.
+#[derive(Debug, Clone)]
+struct Forwarded {
+    /// The leader the request went to.
+    leader: NodeId,
+    /// The term of that leader when the request was sent.
+    term: u64,
+    /// This node's tick count when the request was sent.
+    sent: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -149,9 +168,25 @@ pub struct Raft<S: Storage> {
     bcast_pending: bool,
     reads: VecDeque<PendingRead>,
     reads_waiting: Vec<(u64, NodeId)>,
+    /// Leader: the last heartbeat round broadcast (every heartbeat broadcast is a round).
     read_round: u64,
+    /// Leader: the highest round each follower acknowledged in this term.
     read_acks: HashMap<NodeId, u64>,
     read_bcast_pending: bool,
+    /// Leader: `(first round, tick)` for every tick in which rounds were broadcast, oldest
+    /// first; ticks older than an election timeout are dropped (they can no longer hold a
+    /// lease), so at most `election_ticks + 1` entries.
+    round_ticks: VecDeque<(u64, u64)>,
+    /// Ticks since this node started (its logical clock; lease and expiry times).
+    ticks: u64,
+    /// A freshly started node refuses votes for an election timeout, as if it had heard a
+    /// leader (thesis 6.4.1): it may have acknowledged a leader's lease before it restarted.
+    boot_sticky: bool,
+    /// Read-index requests forwarded to a leader, by context.
+    forwarded: BTreeMap<u64, Forwarded>,
+    /// Read-index responses ignored because they did not match a forwarded request (late,
+    /// from another node or term, or from before a restart).
+    pub ignored_read_responses: u64,
     /// Answers to read-index requests, for the next ready.
     pub read_states: Vec<ReadState>,
     incoming: Option<Incoming>,
@@ -159,11 +194,12 @@ pub struct Raft<S: Storage> {
     pub snapshot_chunks: Vec<SnapshotChunk>,
     /// A snapshot the state machine must restore before applying later entries.
     pub pending_restore: Option<SnapshotMeta>,
-    /// Leader: ticks since each follower was last heard from (for lease reads).
-    heard: HashMap<NodeId, u64>,
     lease_revoked: bool,
     /// Set when this node learned it was removed from the configuration.
     pub removed: bool,
+    /// Messages refused because their term is above [`MAX_TERM`], or because a node outside
+    /// the latest configuration tried to raise the term of a healthy cluster.
+    pub refused_messages: u64,
 }
 
 impl<S: Storage> Raft<S> {
@@ -208,13 +244,18 @@ impl<S: Storage> Raft<S> {
             read_round: 0,
             read_acks: HashMap::new(),
             read_bcast_pending: false,
+            round_ticks: VecDeque::new(),
+            ticks: 0,
+            boot_sticky: true,
+            forwarded: BTreeMap::new(),
+            ignored_read_responses: 0,
             read_states: Vec::new(),
             incoming: None,
             snapshot_chunks: Vec::new(),
             pending_restore: None,
-            heard: HashMap::new(),
             lease_revoked: false,
             removed: false,
+            refused_messages: 0,
             cfg,
         };
         // Replay configuration entries after the snapshot (they took effect when appended);
@@ -322,11 +363,20 @@ impl<S: Storage> Raft<S> {
         self.uncommitted.clear();
         self.uncommitted_bytes = 0;
         self.progress.clear();
-        self.heard.clear();
+        self.round_ticks.clear();
         self.lease_revoked = false;
         self.bcast_pending = false;
         self.read_bcast_pending = false;
         self.fail_reads();
+        self.fail_forwarded();
+    }
+
+    /// Fails every forwarded read: its leader or term is gone, so an answer can no longer be
+    /// trusted (or may never come).
+    fn fail_forwarded(&mut self) {
+        for ctx in std::mem::take(&mut self.forwarded).into_keys() {
+            self.read_states.push(ReadState { ctx, index: None });
+        }
     }
 
     fn fail_reads(&mut self) {
@@ -365,10 +415,12 @@ impl<S: Storage> Raft<S> {
         self.role = Role::PreCandidate;
         self.leader = NO_NODE;
         self.fail_reads();
+        self.fail_forwarded();
     }
 
     fn become_candidate(&mut self) {
-        let term = self.term + 1;
+        // start_election checked term < MAX_TERM; a pre-candidate's term does not move.
+        let term = self.term.saturating_add(1);
         self.reset(term);
         self.vote = self.id();
         self.role = Role::Candidate;
@@ -421,6 +473,11 @@ impl<S: Storage> Raft<S> {
 
     /// Advances logical time by one tick.
     pub fn tick(&mut self) {
+        self.ticks += 1;
+        if self.ticks >= self.cfg.election_ticks {
+            self.boot_sticky = false;
+        }
+        self.expire_forwarded();
         if self.role == Role::Leader {
             self.tick_leader();
         } else {
@@ -439,9 +496,6 @@ impl<S: Storage> Raft<S> {
     fn tick_leader(&mut self) {
         self.heartbeat_elapsed += 1;
         self.election_elapsed += 1;
-        for t in self.heard.values_mut() {
-            *t += 1;
-        }
         if self.transferee != NO_NODE {
             self.transfer_elapsed += 1;
             if self.transfer_elapsed >= self.cfg.election_ticks {
@@ -478,13 +532,21 @@ impl<S: Storage> Raft<S> {
         }
         if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks {
             self.heartbeat_elapsed = 0;
-            self.bcast_heartbeat(self.read_round);
+            self.bcast_heartbeat();
         }
     }
 
     /// Starts a (pre-)election; `transfer` skips pre-vote and stickiness.
     fn start_election(&mut self, transfer: bool) {
         if !self.promotable() {
+            return;
+        }
+        if self.term >= MAX_TERM {
+            tracing::error!(
+                node = self.id(),
+                term = self.term,
+                "term at its maximum: not campaigning"
+            );
             return;
         }
         if self.cfg.pre_vote && !transfer {
@@ -505,7 +567,11 @@ impl<S: Storage> Raft<S> {
     }
 
     fn request_votes(&mut self, pre_vote: bool, transfer: bool) {
-        let term = if pre_vote { self.term + 1 } else { self.term };
+        let term = if pre_vote {
+            self.term.saturating_add(1)
+        } else {
+            self.term
+        };
         let (li, lt) = (self.log.last_index(), self.log.last_term());
         let voters: Vec<NodeId> = {
             let c = self.conf();
@@ -574,11 +640,17 @@ impl<S: Storage> Raft<S> {
             tracing::debug!(from = m.from, "message from a removed node refused");
             return;
         }
+        if m.term > self.term && self.refuse_higher_term(&m) {
+            self.refused_messages += 1;
+            return;
+        }
         if m.term > self.term {
             if let MessageBody::Vote { transfer, .. } = m.body {
+                // A freshly started node counts as having heard a leader (`boot_sticky`).
                 let in_lease = self.cfg.check_quorum
-                    && self.leader != NO_NODE
-                    && self.election_elapsed < self.cfg.election_ticks;
+                    && (self.boot_sticky
+                        || (self.leader != NO_NODE
+                            && self.election_elapsed < self.cfg.election_ticks));
                 if !transfer && in_lease {
                     // Leader stickiness: a live leader exists, ignore the disruption.
                     return;
@@ -640,6 +712,37 @@ impl<S: Storage> Raft<S> {
         }
     }
 
+    /// True if a message with a term above ours must not move us: its term is above
+    /// [`MAX_TERM`], or it comes from outside the latest configuration and is a vote request
+    /// (while that configuration has members) or reaches a node that hears from a live leader.
+    fn refuse_higher_term(&self, m: &Message) -> bool {
+        if m.term > MAX_TERM {
+            tracing::warn!(
+                from = m.from,
+                term = m.term,
+                "message term above the maximum refused"
+            );
+            return true;
+        }
+        let conf = self.conf();
+        let refuse = match m.body {
+            MessageBody::Vote { .. } => !conf.is_voter(m.from) && !conf.voters.is_empty(),
+            _ => {
+                !conf.contains(m.from)
+                    && self.leader != NO_NODE
+                    && self.election_elapsed < self.cfg.election_ticks
+            }
+        };
+        if refuse {
+            tracing::warn!(
+                from = m.from,
+                term = m.term,
+                "higher term from a non-member refused"
+            );
+        }
+        refuse
+    }
+
     fn handle_vote(&mut self, from: NodeId, term: u64, pre_vote: bool, li: u64, lt: u64) {
         let can_vote = self.vote == from
             || (self.vote == NO_NODE && self.leader == NO_NODE)
@@ -648,7 +751,7 @@ impl<S: Storage> Raft<S> {
         // id goes ahead, so two nodes that time out together do not split the real vote.
         let yield_to_higher = pre_vote
             && self.role == Role::PreCandidate
-            && term == self.term + 1
+            && Some(term) == self.term.checked_add(1)
             && li == self.log.last_index()
             && lt == self.log.last_term()
             && from < self.id();
@@ -692,7 +795,12 @@ impl<S: Storage> Raft<S> {
             MessageBody::Append { .. }
             | MessageBody::Heartbeat { .. }
             | MessageBody::Snapshot { .. } => {
+                if self.leader != m.from {
+                    // Requests forwarded to no leader or another one cannot be answered.
+                    self.fail_forwarded();
+                }
                 self.election_elapsed = 0;
+                self.boot_sticky = false;
                 self.leader = m.from;
                 self.lost_elections = 0;
                 self.quick_prevote_retry = true;
@@ -713,10 +821,7 @@ impl<S: Storage> Raft<S> {
                 );
             }
             MessageBody::ReadIndexResponse { ctx, index, ok } => {
-                self.read_states.push(ReadState {
-                    ctx,
-                    index: ok.then_some(index),
-                });
+                self.handle_read_index_response(m.from, m.term, ctx, index, ok)
             }
             _ => {}
         }
@@ -729,6 +834,7 @@ impl<S: Storage> Raft<S> {
             | MessageBody::Snapshot { .. } => {
                 let term = self.term;
                 self.become_follower(term, m.from);
+                self.boot_sticky = false;
                 self.handle_leader_message(m);
             }
             MessageBody::VoteResponse { pre_vote, reject }
@@ -747,8 +853,8 @@ impl<S: Storage> Raft<S> {
                     },
                 );
             }
-            MessageBody::ReadIndexResponse { ctx, .. } => {
-                self.read_states.push(ReadState { ctx, index: None });
+            MessageBody::ReadIndexResponse { ctx, index, ok } => {
+                self.handle_read_index_response(m.from, m.term, ctx, index, ok)
             }
             _ => {}
         }
@@ -999,7 +1105,6 @@ impl<S: Storage> Raft<S> {
         if let Some(p) = self.progress.get_mut(&from) {
             p.recent_active = true;
         }
-        self.heard.insert(from, 0);
         match m.body {
             MessageBody::AppendResponse {
                 index,
@@ -1034,7 +1139,8 @@ impl<S: Storage> Raft<S> {
                 if behind {
                     self.send_append(from);
                 }
-                if read_ctx > 0 {
+                // Only rounds actually sent count (a bogus higher round would extend the lease).
+                if read_ctx > 0 && read_ctx <= self.read_round {
                     let e = self.read_acks.entry(from).or_insert(0);
                     *e = (*e).max(read_ctx);
                     self.advance_reads();
@@ -1047,6 +1153,9 @@ impl<S: Storage> Raft<S> {
                 reject,
             } => self.handle_snapshot_response(from, index, next_offset, done, reject),
             MessageBody::ReadIndex { ctx } => self.read_index_from(ctx, from),
+            MessageBody::ReadIndexResponse { ctx, index, ok } => {
+                self.handle_read_index_response(from, m.term, ctx, index, ok)
+            }
             _ => {}
         }
     }
@@ -1388,7 +1497,25 @@ impl<S: Storage> Raft<S> {
         }
     }
 
-    fn bcast_heartbeat(&mut self, read_ctx: u64) {
+    /// Broadcasts a heartbeat round: every broadcast gets the next round number, and the
+    /// tick it was sent at is kept for lease reads.
+    fn bcast_heartbeat(&mut self) {
+        self.read_round += 1;
+        self.read_bcast_pending = false;
+        let read_ctx = self.read_round;
+        let now = self.ticks;
+        if self.round_ticks.back().is_none_or(|&(_, t)| t != now) {
+            self.round_ticks.push_back((read_ctx, now));
+        }
+        // Rounds sent an election timeout ago or earlier can no longer hold a lease.
+        let et = self.cfg.election_ticks;
+        while self
+            .round_ticks
+            .front()
+            .is_some_and(|&(_, t)| now - t >= et)
+        {
+            self.round_ticks.pop_front();
+        }
         let ids: Vec<NodeId> = self.progress.keys().copied().collect();
         let committed = self.log.committed;
         for id in ids {
@@ -1404,6 +1531,8 @@ impl<S: Storage> Raft<S> {
                 },
             );
         }
+        // A single voter acknowledges its own round at once.
+        self.advance_reads();
     }
 
     /// True if batched appends or a read round wait for [`Self::flush`].
@@ -1421,8 +1550,7 @@ impl<S: Storage> Raft<S> {
             self.bcast_append();
         }
         if self.read_bcast_pending {
-            self.read_bcast_pending = false;
-            self.bcast_heartbeat(self.read_round);
+            self.bcast_heartbeat();
         }
     }
 
@@ -1604,6 +1732,10 @@ impl<S: Storage> Raft<S> {
     // ----- reads -----------------------------------------------------------------------
 
     /// Requests a linearizable read index; the answer arrives as a [`ReadState`].
+    ///
+    /// A follower forwards the request to its leader and tracks it until the answer, a
+    /// change of leader or term, or `forwarded_read_timeout_ticks`; at most
+    /// `max_forwarded_reads` are tracked at once (beyond that: [`ProposeError::Busy`]).
     pub fn read_index(&mut self, ctx: u64) -> Result<(), ProposeError> {
         match self.role {
             Role::Leader => {
@@ -1611,11 +1743,77 @@ impl<S: Storage> Raft<S> {
                 Ok(())
             }
             _ if self.leader != NO_NODE => {
+                if self.forwarded.contains_key(&ctx) {
+                    return Err(ProposeError::Invalid(format!(
+                        "read context {ctx} is already in flight"
+                    )));
+                }
+                if self.forwarded.len() >= self.cfg.max_forwarded_reads {
+                    return Err(ProposeError::Busy);
+                }
                 let leader = self.leader;
+                self.forwarded.insert(
+                    ctx,
+                    Forwarded {
+                        leader,
+                        term: self.term,
+                        sent: self.ticks,
+                    },
+                );
                 self.send(leader, MessageBody::ReadIndex { ctx });
                 Ok(())
             }
             _ => Err(ProposeError::NotLeader(NO_NODE)),
+        }
+    }
+
+    /// Forwarded read requests still waiting for their leader's answer.
+    pub fn forwarded_reads(&self) -> usize {
+        self.forwarded.len()
+    }
+
+    /// Completes a forwarded read with a leader's answer, if the answer is for a request
+    /// still tracked and comes from the leader and term it was sent to; anything else (a
+    /// late answer, one from before a restart, another node or term) is ignored and counted.
+    fn handle_read_index_response(
+        &mut self,
+        from: NodeId,
+        term: u64,
+        ctx: u64,
+        index: u64,
+        ok: bool,
+    ) {
+        match self.forwarded.get(&ctx) {
+            Some(f) if f.leader == from && f.term == term => {
+                self.forwarded.remove(&ctx);
+                self.read_states.push(ReadState {
+                    ctx,
+                    index: ok.then_some(index),
+                });
+            }
+            _ => {
+                self.ignored_read_responses += 1;
+                tracing::debug!(from, term, ctx, "unexpected read-index response ignored");
+            }
+        }
+    }
+
+    /// Fails forwarded reads unanswered for `forwarded_read_timeout_ticks`.
+    fn expire_forwarded(&mut self) {
+        if self.forwarded.is_empty() {
+            return;
+        }
+        let timeout = self.cfg.forwarded_read_timeout();
+        let now = self.ticks;
+        let expired: Vec<u64> = self
+            .forwarded
+            .iter()
+            .filter(|(_, f)| now - f.sent >= timeout)
+            .map(|(&ctx, _)| ctx)
+            .collect();
+        for ctx in expired {
+            self.forwarded.remove(&ctx);
+            self.read_states.push(ReadState { ctx, index: None });
         }
     }
 
@@ -1635,40 +1833,51 @@ impl<S: Storage> Raft<S> {
                 return;
             }
         }
-        self.read_round += 1;
+        // Confirmed by the next round broadcast (sent after this request arrived).
         self.reads.push_back(PendingRead {
             ctx,
             index,
             from,
-            round: self.read_round,
+            round: self.read_round + 1,
         });
         self.read_bcast_pending = true;
-        self.advance_reads();
     }
 
-    fn lease_valid(&self, drift: u64) -> bool {
-        if self.transferee != NO_NODE || self.lease_revoked {
-            return false;
-        }
-        let id = self.id();
-        let limit = self.cfg.election_ticks.saturating_sub(drift);
-        quorum::is_quorum(self.conf(), |n| {
-            n == id || self.heard.get(&n).is_some_and(|&t| t < limit)
-        })
-    }
-
-    fn advance_reads(&mut self) {
+    /// The highest heartbeat round a quorum has acknowledged (the leader's own latest
+    /// round counts for itself).
+    fn quorum_acked_round(&self) -> u64 {
         let id = self.id();
         let acks = &self.read_acks;
-        // The leader has acknowledged its own latest round.
         let own = self.read_round;
-        let round = quorum::committed_index(self.conf(), |n| {
+        quorum::committed_index(self.conf(), |n| {
             if n == id {
                 own
             } else {
                 acks.get(&n).copied().unwrap_or(0)
             }
-        });
+        })
+    }
+
+    /// The lease holds while less than `election_ticks - drift` ticks passed since the
+    /// *send* time of the latest round a quorum acknowledged: every follower of that quorum
+    /// received it later and refuses votes for an election timeout after that. Late acks
+    /// and other follower messages cannot extend it; a transfer revokes it for the term.
+    fn lease_valid(&self, drift: u64) -> bool {
+        if self.transferee != NO_NODE || self.lease_revoked {
+            return false;
+        }
+        let acked = self.quorum_acked_round();
+        if acked == 0 {
+            return false;
+        }
+        let Some(&(_, sent)) = self.round_ticks.iter().rev().find(|&&(r, _)| r <= acked) else {
+            return false; // sent too long ago to be remembered
+        };
+        self.ticks - sent < self.cfg.election_ticks.saturating_sub(drift)
+    }
+
+    fn advance_reads(&mut self) {
+        let round = self.quorum_acked_round();
         while let Some(r) = self.reads.front() {
             if r.round > round {
                 break;

@@ -97,6 +97,9 @@ pub struct Status {
     pub conf_index: u64,
     /// Leader only: every member's progress.
     pub peers: Vec<PeerStatus>,
+    /// Messages refused for a term above [`MAX_TERM`](super::raft::MAX_TERM) or from a
+    /// non-member trying to raise the term of a healthy cluster.
+    pub refused_messages: u64,
 }
 
 #[derive(Debug)]
@@ -312,6 +315,7 @@ impl<S: Storage> RawNode<S> {
             conf: r.conf().clone(),
             conf_index: r.conf_index(),
             peers,
+            refused_messages: r.refused_messages,
         }
     }
 }

@@ -6,7 +6,7 @@
 //!    `magic "RMGR" | u16 protocol version | u64 cluster_id | u64 from | u64 to | [u8; 32] dialer_nonce`
 //! 2. acceptor → dialer, [`Reply`] (33 bytes): `u8 status | [u8; 32] body`
 //!    - `ACCEPT` (no secret configured; body zero) — handshake done, or
-//!    - `CHALLENGE` (body = fresh acceptor nonce from `/dev/urandom`), or
+//!    - `CHALLENGE` (body = fresh acceptor nonce from the OS generator, `getrandom`), or
 //!    - `REJECT_*` (body zero) — the connection is then closed.
 //! 3. (secret only) dialer → acceptor: 32-byte
 //!    `HMAC-SHA256(secret, "raft-manager-v1" | cluster | from | to | acceptor_nonce | dialer_nonce)`
@@ -18,7 +18,8 @@
 //! labels so one can never be reflected as the other. Both nonces are fresh per connection, so a
 //! recorded handshake cannot be replayed. MACs are compared in constant time.
 
-use super::hmac::{constant_time_eq, hmac_sha256};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
 use std::fmt;
 use std::io::{self, Read, Write};
 
@@ -186,31 +187,60 @@ impl From<io::Error> for HandshakeError {
     }
 }
 
-/// Reads a fresh nonce from `/dev/urandom`.
+/// A fresh nonce from the operating system's generator (`getrandom`).
 pub fn random_nonce() -> io::Result<[u8; NONCE_LEN]> {
     let mut nonce = [0u8; NONCE_LEN];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut nonce)?;
+    getrandom::fill(&mut nonce).map_err(io::Error::other)?;
     Ok(nonce)
 }
 
-/// Computes a handshake MAC with the given label.
+type HmacSha256 = Hmac<Sha256>;
+
+fn handshake_hmac(
+    secret: &[u8],
+    label: &[u8],
+    hello: &Hello,
+    acceptor_nonce: &[u8; NONCE_LEN],
+) -> HmacSha256 {
+    // HMAC accepts keys of any length; this cannot fail.
+    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes any key length");
+    for part in [
+        label,
+        &hello.cluster_id.to_be_bytes(),
+        &hello.from.to_be_bytes(),
+        &hello.to.to_be_bytes(),
+        acceptor_nonce,
+        &hello.nonce,
+    ] {
+        mac.update(part);
+    }
+    mac
+}
+
+/// Computes a handshake MAC (HMAC-SHA256) with the given label.
 pub fn handshake_mac(
     secret: &[u8],
     label: &[u8],
     hello: &Hello,
     acceptor_nonce: &[u8; NONCE_LEN],
 ) -> [u8; 32] {
-    hmac_sha256(
-        secret,
-        &[
-            label,
-            &hello.cluster_id.to_be_bytes(),
-            &hello.from.to_be_bytes(),
-            &hello.to.to_be_bytes(),
-            acceptor_nonce,
-            &hello.nonce,
-        ],
-    )
+    handshake_hmac(secret, label, hello, acceptor_nonce)
+        .finalize()
+        .into_bytes()
+        .into()
+}
+
+/// Verifies a handshake MAC in constant time (`subtle`, through `Mac::verify_slice`).
+pub fn verify_handshake_mac(
+    secret: &[u8],
+    label: &[u8],
+    hello: &Hello,
+    acceptor_nonce: &[u8; NONCE_LEN],
+    mac: &[u8],
+) -> bool {
+    handshake_hmac(secret, label, hello, acceptor_nonce)
+        .verify_slice(mac)
+        .is_ok()
 }
 
 /// Runs the dialer side on a connected stream.
@@ -248,8 +278,7 @@ pub fn dial<S: Read + Write>(
             if reply.status != PROOF {
                 return Err(rejected(reply.status));
             }
-            let want = handshake_mac(secret, ACCEPTOR_LABEL, &hello, &acceptor_nonce);
-            if constant_time_eq(&want, &reply.body) {
+            if verify_handshake_mac(secret, ACCEPTOR_LABEL, &hello, &acceptor_nonce, &reply.body) {
                 Ok(())
             } else {
                 Err(HandshakeError::AuthFailed("acceptor proof does not verify"))
@@ -342,8 +371,7 @@ pub fn accept<S: Read + Write>(
     stream.flush()?;
     let mut proof = [0u8; PROOF_LEN];
     stream.read_exact(&mut proof)?;
-    let want = handshake_mac(secret, DIALER_LABEL, &hello, &acceptor_nonce);
-    if !constant_time_eq(&want, &proof) {
+    if !verify_handshake_mac(secret, DIALER_LABEL, &hello, &acceptor_nonce, &proof) {
         return refuse(
             stream,
             REJECT_AUTH,
@@ -385,6 +413,75 @@ mod tests {
         let acc = accept(&mut b, &policy);
         drop(b);
         (t.join().unwrap(), acc)
+    }
+
+    #[test]
+    fn mac_binds_every_field() {
+        let hello = Hello {
+            version: 1,
+            cluster_id: 2,
+            from: 3,
+            to: 4,
+            nonce: [9; 32],
+        };
+        let an = [5u8; 32];
+        let mac = handshake_mac(b"secret", DIALER_LABEL, &hello, &an);
+        assert!(verify_handshake_mac(
+            b"secret",
+            DIALER_LABEL,
+            &hello,
+            &an,
+            &mac
+        ));
+        assert!(!verify_handshake_mac(
+            b"secrex",
+            DIALER_LABEL,
+            &hello,
+            &an,
+            &mac
+        ));
+        assert!(!verify_handshake_mac(
+            b"secret",
+            ACCEPTOR_LABEL,
+            &hello,
+            &an,
+            &mac
+        ));
+        assert!(!verify_handshake_mac(
+            b"secret",
+            DIALER_LABEL,
+            &hello,
+            &[6; 32],
+            &mac
+        ));
+        let other = Hello {
+            from: 5,
+            ..hello.clone()
+        };
+        assert!(!verify_handshake_mac(
+            b"secret",
+            DIALER_LABEL,
+            &other,
+            &an,
+            &mac
+        ));
+        let mut flipped = mac;
+        flipped[31] ^= 1;
+        assert!(!verify_handshake_mac(
+            b"secret",
+            DIALER_LABEL,
+            &hello,
+            &an,
+            &flipped
+        ));
+        assert!(!verify_handshake_mac(
+            b"secret",
+            DIALER_LABEL,
+            &hello,
+            &an,
+            &mac[..31]
+        ));
+        assert_ne!(random_nonce().unwrap(), random_nonce().unwrap());
     }
 
     #[test]

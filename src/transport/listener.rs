@@ -77,7 +77,7 @@ fn serve(inner: &Inner, mut stream: TcpStream, addr: SocketAddr, conn_id: u64) -
     let policy = AcceptPolicy {
         cluster_id: inner.cluster_id,
         node_id: inner.node_id,
-        secret: inner.secret.as_deref(),
+        secret: inner.secret.as_deref().map(|v| v.as_slice()),
         is_known: &is_known,
     };
     let from = match handshake::accept(&mut stream, &policy) {

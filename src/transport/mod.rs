@@ -21,8 +21,6 @@ mod queue;
 
 pub mod frame;
 pub mod handshake;
-pub mod hmac;
-pub mod sha256;
 
 use parking_lot::{Mutex, RwLock};
 use peer::PeerLink;
@@ -34,6 +32,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
+use zeroize::Zeroizing;
 
 /// Callback receiving `(from, payload)` for every frame from an authenticated known peer.
 pub type OnMessage = Arc<dyn Fn(u64, Vec<u8>) + Send + Sync>;
@@ -211,7 +210,8 @@ stats! {
 struct Inner {
     node_id: u64,
     cluster_id: u64,
-    secret: Option<Vec<u8>>,
+    /// Wiped from memory when the transport is dropped.
+    secret: Option<Zeroizing<Vec<u8>>>,
     max_frame_bytes: usize,
     max_queue_bytes: usize,
     backoff_min: Duration,
@@ -293,7 +293,7 @@ impl TcpTransport {
         let inner = Arc::new(Inner {
             node_id: cfg.node_id,
             cluster_id: cfg.cluster_id,
-            secret: cfg.secret.clone(),
+            secret: cfg.secret.clone().map(Zeroizing::new),
             max_frame_bytes: cfg.max_frame_bytes.min(frame::MAX_ENCODABLE_PAYLOAD),
             max_queue_bytes: cfg.max_queue_bytes,
             backoff_min: min,

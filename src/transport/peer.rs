@@ -201,7 +201,7 @@ fn connect(
         inner.cluster_id,
         inner.node_id,
         link.id,
-        inner.secret.as_deref(),
+        inner.secret.as_deref().map(|v| v.as_slice()),
     )?;
     stream.set_read_timeout(None)?;
     stream.set_write_timeout(Some(inner.write_timeout))?;
