@@ -221,7 +221,7 @@ impl MemStorage {
     pub fn write_snapshot_chunk(&self, meta: &SnapshotMeta, offset: u64, data: &[u8]) -> bool {
         let mut g = self.inner.write();
         let fresh = match &g.incoming {
-            Some((m, _)) => m.index != meta.index || m.term != meta.term,
+            Some((m, _)) => !m.same_snapshot(meta),
             None => true,
         };
         if fresh {
@@ -243,7 +243,7 @@ impl MemStorage {
         let data = {
             let g = self.inner.read();
             match &g.incoming {
-                Some((m, buf)) if m.index == meta.index && m.term == meta.term => buf.clone(),
+                Some((m, buf)) if m.same_snapshot(meta) => buf.clone(),
                 _ => return Err("no matching incoming snapshot".into()),
             }
         };

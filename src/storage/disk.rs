@@ -725,7 +725,7 @@ impl LogStore for DiskStorage {
     ) -> StorageResult<bool> {
         let mut g = self.inner.lock();
         g.check()?;
-        let fresh = !matches!(&g.partial, Some(p) if p.meta == *meta);
+        let fresh = !matches!(&g.partial, Some(p) if p.meta.same_snapshot(meta));
         if fresh {
             if offset != 0 {
                 return Ok(false);
@@ -785,7 +785,7 @@ impl LogStore for DiskStorage {
         let mut g = self.inner.lock();
         g.check()?;
         let partial_path = g.dir.join(PARTIAL_FILE);
-        let Some(p) = g.partial.as_ref().filter(|p| p.meta == *meta) else {
+        let Some(p) = g.partial.as_ref().filter(|p| p.meta.same_snapshot(meta)) else {
             return Err(StorageError::Io(format!(
                 "no incoming snapshot matching index {} term {}",
                 meta.index, meta.term
@@ -906,17 +906,24 @@ impl LogStore for DiskStorage {
     }
 
     fn open_snapshot(&self) -> StorageResult<Option<(SnapshotMeta, Box<dyn Read + Send>)>> {
-        let g = self.inner.lock();
-        let Some(sf) = g.snap_file.as_ref() else {
-            return Ok(None);
+        let (mut f, path, data_offset, meta) = {
+            let g = self.inner.lock();
+            let Some(sf) = g.snap_file.as_ref() else {
+                return Ok(None);
+            };
+            let f = sf
+                .file
+                .try_clone()
+                .map_err(|e| io_err(sf.path.display(), e))?;
+            (f, sf.path.clone(), sf.data_offset, g.snap.clone())
         };
-        let mut f = sf
-            .file
-            .try_clone()
-            .map_err(|e| io_err(sf.path.display(), e))?;
-        f.seek(SeekFrom::Start(sf.data_offset))
-            .map_err(|e| io_err(sf.path.display(), e))?;
-        let reader = CheckedReader::new(BufReader::new(f), g.snap.size, g.snap.checksum);
-        Ok(Some((g.snap.clone(), Box::new(reader))))
+        // Verified before the caller sees a byte (a restore that stops reading early must not
+        // restore damaged data); without the lock, on this handle, so a snapshot installed
+        // meanwhile does not matter and the storage thread is not held up.
+        snapshot_file::verify_data(&f, &path, &meta, data_offset)?;
+        f.seek(SeekFrom::Start(data_offset))
+            .map_err(|e| io_err(path.display(), e))?;
+        let reader = CheckedReader::new(BufReader::new(f), meta.size, meta.checksum);
+        Ok(Some((meta, Box::new(reader))))
     }
 }

@@ -62,7 +62,10 @@ pub trait LogStore: Storage {
         keep_trailing: u64,
     ) -> StorageResult<SnapshotMeta>;
     /// Opens the latest snapshot's data for reading (restore at start, or to send), `None` if
-    /// there is none. The reader fails at the end if the data does not match its checksum.
+    /// there is none. Stores that keep the data where it can rot ([`DiskStorage`]) verify
+    /// its size and checksum before returning (an error if they do not match), so a reader
+    /// that stops early never sees damaged bytes; the reader also fails at the end on a
+    /// mismatch.
     fn open_snapshot(&self) -> StorageResult<Option<(SnapshotMeta, Box<dyn Read + Send>)>>;
     /// True if a write is complete when it returns and `sync` does nothing (memory
     /// stores); the runtime then writes on the Raft thread instead of the storage thread.
