@@ -2,19 +2,28 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test test-rust test-c test-python test-go lint header sim-long build bench bench-python-deps
+.PHONY: fuzz demo test test-rust test-porcupine test-c test-python test-go lint header sim-long mutants build bench bench-python-deps
 
 ## Run the main job: a local 3-node replicated key-value cluster, leader killed and recovered.
 demo:
 	$(CARGO) build --release --bin raft-kv --bin raft-kv-demo
 	./target/release/raft-kv-demo --bin ./target/release/raft-kv
 
-## Run every test: Rust (unit, integration, simulation), C and C++ via ctest, Python via
-## pytest, Go via go test -race (when go is installed).
-test: test-rust test-c test-python test-go
+## Run every test: Rust (unit, integration, simulation), the porcupine cross-check, C and
+## C++ via ctest, Python via pytest, Go via go test -race (when go is installed).
+test: test-rust test-porcupine test-c test-python test-go
 
 test-rust:
 	$(CARGO) test --release
+
+## Cross-check our linearizability checker with porcupine (etcd's) on histories the
+## simulator exported (tests/simulation.rs porcupine_export); skipped without Go.
+PORCUPINE_DIR := $(CURDIR)/target/porcupine-histories
+test-porcupine:
+	@if command -v go >/dev/null 2>&1; then \
+	  RAFT_PORCUPINE_DIR=$(PORCUPINE_DIR) $(CARGO) test --release --test simulation porcupine_export -- --nocapture && \
+	  cd tools/porcupine-check && go run . $(PORCUPINE_DIR); \
+	else echo "go not installed: porcupine cross-check skipped"; fi
 
 test-c:
 	bash examples/run_ctest.sh
@@ -29,6 +38,12 @@ test-go:
 	@if command -v go >/dev/null; then bash bindings/go/run_tests.sh; \
 	else echo "test-go: go not installed, Go binding not tested"; fi
 
+## Seeded fuzzing of every decoder (tests/fuzz.rs), RAFT_FUZZ_ITERS iterations per target;
+## RAFT_FUZZ_SEED=N picks another deterministic run, RAFT_FUZZ_ITERS=N sets the count.
+RAFT_FUZZ_ITERS ?= 3000000
+fuzz:
+	RAFT_FUZZ_ITERS=$(RAFT_FUZZ_ITERS) $(CARGO) test --release --test fuzz -- --nocapture
+
 ## Formatting and lints, as CI reviewers expect them.
 lint:
 	$(CARGO) fmt --all -- --check
@@ -38,21 +53,36 @@ lint:
 header:
 	RAFT_BLESS_HEADER=1 $(CARGO) test --release --test header
 
-## Long simulation soak (100,000 seeds).
+## Long simulation soak: 100,000 short seeds and 1,000 long seeds (>= 5,000 client
+## operations each); RAFT_SIM_LONG_SEEDS overrides the long count.
+RAFT_SIM_LONG_SEEDS ?= 1000
 sim-long:
-	RAFT_SIM_SEEDS=100000 $(CARGO) test --release --test simulation -- --nocapture
+	RAFT_SIM_SEEDS=100000 RAFT_SIM_LONG_SEEDS=$(RAFT_SIM_LONG_SEEDS) $(CARGO) test --release --test simulation -- --nocapture
 
-## Benchmarks (docs/BENCHMARKS.md): W1 (Rust API, C ABI), openraft peer, W2, failover,
+## Mutation testing of src/core against the fast test set (unit tests, scenarios,
+## membership, simulation at its default seed counts); MUTANTS_ARGS narrows the run, e.g.
+## MUTANTS_ARGS="--file src/core/log.rs". Installs cargo-mutants when absent.
+MUTANTS_ARGS ?= --file 'src/core/**/*.rs'
+mutants:
+	@command -v cargo-mutants >/dev/null 2>&1 || $(CARGO) install --locked cargo-mutants
+	$(CARGO) mutants --no-shuffle --timeout 300 --build-timeout 600 $(MUTANTS_ARGS) \
+	  -- --release --lib --test scenarios --test membership --test simulation
+
+## Benchmarks (docs/BENCHMARKS.md): W1 (Rust API, C ABI, C++, Go), openraft peer, W2, failover,
 ## catch-up, memory, W3; then raft-manager/peer ratios and the targets (bench/ratios.py).
 ## Each program prints a table and `BENCH name=... value=... unit=...` lines; the summary of
 ## every BENCH line is printed at the end and kept in target/bench-results.txt.
 bench:
 	$(CARGO) build --release -p raft-bench -p openraft-peer
 	bash bench/c/build.sh
+	bash bench/cpp/build.sh
+	@if command -v go >/dev/null; then bash bench/go/build.sh; fi
 	@set -o pipefail; out=target/bench-results.txt; : > $$out; \
-	for prog in w1 openraft-peer w1-capi "w1-capi --caller-runs 1" w2 failover catchup \
-	    "catchup --tcp" memory storage-crc; do \
-	  echo "== $$prog"; ./target/release/$$prog 2>&1 | tee -a $$out || exit 1; \
+	for prog in w1 openraft-peer w1-capi "w1-capi --caller-runs 1" w1-cpp w1-go \
+	    "w1-go -mode goroutines" w2 failover catchup "catchup --tcp" memory storage-crc; do \
+	  echo "== $$prog"; \
+	  if [ ! -x "./target/release/$${prog%% *}" ]; then echo "(not built: no go)"; continue; fi; \
+	  ./target/release/$$prog 2>&1 | tee -a $$out || exit 1; \
 	done; \
 	echo "== w3"; $(MAKE) --no-print-directory bench-python-deps && \
 	  .venv/bin/python bench/python/w3.py 2>&1 | tee -a $$out || echo "w3 failed"; \

@@ -7,6 +7,9 @@ use raft::core::{
 };
 use std::collections::BTreeMap;
 
+#[path = "scenarios/interaction.rs"]
+mod interaction;
+
 struct Net {
     nodes: BTreeMap<NodeId, RawNode<MemStorage>>,
     stores: BTreeMap<NodeId, MemStorage>,
@@ -67,6 +70,13 @@ impl Net {
             s.append(&rd.entries);
             if let Some(hs) = rd.hard_state {
                 s.set_hard_state(hs);
+            }
+            for c in rd.snapshot_chunks {
+                let ok = s.write_snapshot_chunk(&c.meta, c.offset, &c.data);
+                if c.done {
+                    let ok = ok && s.finish_incoming_snapshot(&c.meta).is_ok();
+                    n.snapshot_received(&c.meta, ok);
+                }
             }
             self.queue.extend(rd.messages);
             self.queue.extend(rd.persisted_messages);

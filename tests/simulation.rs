@@ -2,7 +2,8 @@
 //! pitfall scenarios. `RAFT_SIM_SEEDS=N` runs more seeds; `RAFT_SIM_SEED=S` replays one.
 
 use raft::core::{ConfChange, Config, NodeId, Role};
-use raft::sim::{Faults, Sim, Violation, TICK_MS};
+use raft::sim::linearizability::{self, History, Outcome};
+use raft::sim::{porcupine, Bias, Faults, Sim, Violation, TICK_MS};
 
 const ET: u64 = 20;
 
@@ -38,8 +39,8 @@ fn fail(v: Violation) -> ! {
 
 /// One run of mixed faults; returns the numbers of acknowledged writes and of committed
 /// membership changes.
-fn mixed_run(seed: u64) -> Result<(u64, u64, u64), Violation> {
-    let n = if seed % 2 == 0 { 3 } else { 5 };
+fn mixed_run(seed: u64, bias: bool) -> Result<(u64, u64, u64), Violation> {
+    let n = if seed.is_multiple_of(2) { 3 } else { 5 };
     let faults = match seed % 3 {
         0 => Faults::none(),
         1 => Faults {
@@ -53,6 +54,9 @@ fn mixed_run(seed: u64) -> Result<(u64, u64, u64), Violation> {
     let mut sim = Sim::new(seed, n, faults, cfg);
     if seed % 4 < 2 {
         sim.set_snapshot_policy(8 + seed % 7, seed % 5);
+    }
+    if bias {
+        sim.bias = Bias::rare(ET);
     }
     let mut next_id = n + 1;
     let membership = seed % 5 < 2;
@@ -170,7 +174,33 @@ fn client_op(sim: &mut Sim, random_node: NodeId) {
     } else {
         sim.leader().unwrap_or(random_node)
     };
-    let key = format!("k{}", sim.rand(0, 3));
+    kv_op(sim, node, 3);
+}
+
+/// [`client_op`] over `keys` keys; a quarter of the operations go to a random node, and
+/// some to a deposed leader that does not know it yet (any node in the leader role).
+fn client_op_keys(sim: &mut Sim, random_node: NodeId, keys: u64) {
+    let node = match sim.rand(0, 8) {
+        0 | 1 => random_node,
+        2 => {
+            let leaders: Vec<NodeId> = sim
+                .ids()
+                .into_iter()
+                .filter(|&i| sim.role(i) == Some(Role::Leader))
+                .collect();
+            match leaders.len() {
+                0 => random_node,
+                k => leaders[sim.rand(0, k as u64) as usize],
+            }
+        }
+        _ => sim.leader().unwrap_or(random_node),
+    };
+    kv_op(sim, node, keys)
+}
+
+/// A random get, put or compare-and-set on one of `keys` keys at `node`.
+fn kv_op(sim: &mut Sim, node: NodeId, keys: u64) {
+    let key = format!("k{}", sim.rand(0, keys));
     let value = format!("v{}", sim.rand(0, 1000));
     match sim.rand(0, 3) {
         0 => {
@@ -228,7 +258,8 @@ fn mixed_faults_many_seeds() {
     let mut conf_changes = 0;
     let mut client_ops = 0;
     for &s in &list {
-        match std::panic::catch_unwind(|| mixed_run(s)) {
+        // Every other pair of seeds aims faults at rare interleavings.
+        match std::panic::catch_unwind(|| mixed_run(s, (s / 2) % 2 == 1)) {
             Ok(Ok((a, c, o))) => {
                 acked += a;
                 conf_changes += c;
@@ -239,9 +270,10 @@ fn mixed_faults_many_seeds() {
         }
     }
     println!(
-        "simulation: {} seeds passed, {acked} acknowledged writes, {conf_changes} committed membership changes, {client_ops} completed client operations checked linearizable, {:.1}s",
+        "simulation: {} seeds passed, {acked} acknowledged writes, {conf_changes} committed membership changes, {client_ops} completed client operations checked linearizable, {:.1}s ({:.0} seeds/s)",
         list.len(),
-        start.elapsed().as_secs_f64()
+        start.elapsed().as_secs_f64(),
+        list.len() as f64 / start.elapsed().as_secs_f64()
     );
     assert!(
         acked > list.len() as u64,
@@ -258,7 +290,7 @@ fn liveness_figures() {
     let mut elections = 0;
     let mut splits = 0;
     for &seed in &list {
-        let n = if seed % 2 == 0 { 3 } else { 5 };
+        let n = if seed.is_multiple_of(2) { 3 } else { 5 };
         let mut sim = Sim::new(seed, n, Faults::none(), cfg);
         let first = sim
             .run_until(10 * et_ms(), |s| s.leader().is_some())
@@ -516,8 +548,298 @@ fn checker_catches_stale_reads_without_read_index() {
 #[test]
 fn regression_seeds() {
     for seed in [3706, 17320, 61085] {
-        if let Err(v) = mixed_run(seed) {
+        if let Err(v) = mixed_run(seed, false) {
             fail(v);
         }
     }
+}
+
+/// Figures of one long run.
+#[derive(Default)]
+struct LongFigures {
+    client_ops: u64,
+    completed: u64,
+    acked: u64,
+    conf_changes: u64,
+    crashes: u64,
+    partitions: u64,
+    snapshots_taken: bool,
+    stale_delivered: u64,
+    crashes_before_send: u64,
+    history: History,
+}
+
+/// A long seed: at least `ops` client operations (gets, puts, compare-and-sets over eight
+/// keys, some at deposed leaders), with membership churn, snapshots, repeated partitions,
+/// crashes and the rare-interleaving bias; then heal, require recovery, and check the
+/// cluster and the whole history.
+fn long_run(seed: u64, ops: u64) -> Result<LongFigures, Violation> {
+    let n = if seed.is_multiple_of(2) { 5 } else { 3 };
+    let faults = if seed.is_multiple_of(3) {
+        Faults::harsh()
+    } else {
+        Faults {
+            drop_per_mille: 20,
+            dup_per_mille: 10,
+            delay_ms: (1, 15),
+            sync_ms: (1, 5),
+        }
+    };
+    let mut sim = Sim::new(seed, n, faults, cfg);
+    sim.set_snapshot_policy(20 + seed % 31, seed % 6);
+    sim.bias = Bias::rare(ET);
+    let mut fig = LongFigures::default();
+    let mut next_id = n + 1;
+    while (sim.history().events().len() as u64) < ops {
+        let ids = sim.ids();
+        let pick = |sim: &mut Sim| ids[sim.rand(0, ids.len() as u64) as usize];
+        for _ in 0..sim.rand(1, 6) {
+            let node = pick(&mut sim);
+            client_op_keys(&mut sim, node, 8);
+        }
+        match sim.rand(0, 100) {
+            0..=2 => membership_action(&mut sim, &mut next_id),
+            3 => {
+                if let Some(l) = sim.leader() {
+                    let _ = sim.transfer(l, None);
+                }
+            }
+            4..=6 => {
+                let victim = pick(&mut sim);
+                let voters = sim.conf().map(|c| c.voters).unwrap_or_default();
+                let up = voters
+                    .iter()
+                    .filter(|&&v| sim.is_up(v) && v != victim)
+                    .count();
+                if up * 2 > voters.len() && sim.is_up(victim) {
+                    sim.crash(victim);
+                    fig.crashes += 1;
+                }
+            }
+            7..=11 => {
+                for &i in &ids {
+                    sim.restart(i)?;
+                }
+            }
+            12..=13 => {
+                let a = pick(&mut sim);
+                sim.isolate(a);
+                fig.partitions += 1;
+            }
+            14 => {
+                let cut = sim.rand(1, ids.len() as u64);
+                let (a, b) = ids.split_at(cut as usize);
+                sim.partition(&[a.to_vec(), b.to_vec()]);
+                fig.partitions += 1;
+            }
+            15 => {
+                let (a, b) = (pick(&mut sim), pick(&mut sim));
+                if a != b {
+                    sim.cut_one_way(a, b);
+                    fig.partitions += 1;
+                }
+            }
+            16..=21 => sim.heal(),
+            _ => {}
+        }
+        let ms = sim.rand(2, 25);
+        sim.run_for(ms)?;
+    }
+    sim.check_global()?;
+    sim.heal();
+    sim.faults = Faults::none();
+    sim.bias = Bias::default();
+    for &i in &sim.ids() {
+        sim.restart(i)?;
+    }
+    let deadline = sim.now + 60 * et_ms();
+    let mut wrote: Vec<Vec<u8>> = Vec::new();
+    let mut ok = false;
+    while sim.now < deadline && !ok {
+        if let Some(l) = sim.leader() {
+            wrote.extend(sim.propose(l));
+        }
+        let until = sim.now + et_ms();
+        ok = sim.run_until(until, |s| {
+            wrote.iter().any(|w| s.acked.contains_key(w)) && s.min_applied() >= s.max_commit()
+        })?;
+    }
+    if !ok {
+        return Err(Violation::new(
+            seed,
+            format!(
+                "long run did not recover after healing:\n{}",
+                sim.describe()
+            ),
+        ));
+    }
+    sim.check_global()?;
+    sim.check_linearizable()?;
+    fig.client_ops = sim.history().events().len() as u64;
+    fig.completed = sim
+        .history()
+        .events()
+        .iter()
+        .filter(|e| e.complete.is_some())
+        .count() as u64;
+    fig.acked = sim.stats.acked;
+    fig.conf_changes = sim.conf_changes();
+    fig.snapshots_taken = sim
+        .leader()
+        .and_then(|l| sim.node(l))
+        .is_some_and(|r| r.raft.log.first_index() > 1);
+    fig.stale_delivered = sim.stats.stale_delivered;
+    fig.crashes_before_send = sim.stats.crashes_before_send;
+    fig.history = sim.history().clone();
+    Ok(fig)
+}
+
+/// Long seeds (>= 5,000 client operations each): `RAFT_SIM_LONG_SEEDS=N` runs N of them
+/// (`make sim-long` runs 1,000); `RAFT_SIM_LONG_SEED=S` replays one.
+#[test]
+fn long_seeds() {
+    let list: Vec<u64> = match std::env::var("RAFT_SIM_LONG_SEED") {
+        Ok(s) => vec![s.parse().expect("RAFT_SIM_LONG_SEED must be a number")],
+        Err(_) => {
+            let n = std::env::var("RAFT_SIM_LONG_SEEDS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(4);
+            (1..=n).collect()
+        }
+    };
+    let start = std::time::Instant::now();
+    let mut total = LongFigures::default();
+    let mut with_snapshots = 0;
+    for &s in &list {
+        let fig = match std::panic::catch_unwind(|| long_run(s, 5000)) {
+            Ok(Ok(f)) => f,
+            Ok(Err(v)) => fail(v),
+            Err(_) => panic!("long seed {s}: panicked (replay with RAFT_SIM_LONG_SEED={s})"),
+        };
+        assert!(
+            fig.client_ops >= 5000,
+            "seed {s}: {} client operations",
+            fig.client_ops
+        );
+        total.client_ops += fig.client_ops;
+        total.completed += fig.completed;
+        total.acked += fig.acked;
+        total.conf_changes += fig.conf_changes;
+        total.crashes += fig.crashes;
+        total.partitions += fig.partitions;
+        total.stale_delivered += fig.stale_delivered;
+        total.crashes_before_send += fig.crashes_before_send;
+        with_snapshots += u64::from(fig.snapshots_taken);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "long seeds: {} seeds, {} client operations ({} completed, checked linearizable), {} acknowledged writes, {} membership changes, {} crashes, {} partitions, {} crashes between persist and send, {} stale leader messages delivered after a term change, {} seeds with compacted logs; {:.1}s ({:.2} seeds/s)",
+        list.len(),
+        total.client_ops,
+        total.completed,
+        total.acked,
+        total.conf_changes,
+        total.crashes,
+        total.partitions,
+        total.crashes_before_send,
+        total.stale_delivered,
+        with_snapshots,
+        secs,
+        list.len() as f64 / secs
+    );
+    assert!(total.conf_changes > 0 && total.crashes > 0 && total.stale_delivered > 0);
+}
+
+/// The history with one completed read changed to return a value that was overwritten
+/// before the read began (a put followed, strictly later, by another completed put to the
+/// same key), or `None` if no read has one.
+fn with_stale_read(h: &History, pick: usize) -> Option<History> {
+    let events = h.events();
+    let put = |e: &linearizability::Event, key: &str| match &e.op {
+        linearizability::Op::Put { key: k, value }
+            if k == key && e.complete.is_some() && e.outcome == Outcome::Put =>
+        {
+            Some(value.clone())
+        }
+        _ => None,
+    };
+    let candidates: Vec<(usize, String)> = (0..events.len())
+        .filter(|&i| events[i].complete.is_some() && matches!(events[i].outcome, Outcome::Get(_)))
+        .filter_map(|i| {
+            let r = &events[i];
+            let key = r.op.key();
+            events.iter().find_map(|p1| {
+                let v1 = put(p1, key)?;
+                let overwritten = events.iter().any(|p2| {
+                    put(p2, key).is_some_and(|v2| v2 != v1)
+                        && p1.complete < Some(p2.invoke)
+                        && p2.complete < Some(r.invoke)
+                });
+                (overwritten && r.outcome != Outcome::Get(Some(v1.clone()))).then(|| (i, v1))
+            })
+        })
+        .collect();
+    let (target, stale) = candidates.get(pick % candidates.len().max(1))?.clone();
+    let stale = Some(stale);
+    let mut out = History::new();
+    for (i, e) in events.iter().enumerate() {
+        let id = out.invoke(e.client, e.op.clone(), e.invoke);
+        if let Some(t) = e.complete {
+            let outcome = if i == target {
+                Outcome::Get(stale.clone())
+            } else {
+                e.outcome.clone()
+            };
+            out.complete(id, t, outcome);
+        }
+    }
+    Some(out)
+}
+
+/// Exports simulator histories for the porcupine cross-check (`make test` runs
+/// tools/porcupine-check over them when Go is installed): histories of long runs, which
+/// our checker accepts, and copies with one read made stale, labelled with our checker's
+/// verdict (`ok-` or `bad-`). Written to `$RAFT_PORCUPINE_DIR` or target's test tmpdir.
+#[test]
+fn porcupine_export() {
+    let dir = std::env::var("RAFT_PORCUPINE_DIR").map_or_else(
+        |_| std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("porcupine"),
+        std::path::PathBuf::from,
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create export directory");
+    let (mut ok, mut bad) = (0, 0);
+    for seed in 1..=6u64 {
+        let fig = long_run(1000 + seed, 600).unwrap_or_else(|v| fail(v));
+        linearizability::check(&fig.history).expect("long run history linearizable");
+        std::fs::write(
+            dir.join(format!("ok-run-{seed}.txt")),
+            porcupine::export(&fig.history),
+        )
+        .expect("write history");
+        ok += 1;
+        for pick in 0..4 {
+            let Some(h) = with_stale_read(&fig.history, pick * 37 + seed as usize) else {
+                continue;
+            };
+            let verdict = if linearizability::check(&h).is_ok() {
+                ok += 1;
+                "ok"
+            } else {
+                bad += 1;
+                "bad"
+            };
+            std::fs::write(
+                dir.join(format!("{verdict}-run-{seed}-stale-{pick}.txt")),
+                porcupine::export(&h),
+            )
+            .expect("write history");
+        }
+    }
+    println!(
+        "porcupine export: {ok} linearizable and {bad} non-linearizable histories (by our checker) in {}",
+        dir.display()
+    );
+    assert!(ok >= 6 && bad >= 6, "the sample must hold both verdicts");
 }

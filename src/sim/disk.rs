@@ -45,6 +45,11 @@ impl Disk {
         r
     }
 
+    /// What has been synced (what a crash right now would keep at least).
+    pub fn durable(&self) -> &MemStorage {
+        &self.durable
+    }
+
     /// True if writes are waiting for a sync.
     pub fn dirty(&self) -> bool {
         !self.unsynced.is_empty()

@@ -49,6 +49,8 @@ pub struct Checker {
     committed_conf: ConfState,
     /// Committed configuration changes seen.
     pub conf_changes: u64,
+    /// node -> last index its state machine applied (this incarnation).
+    applied: BTreeMap<NodeId, u64>,
 }
 
 impl Checker {
@@ -146,6 +148,17 @@ impl Checker {
         e: &Entry,
         hash: u64,
     ) -> Result<(), Violation> {
+        let last = self.applied.get(&id).copied().unwrap_or(0);
+        if e.index != last + 1 {
+            return Err(Violation::new(
+                seed,
+                format!(
+                    "node {id} applied entry {} right after {last} (applied twice or out of order)",
+                    e.index
+                ),
+            ));
+        }
+        self.applied.insert(id, e.index);
         match self.committed.get(&e.index) {
             Some((t, d, h)) => {
                 if *t != e.term || *d != e.data || *h != hash {
@@ -171,13 +184,19 @@ impl Checker {
         Ok(())
     }
 
+    /// The state machine of `id` was (re)built at `index` (start, restart or snapshot).
+    pub fn set_applied(&mut self, id: NodeId, index: u64) {
+        self.applied.insert(id, index);
+    }
+
     /// A restored snapshot agrees with what was applied elsewhere at its index.
     pub fn check_restore(
-        &self,
+        &mut self,
         seed: u64,
         id: NodeId,
         m: &super::node::Machine,
     ) -> Result<(), Violation> {
+        self.applied.insert(id, m.index);
         if let Some((t, _, h)) = self.committed.get(&m.index) {
             if *t != m.term || *h != m.hash {
                 return Err(Violation::new(
@@ -281,7 +300,7 @@ pub fn quorums_overlap(a: &ConfState, b: &ConfState) -> bool {
     members.dedup();
     let n = members.len().min(16);
     let is_q = |c: &ConfState, mask: u32| {
-        crate::core::quorum_contains(c, |id| {
+        super::oracle::majority(c, |id| {
             members
                 .iter()
                 .position(|&m| m == id)

@@ -3,11 +3,16 @@
 //! not yet reported durable. Every step is checked against Raft's safety invariants; a
 //! violation is returned as an error naming the seed, so a run replays exactly.
 
+mod bias;
+mod checks;
 mod disk;
 mod invariants;
 pub mod linearizability;
 mod node;
+pub mod oracle;
+pub mod porcupine;
 
+pub use bias::Bias;
 pub use invariants::Violation;
 
 use crate::core::rng::Rng;
@@ -60,6 +65,12 @@ enum Event {
     Tick(NodeId),
     Deliver(u64),
     Sync(NodeId),
+    /// A crash scheduled by a [`Bias`] ends.
+    Restart(NodeId),
+    /// Isolate a node (a [`Bias`] partition right after a vote).
+    Isolate(NodeId),
+    /// Reconnect a node isolated by a [`Bias`].
+    Rejoin(NodeId),
 }
 
 /// A pending client proposal.
@@ -93,6 +104,10 @@ pub struct Stats {
     pub acked: u64,
     /// Messages delivered.
     pub delivered: u64,
+    /// Held leader messages delivered after a newer term began ([`Bias::hold_stale`]).
+    pub stale_delivered: u64,
+    /// Crashes between a promise's write and its sync ([`Bias::crash_before_send`]).
+    pub crashes_before_send: u64,
 }
 
 /// The simulated cluster.
@@ -105,7 +120,8 @@ pub struct Sim {
     nodes: BTreeMap<NodeId, SimNode>,
     queue: BinaryHeap<Reverse<(u64, u64, Event)>>,
     seq: u64,
-    in_flight: BTreeMap<u64, Message>,
+    /// Messages on the wire: key -> (message, time it left its sender).
+    in_flight: BTreeMap<u64, (Message, u64)>,
     /// Faults in force.
     pub faults: Faults,
     cut: HashSet<(NodeId, NodeId)>,
@@ -125,6 +141,11 @@ pub struct Sim {
     pending_reads: Vec<PendingRead>,
     next_ctx: u64,
     cfg: Box<dyn Fn(NodeId) -> Config>,
+    /// Fault schedules aimed at rare interleavings.
+    pub bias: Bias,
+    steps: checks::StepState,
+    held: Vec<Message>,
+    max_term: u64,
 }
 
 impl Sim {
@@ -168,6 +189,10 @@ impl Sim {
             pending_reads: Vec::new(),
             next_ctx: 1 << 32,
             cfg: Box::new(cfg),
+            bias: Bias::default(),
+            steps: checks::StepState::default(),
+            held: Vec::new(),
+            max_term: 0,
         };
         sim.inv.set_initial_conf(conf.clone());
         for id in conf.all_members() {
@@ -196,6 +221,7 @@ impl Sim {
         node.snapshot_every = every;
         node.snapshot_trailing = trailing;
         self.nodes.insert(id, node);
+        self.inv.set_applied(id, 0);
         let phase = self.rng.range(0, TICK_MS);
         self.schedule(self.now + phase + 1, Event::Tick(id));
     }
@@ -281,6 +307,7 @@ impl Sim {
             n.crash(keep);
         }
         self.pending.retain(|p| p.node != id);
+        self.steps.forget(id);
         // Operations in flight on the crashed node never complete (outcome unknown).
         self.pending_reads.retain(|r| r.node != id);
     }
@@ -292,6 +319,9 @@ impl Sim {
         if n.raw.is_none() {
             n.restart(seed)
                 .map_err(|e| Violation::new(self.seed, format!("restart of {id} failed: {e}")))?;
+            let applied = n.machine_index();
+            self.inv.set_applied(id, applied);
+            self.check_restarted_log(id)?;
         }
         Ok(())
     }
@@ -359,9 +389,11 @@ impl Sim {
         let Some(raw) = self.nodes.get_mut(&id).and_then(|n| n.raw.as_mut()) else {
             return false;
         };
+        let leads = raw.raft.role == Role::Leader;
         if raw.read_index(ctx).is_err() {
             return false;
         }
+        self.steps.reads.on_request(id, ctx, leads, self.now);
         let op = self
             .history
             .invoke(id, Op::Get { key: key.into() }, self.now);
@@ -427,7 +459,9 @@ impl Sim {
             .get_mut(&id)
             .and_then(|n| n.raw.as_mut())
             .ok_or("node down")?;
+        let leads = raw.raft.role == Role::Leader;
         raw.read_index(ctx).map_err(|e| e.to_string())?;
+        self.steps.reads.on_request(id, ctx, leads, self.now);
         // Process the node's resulting work at once (a lease read is answered here).
         self.drive(id).map_err(|v| v.to_string())
     }
@@ -487,7 +521,7 @@ impl Sim {
                 }
             }
             Event::Deliver(key) => {
-                let Some(m) = self.in_flight.remove(&key) else {
+                let Some((m, sent_at)) = self.in_flight.remove(&key) else {
                     return Ok(());
                 };
                 let to = m.to;
@@ -496,6 +530,7 @@ impl Sim {
                 }
                 if let Some(raw) = self.nodes.get_mut(&to).and_then(|n| n.raw.as_mut()) {
                     self.stats.delivered += 1;
+                    self.steps.reads.on_deliver(&m, sent_at, self.now);
                     raw.step(m);
                     self.drive(to)?;
                 }
@@ -511,14 +546,22 @@ impl Sim {
                 let (hs, msgs) = n.sync();
                 self.inv.check_hard_state(self.seed, id, hs)?;
                 for m in msgs {
-                    self.send(m);
+                    self.release(m, true)?;
                 }
                 self.drive(id)?;
             }
+            Event::Restart(id) => self.restart(id)?,
+            Event::Isolate(id) => {
+                if self.is_up(id) {
+                    self.isolate(id);
+                }
+            }
+            Event::Rejoin(id) => self.cut.retain(|&(a, b)| a != id && b != id),
         }
         Ok(())
     }
 
+    /// Puts a message on the wire (subject to drops, duplicates and delays).
     fn send(&mut self, m: Message) {
         if self.rng.chance(self.faults.drop_per_mille, 1000) {
             return;
@@ -533,13 +576,19 @@ impl Sim {
             let at = self.now + self.rng.range(lo, hi + 1);
             self.seq += 1;
             let key = self.seq;
-            self.in_flight.insert(key, m.clone());
+            self.in_flight.insert(key, (m.clone(), self.now));
             self.schedule(at, Event::Deliver(key));
         }
     }
 
-    /// Processes every ready of node `id`, checking invariants.
+    /// Processes every ready of node `id`, then checks the per-step invariants.
     fn drive(&mut self, id: NodeId) -> Result<(), Violation> {
+        self.drive_readies(id)?;
+        self.check_step(id)
+    }
+
+    /// Processes every ready of node `id`, checking invariants.
+    fn drive_readies(&mut self, id: NodeId) -> Result<(), Violation> {
         loop {
             let n = self.nodes.get_mut(&id).expect("node");
             let Some(raw) = n.raw.as_mut() else {
@@ -556,7 +605,9 @@ impl Sim {
                     }
                 }
             }
+            self.check_ready_log(id, &rd)?;
             if let Some(ss) = rd.soft_state {
+                self.on_term_seen(ss.term);
                 if self.trace {
                     println!(
                         "{:>6}ms node {id}: {:?} term {} leader {}",
@@ -594,15 +645,19 @@ impl Sim {
                     ));
                 }
             }
+            let promised = rd.persisted_messages.iter().any(bias::is_promise);
             let outcome = n.process(rd, self.seed, &mut self.inv)?;
             let need_sync = !n.sync_scheduled && n.has_unsynced();
             if need_sync {
                 n.sync_scheduled = true;
             }
             for m in outcome.send_now {
-                self.send(m);
+                self.release(m, false)?;
             }
             for rs in outcome.reads {
+                if let Some(index) = rs.index {
+                    self.check_read_answer(id, id, rs.ctx, index)?;
+                }
                 if let Some(p) = self
                     .pending_reads
                     .iter()
@@ -622,6 +677,9 @@ impl Sim {
                 let (lo, hi) = self.faults.sync_ms;
                 let at = self.now + self.rng.range(lo, hi + 1);
                 self.schedule(at, Event::Sync(id));
+            }
+            if promised && self.maybe_crash_before_send(id) {
+                return Ok(());
             }
             // Acknowledge proposals the proposing node applied.
             let n = self.nodes.get_mut(&id).expect("node");

@@ -182,6 +182,11 @@ impl SimNode {
         Ok(())
     }
 
+    /// The node's synced storage (for the durability-before-send invariant).
+    pub fn durable(&self) -> &MemStorage {
+        self.disk.durable()
+    }
+
     /// True if writes are waiting for a sync.
     pub fn has_unsynced(&self) -> bool {
         self.disk.dirty() || !self.waiting.is_empty()
