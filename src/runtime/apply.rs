@@ -260,11 +260,20 @@ impl Applier {
             confs: Vec::new(),
         };
         let sm = &mut self.sm;
-        self.core.apply(
+        let r = self.core.apply(
             &mut |b| in_callback(|| sm.apply(b)),
             &entries,
             &mut completer,
-        )?;
+        );
+        if let Err(why) = r {
+            // The waiting proposers learn that the node failed, not that it was shut down:
+            // record the failure, then complete the unanswered ones with it.
+            self.shared.fail(why.clone());
+            for d in completer.dones.into_iter().flatten() {
+                in_callback(|| d(Err(Error::Failed(why.clone()))));
+            }
+            return Err(why);
+        }
         for conf in completer.confs {
             let sm = &mut self.sm;
             in_callback(|| sm.on_conf_change(&conf));

@@ -13,7 +13,7 @@ pub mod session;
 mod state_machine;
 mod storage_worker;
 
-pub use config::NodeConfig;
+pub use config::{NodeConfig, MAX_COMMAND_BYTES_LIMIT};
 pub use error::Error;
 pub use node::{inside_callback, Node, ProposeResult};
 pub use state_machine::{Committed, MessageSink, StateMachine};

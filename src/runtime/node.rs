@@ -103,6 +103,7 @@ pub struct Node {
     shared: Arc<Shared>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     max_msg: usize,
+    max_command: usize,
     store: Arc<dyn LogStore>,
     session_expiry: u64,
 }
@@ -162,6 +163,7 @@ impl Node {
         core_cfg.check_quorum = cfg.check_quorum;
         core_cfg.max_uncommitted_bytes = cfg.max_uncommitted_bytes;
         core_cfg.max_msg_bytes = cfg.max_msg_bytes;
+        core_cfg.max_snapshot_bytes = cfg.max_snapshot_bytes;
         core_cfg.applied = snap.index;
         core_cfg.lease_read_max_drift = cfg.lease_reads_max_clock_drift.map(|d| {
             // Round the drift up to whole ticks (a larger margin is the safe direction).
@@ -268,6 +270,7 @@ impl Node {
             shared,
             threads: Mutex::new(threads),
             max_msg: codec::DEFAULT_MAX_MESSAGE_BYTES,
+            max_command: cfg.max_command_bytes,
             store,
             session_expiry: cfg.session_expiry_entries,
         })
@@ -297,13 +300,22 @@ impl Node {
     /// refused with an error and change nothing.
     pub fn step(&self, bytes: &[u8]) -> Result<(), Error> {
         let m = codec::decode(bytes, self.max_msg).map_err(|e| Error::Invalid(e.to_string()))?;
-        if m.to != self.id {
+        self.step_message(m)
+    }
+
+    /// Like [`Node::step`], for transports that know who sent the bytes: `from` is the
+    /// sender the transport authenticated (or the in-process sender). A message claiming
+    /// another sender is refused with [`Error::Invalid`] and changes nothing, so one peer
+    /// cannot forge votes or acknowledgements "from" another.
+    pub fn step_from(&self, from: NodeId, bytes: &[u8]) -> Result<(), Error> {
+        let m = codec::decode(bytes, self.max_msg).map_err(|e| Error::Invalid(e.to_string()))?;
+        if m.from != from {
             return Err(Error::Invalid(format!(
-                "message for node {} delivered to {}",
-                m.to, self.id
+                "message claims sender {} but came from {from}",
+                m.from
             )));
         }
-        self.enqueue(Input::Step(m))
+        self.step_message(m)
     }
 
     /// Delivers a message handed over in process without encoding (see
@@ -325,7 +337,26 @@ impl Node {
         command: Vec<u8>,
         done: impl FnOnce(ProposeResult) + Send + 'static,
     ) {
+        if let Err(e) = self.check_size(command.len()) {
+            return done(Err(e));
+        }
         self.submit(session::encode_plain(&command), Box::new(done));
+    }
+
+    /// The configured [`NodeConfig::max_command_bytes`].
+    pub fn max_command_bytes(&self) -> usize {
+        self.max_command
+    }
+
+    /// Refuses a command above [`NodeConfig::max_command_bytes`] with [`Error::TooLarge`].
+    pub fn check_size(&self, len: usize) -> Result<(), Error> {
+        if len > self.max_command {
+            return Err(Error::TooLarge {
+                len,
+                max: self.max_command,
+            });
+        }
+        Ok(())
     }
 
     /// Proposes a command of client session `client` with sequence number `seq` (exactly
@@ -339,6 +370,9 @@ impl Node {
         command: Vec<u8>,
         done: impl FnOnce(ProposeResult) + Send + 'static,
     ) {
+        if let Err(e) = self.check_size(command.len()) {
+            return done(Err(e));
+        }
         let s = SessionId {
             client,
             seq,

@@ -120,7 +120,8 @@ pub(crate) fn _drain_logs(py: Python<'_>, timeout: f64) -> Vec<(u8, String, Stri
     let Some(ch) = CHANNEL.get() else {
         return Vec::new();
     };
-    let wait = Duration::from_secs_f64(timeout.clamp(0.0, 60.0));
+    let secs = if timeout.is_nan() { 0.0 } else { timeout.clamp(0.0, 60.0) };
+    let wait = Duration::from_secs_f64(secs);
     let mut out = Vec::new();
     let first = py.detach(|| ch.rx.recv_timeout(wait));
     match first {
