@@ -224,16 +224,22 @@ pub(crate) unsafe fn slice_arg<'a, T>(
 }
 
 /// Runs a boundary body, turning a panic into `RAFT_STATUS_PANIC`.
+/// Logs go to the C log callback ([`log::c_dispatch`], scoped: threads started here inherit
+/// it).
 pub(crate) fn boundary(f: impl FnOnce() -> raft_status) -> raft_status {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(s) => s,
-        Err(_) => fail(raft_status::Panic, "panic caught at the C API boundary"),
-    }
+    crate::log_scope::scoped(log::c_dispatch(), || {
+        match catch_unwind(AssertUnwindSafe(f)) {
+            Ok(s) => s,
+            Err(_) => fail(raft_status::Panic, "panic caught at the C API boundary"),
+        }
+    })
 }
 
 /// Like [`boundary`] for functions without a status result.
 pub(crate) fn boundary_void(f: impl FnOnce()) {
-    let _ = catch_unwind(AssertUnwindSafe(f));
+    crate::log_scope::scoped(log::c_dispatch(), || {
+        let _ = catch_unwind(AssertUnwindSafe(f));
+    })
 }
 
 /// Runs a C callback, marking the thread as inside a callback.

@@ -67,6 +67,8 @@ pub(crate) struct Shared {
     pub(crate) apply_paused: AtomicBool,
     /// Bytes queued in the inbox.
     pub(crate) inbox_bytes: AtomicUsize,
+    /// Counters and histograms (see [`super::metrics`]).
+    pub(crate) metrics: super::metrics::Metrics,
 }
 
 impl Shared {
@@ -187,6 +189,7 @@ impl Node {
             applied_bytes: AtomicU64::new(0),
             apply_paused: AtomicBool::new(false),
             inbox_bytes: AtomicUsize::new(0),
+            metrics: Default::default(),
         });
         let (in_tx, ctl_tx, queues) = driver::queues();
         let (st_tx, st_rx) = crossbeam_channel::unbounded::<StorageJob>();
@@ -299,8 +302,11 @@ impl Node {
     /// Delivers message bytes received from a peer (any thread). Malformed bytes are
     /// refused with an error and change nothing.
     pub fn step(&self, bytes: &[u8]) -> Result<(), Error> {
-        let m = codec::decode(bytes, self.max_msg).map_err(|e| Error::Invalid(e.to_string()))?;
-        self.step_message(m)
+        let r = codec::decode(bytes, self.max_msg)
+            .map_err(|e| Error::Invalid(e.to_string()))
+            .and_then(|m| self.step_message(m));
+        self.shared.metrics.on_step(bytes.len(), r.is_ok());
+        r
     }
 
     /// Like [`Node::step`], for transports that know who sent the bytes: `from` is the
@@ -308,14 +314,19 @@ impl Node {
     /// another sender is refused with [`Error::Invalid`] and changes nothing, so one peer
     /// cannot forge votes or acknowledgements "from" another.
     pub fn step_from(&self, from: NodeId, bytes: &[u8]) -> Result<(), Error> {
-        let m = codec::decode(bytes, self.max_msg).map_err(|e| Error::Invalid(e.to_string()))?;
-        if m.from != from {
-            return Err(Error::Invalid(format!(
-                "message claims sender {} but came from {from}",
-                m.from
-            )));
-        }
-        self.step_message(m)
+        let r = codec::decode(bytes, self.max_msg)
+            .map_err(|e| Error::Invalid(e.to_string()))
+            .and_then(|m| {
+                if m.from != from {
+                    return Err(Error::Invalid(format!(
+                        "message claims sender {} but came from {from}",
+                        m.from
+                    )));
+                }
+                self.step_message(m)
+            });
+        self.shared.metrics.on_step(bytes.len(), r.is_ok());
+        r
     }
 
     /// Delivers a message handed over in process without encoding (see
@@ -557,6 +568,7 @@ impl Node {
     /// Returns a linearizable read index once the local state machine has applied it: a
     /// read of local state after this returns is linearizable.
     pub fn read_index(&self, timeout: Duration) -> Result<u64, Error> {
+        self.shared.metrics.reads.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = bounded(1);
         self.enqueue(Input::ReadIndex(Box::new(move |r| {
             let _ = tx.send(r);
@@ -591,6 +603,14 @@ impl Node {
         self.enqueue(Input::Status(tx))?;
         rx.recv_timeout(Duration::from_secs(5))
             .map_err(|_| self.check_alive().err().unwrap_or(Error::Timeout))
+    }
+
+    /// Current metrics: the gauges of [`Node::status`] plus counters and histograms (names in
+    /// docs/OBSERVABILITY.md, shared with C `raft_node_metrics_text` and Python
+    /// `Node.metrics()`).
+    pub fn metrics(&self) -> Result<super::metrics::NodeMetrics, Error> {
+        let s = self.status()?;
+        Ok(self.shared.metrics.snapshot(&s))
     }
 
     /// The failure that stopped the node, if any.
@@ -667,12 +687,12 @@ fn spawn(
 ) -> Result<JoinHandle<()>, Error> {
     std::thread::Builder::new()
         .name(name.clone())
-        .spawn(move || {
+        .spawn(crate::log_scope::inherit(move || {
             if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
                 let msg = panic_message(p.as_ref());
                 shared.fail(format!("thread {name} panicked: {msg}"));
                 inbox.control(Control::Fatal(msg));
             }
-        })
+        }))
         .map_err(|e| Error::Failed(format!("cannot spawn thread: {e}")))
 }

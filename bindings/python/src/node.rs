@@ -487,7 +487,7 @@ impl PyNode {
                         }
                     });
                     let t = py
-                        .detach(|| TcpTransport::start(tc, on_message))
+                        .detach(|| crate::logging::scoped(|| TcpTransport::start(tc, on_message)))
                         .map_err(|e| value_error(format!("cannot listen on {listen_addr}: {e}")))?;
                     local = Some(t.local_addr());
                     let t = Arc::new(t);
@@ -496,7 +496,8 @@ impl PyNode {
                 }
             }
         };
-        let started = py.detach(|| Node::start(cfg, Box::new(sm), sink));
+        let started =
+            py.detach(|| crate::logging::scoped(|| Node::start(cfg, Box::new(sm), sink)));
         let node = match started {
             Ok(n) => Arc::new(n),
             Err(e) => {
