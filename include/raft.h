@@ -627,8 +627,8 @@ raft_status raft_config_builder_add_peer(struct raft_config_builder *builder,
                                          const char *address);
 
 /**
- * Sets the TCP transport's cluster id: connections from other clusters are refused
- * (default 0).
+ * Sets the cluster id (default 0): the TCP transport refuses connections from other
+ * clusters, and a data directory created for another cluster (or node) is refused at start.
  */
 raft_status raft_config_builder_set_cluster_id(struct raft_config_builder *builder,
                                                uint64_t cluster_id);
