@@ -231,6 +231,8 @@ fn a_new_cluster_starts_from_an_exported_snapshot() {
             &n.dir.to_string_lossy(),
             "--voters",
             "1,2,3",
+            "--id",
+            &n.id.to_string(),
         ]);
         assert!(out.contains("imported snapshot"), "{out}");
     }
@@ -272,6 +274,8 @@ fn a_new_cluster_starts_from_an_exported_snapshot() {
             &new.nodes[&1].dir.to_string_lossy(),
             "--voters",
             "1,2,3",
+            "--id",
+            "1",
         ])
         .output()
         .unwrap();

@@ -103,7 +103,8 @@ struct Args {
     #[arg(long, env = "RAFT_KV_ELECTION_MS", value_name = "MS", default_value_t = 150,
           value_parser = clap::value_parser!(u64).range(20..))]
     election_ms: u64,
-    /// Cluster id: the transport refuses connections from other clusters.
+    /// Cluster id: the transport refuses connections from other clusters, and a data
+    /// directory created for another cluster (or node) is refused at start.
     #[arg(
         long,
         env = "RAFT_KV_CLUSTER_ID",
@@ -131,6 +132,11 @@ struct Args {
         default_value_t = 2000
     )]
     request_timeout_ms: u64,
+    /// Largest command (an encoded PUT/DEL/CAS) the node accepts, in bytes; a larger write
+    /// is answered `ERR command of N bytes exceeds the maximum ...` and nothing is proposed.
+    #[arg(long, env = "RAFT_KV_MAX_COMMAND_BYTES", value_name = "BYTES", default_value_t = 32 << 20,
+          value_parser = clap::value_parser!(u64).range(1..=raft::runtime::MAX_COMMAND_BYTES_LIMIT as u64))]
+    max_command_bytes: u64,
     /// Enables the BLOCK/UNBLOCK client commands (tests only).
     #[arg(long, env = "RAFT_KV_TEST_HOOKS")]
     test_hooks: bool,
@@ -393,9 +399,9 @@ fn run(a: Args) -> Result<(), String> {
     let slot: Arc<OnceLock<Arc<Node>>> = Arc::new(OnceLock::new());
     let on_message: OnMessage = {
         let slot = slot.clone();
-        Arc::new(move |_from, bytes| {
+        Arc::new(move |from, bytes| {
             if let Some(node) = slot.get() {
-                let _ = node.step(&bytes);
+                let _ = node.step_from(from, &bytes);
             }
         })
     };
@@ -424,8 +430,10 @@ fn run(a: Args) -> Result<(), String> {
     cfg.heartbeat_interval = Duration::from_millis((a.election_ms / 5).max(10));
     cfg.tick = Duration::from_millis((a.election_ms / 15).clamp(1, 10));
     cfg.data_dir = Some(a.data_dir.clone());
+    cfg.cluster_id = a.cluster_id;
     cfg.snapshot_entries = a.snapshot_entries;
     cfg.snapshot_trailing = (a.snapshot_entries / 2).max(1);
+    cfg.max_command_bytes = a.max_command_bytes as usize;
     // Members added at run time: every node learns their address from the log (or from a
     // snapshot). Addresses given in --peers win: they may differ from a restored
     // snapshot's, e.g. in a new cluster started from an exported snapshot.

@@ -13,7 +13,8 @@ mod kv_client;
 mod snapshot;
 
 use clap::{Parser, Subcommand};
-use raft::storage::inspect::{first_divergence, inspect_dir, Report};
+use raft::core::StorageError;
+use raft::storage::inspect::{check_owners, first_divergence, inspect_dir, Report};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -96,18 +97,27 @@ enum SnapshotCmd {
         /// The new cluster's voters, comma-separated node ids.
         #[arg(long, value_name = "ID,...", value_delimiter = ',', required = true)]
         voters: Vec<u64>,
+        /// The node that will run on DIR (recorded in the directory's identity).
+        #[arg(long, value_name = "N")]
+        id: u64,
+        /// The new cluster's id (recorded in the directory's identity; raft-kv's default
+        /// is 1).
+        #[arg(long, value_name = "X", default_value_t = 1)]
+        cluster_id: u64,
     },
 }
 
 fn print_report(r: &Report) {
     println!("directory: {}", r.dir.display());
-    match &r.bootstrap {
-        Some(c) => println!(
-            "bootstrap membership: voters {:?} learners {:?}",
-            c.voters, c.learners
-        ),
-        None => println!("bootstrap membership: (store.meta missing)"),
+    println!("format version: {}", r.format_version);
+    match &r.identity {
+        Some(id) => println!("identity: {id}"),
+        None => println!("identity: (not recorded yet: format version 1)"),
     }
+    println!(
+        "bootstrap membership: voters {:?} learners {:?}",
+        r.bootstrap.voters, r.bootstrap.learners
+    );
     match &r.hard_state {
         Some(hs) => println!(
             "hard state: term {} vote {} commit {}",
@@ -170,6 +180,17 @@ fn print_report(r: &Report) {
     }
 }
 
+/// Reports why a directory is refused (exit code 1): `CORRUPT` for damaged bytes,
+/// `REFUSED` for a missing path, a directory that is not a store, a store missing state its
+/// own records require, or replicas of different owners.
+fn refused(e: &StorageError) -> ExitCode {
+    match e {
+        StorageError::Io(_) => eprintln!("CORRUPT: {e}"),
+        _ => eprintln!("REFUSED: {e}"),
+    }
+    ExitCode::from(1)
+}
+
 fn main() -> ExitCode {
     match Cli::parse().cmd {
         Cmd::Snapshot(SnapshotCmd::Export { dir, file }) => match snapshot::export(&dir, &file) {
@@ -188,24 +209,28 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Cmd::Snapshot(SnapshotCmd::Import { file, dir, voters }) => {
-            match snapshot::import(&file, &dir, &voters) {
-                Ok(m) => {
-                    println!(
-                        "imported snapshot index {} term {} into {} (voters {:?})",
-                        m.index,
-                        m.term,
-                        dir.display(),
-                        m.conf.voters
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("raft-manager: {e}");
-                    ExitCode::from(1)
-                }
+        Cmd::Snapshot(SnapshotCmd::Import {
+            file,
+            dir,
+            voters,
+            id,
+            cluster_id,
+        }) => match snapshot::import(&file, &dir, &voters, id, cluster_id) {
+            Ok(m) => {
+                println!(
+                    "imported snapshot index {} term {} into {} (voters {:?})",
+                    m.index,
+                    m.term,
+                    dir.display(),
+                    m.conf.voters
+                );
+                ExitCode::SUCCESS
             }
-        }
+            Err(e) => {
+                eprintln!("raft-manager: {e}");
+                ExitCode::from(1)
+            }
+        },
         Cmd::Kv {
             servers,
             timeout_ms,
@@ -233,21 +258,18 @@ fn main() -> ExitCode {
                 println!("all checksums OK");
                 ExitCode::SUCCESS
             }
-            Err(e) => {
-                eprintln!("CORRUPT: {e}");
-                ExitCode::from(1)
-            }
+            Err(e) => refused(&e),
         },
         Cmd::Verify { dirs } => {
             let mut reports = Vec::new();
             for d in &dirs {
                 match inspect_dir(d) {
                     Ok(r) => reports.push(r),
-                    Err(e) => {
-                        eprintln!("CORRUPT: {e}");
-                        return ExitCode::from(1);
-                    }
+                    Err(e) => return refused(&e),
                 }
+            }
+            if let Err(e) = check_owners(&reports) {
+                return refused(&e);
             }
             match first_divergence(&reports) {
                 None => {

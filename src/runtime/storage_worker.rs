@@ -48,7 +48,9 @@ pub(crate) fn run(
             }
         }
         if result.is_ok() {
+            let t = std::time::Instant::now();
             result = store.sync().map_err(|e| e.to_string());
+            shared.metrics.on_fsync(t.elapsed());
         }
         if let Err(e) = result {
             if shared.stopped.load(std::sync::atomic::Ordering::Acquire) {
@@ -66,6 +68,7 @@ pub(crate) fn run(
         let bytes = group.iter().map(|j| j.bytes).sum();
         for j in group {
             for m in j.messages {
+                shared.metrics.on_send(&m);
                 sink.send_message(m);
             }
         }
@@ -109,7 +112,16 @@ pub(crate) fn write_job(
         let ok = store
             .write_snapshot_chunk(&c.meta, c.offset, &c.data)
             .map_err(|e| e.to_string())?;
-        if c.done && ok {
+        if !ok {
+            // The store's transfer is not where the core's is: report the chunk as failed
+            // so the core drops its transfer and the sender starts again.
+            tracing::warn!(
+                index = c.meta.index,
+                offset = c.offset,
+                "snapshot chunk refused by the store; restarting the transfer"
+            );
+            snaps.push((c.meta.clone(), false));
+        } else if c.done {
             let res = store.finish_incoming_snapshot(&c.meta);
             if let Err(e) = &res {
                 tracing::warn!(index = c.meta.index, %e, "received snapshot refused");

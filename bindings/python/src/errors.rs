@@ -62,6 +62,7 @@ pub(crate) fn to_pyerr(py: Python<'_>, e: Error, cause: Option<&FailureCause>) -
         }
         Error::Dropped => make(py, "OutcomeUnknownError", msg),
         Error::WouldDeadlock => make(py, "RaftError", msg),
+        Error::TooLarge { .. } => make(py, "TooLargeError", msg),
     }
 }
 

@@ -56,12 +56,22 @@ pub fn export(dir: &Path, file: &Path) -> Result<SnapshotMeta, String> {
     Ok(m)
 }
 
-/// Creates store directory `dir` (which must not hold a store) whose state is the snapshot
-/// in `file`, with membership `voters`. Every node of the new cluster is started on a
-/// directory imported from the same file with the same voters.
-pub fn import(file: &Path, dir: &Path, voters: &[u64]) -> Result<SnapshotMeta, String> {
+/// Creates store directory `dir` (which must not hold a store) for node `id` of cluster
+/// `cluster_id`, whose state is the snapshot in `file`, with membership `voters`. Every node
+/// of the new cluster is started on a directory imported from the same file with the same
+/// voters.
+pub fn import(
+    file: &Path,
+    dir: &Path,
+    voters: &[u64],
+    id: u64,
+    cluster_id: u64,
+) -> Result<SnapshotMeta, String> {
     if voters.is_empty() || voters.contains(&0) {
         return Err("--voters needs at least one non-zero node id".into());
+    }
+    if id == 0 {
+        return Err("--id must be non-zero".into());
     }
     if dir.join("store.meta").exists() {
         return Err(format!("{} already holds a store", dir.display()));
@@ -75,6 +85,8 @@ pub fn import(file: &Path, dir: &Path, voters: &[u64]) -> Result<SnapshotMeta, S
         dir,
         DiskOptions {
             bootstrap: conf.clone(),
+            cluster_id: Some(cluster_id),
+            node_id: Some(id),
             ..Default::default()
         },
     )

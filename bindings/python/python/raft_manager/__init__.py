@@ -27,6 +27,7 @@ from ._errors import (
     ShutdownError,
     StorageError,
     TimeoutError,
+    TooLargeError,
 )
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "OutcomeUnknownError",
     "ShutdownError",
     "StorageError",
+    "TooLargeError",
     "enable_logging",
     "logger",
 ]

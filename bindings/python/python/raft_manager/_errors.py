@@ -12,6 +12,7 @@ __all__ = [
     "OutcomeUnknownError",
     "ShutdownError",
     "StorageError",
+    "TooLargeError",
 ]
 
 
@@ -48,6 +49,11 @@ class OutcomeUnknownError(TimeoutError):
 
 class ShutdownError(RaftError):
     """The node is closed (or closing)."""
+
+
+class TooLargeError(RaftError, ValueError):
+    """The command is larger than the node's ``max_command_bytes`` (default 32 MiB); it was
+    refused up front and nothing was proposed."""
 
 
 class StorageError(RaftError):
