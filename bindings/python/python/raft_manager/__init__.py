@@ -86,6 +86,8 @@ class Node(_native.Node):
         snapshot_trailing: int = 10000,
         join: bool = False,
         caller_runs: bool = False,
+        max_command_bytes: int = 33_554_432,
+        max_snapshot_bytes: int = 68_719_476_736,
     ) -> None:
         # The native __new__ built the node from these same arguments (and checked them);
         # only track the node for atexit here.
