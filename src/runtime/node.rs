@@ -402,6 +402,7 @@ impl Node {
         command: Vec<u8>,
         timeout: Duration,
     ) -> ProposeResult {
+        self.check_size(command.len())?;
         until_leader(timeout, |left| {
             let (tx, rx) = bounded(1);
             let done = move |r| {
@@ -432,6 +433,7 @@ impl Node {
     /// knows the leader answers [`Error::NotLeader`] with its id at once. [`Error::Dropped`]
     /// means leadership was lost before commit: the outcome is unknown.
     pub fn propose(&self, command: Vec<u8>, timeout: Duration) -> ProposeResult {
+        self.check_size(command.len())?;
         until_leader(timeout, |left| {
             let (tx, rx) = bounded(1);
             let done = move |r| {
