@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test test-rust test-porcupine test-c test-python test-go lint header sim-long mutants build bench bench-python-deps
+.PHONY: fuzz demo test test-rust test-porcupine test-c test-python test-go lint header sim-long mutants build bench bench-python-deps
 
 ## Run the main job: a local 3-node replicated key-value cluster, leader killed and recovered.
 demo:
@@ -38,6 +38,12 @@ test-go:
 	@if command -v go >/dev/null; then bash bindings/go/run_tests.sh; \
 	else echo "test-go: go not installed, Go binding not tested"; fi
 
+## Seeded fuzzing of every decoder (tests/fuzz.rs), RAFT_FUZZ_ITERS iterations per target;
+## RAFT_FUZZ_SEED=N picks another deterministic run, RAFT_FUZZ_ITERS=N sets the count.
+RAFT_FUZZ_ITERS ?= 3000000
+fuzz:
+	RAFT_FUZZ_ITERS=$(RAFT_FUZZ_ITERS) $(CARGO) test --release --test fuzz -- --nocapture
+
 ## Formatting and lints, as CI reviewers expect them.
 lint:
 	$(CARGO) fmt --all -- --check
@@ -62,17 +68,21 @@ mutants:
 	$(CARGO) mutants --no-shuffle --profile release --timeout 300 --build-timeout 1500 \
 	  $(MUTANTS_ARGS) -- --lib --test scenarios --test membership --test simulation
 
-## Benchmarks (docs/BENCHMARKS.md): W1 (Rust API, C ABI), openraft peer, W2, failover,
+## Benchmarks (docs/BENCHMARKS.md): W1 (Rust API, C ABI, C++, Go), openraft peer, W2, failover,
 ## catch-up, memory, W3; then raft-manager/peer ratios and the targets (bench/ratios.py).
 ## Each program prints a table and `BENCH name=... value=... unit=...` lines; the summary of
 ## every BENCH line is printed at the end and kept in target/bench-results.txt.
 bench:
 	$(CARGO) build --release -p raft-bench -p openraft-peer
 	bash bench/c/build.sh
+	bash bench/cpp/build.sh
+	@if command -v go >/dev/null; then bash bench/go/build.sh; fi
 	@set -o pipefail; out=target/bench-results.txt; : > $$out; \
-	for prog in w1 openraft-peer w1-capi "w1-capi --caller-runs 1" w2 failover catchup \
-	    "catchup --tcp" memory storage-crc; do \
-	  echo "== $$prog"; ./target/release/$$prog 2>&1 | tee -a $$out || exit 1; \
+	for prog in w1 openraft-peer w1-capi "w1-capi --caller-runs 1" w1-cpp w1-go \
+	    "w1-go -mode goroutines" w2 failover catchup "catchup --tcp" memory storage-crc; do \
+	  echo "== $$prog"; \
+	  if [ ! -x "./target/release/$${prog%% *}" ]; then echo "(not built: no go)"; continue; fi; \
+	  ./target/release/$$prog 2>&1 | tee -a $$out || exit 1; \
 	done; \
 	echo "== w3"; $(MAKE) --no-print-directory bench-python-deps && \
 	  .venv/bin/python bench/python/w3.py 2>&1 | tee -a $$out || echo "w3 failed"; \

@@ -23,6 +23,15 @@ VARIANTS = [
     ("Rust API, caller_runs", "w1.mem.inproc.caller_runs"),
     ("C ABI, default", "w1.capi"),
     ("C ABI, caller_runs", "w1.capi.caller_runs"),
+    ("C++ raft.hpp, default", "w1.cpp"),
+    ("Go binding, default", "w1.go"),
+    ("Go binding, goroutines", "w1.go.goroutines"),
+]
+# Language layers over the C ABI, compared with the C ABI's W1 of the same run.
+OVER_CAPI = [
+    ("C++ raft.hpp", "w1.cpp"),
+    ("Go binding (ProposeAsync)", "w1.go"),
+    ("Go binding (goroutines, Propose)", "w1.go.goroutines"),
 ]
 WINDOWS = [1, 16, 64, 256]
 
@@ -65,6 +74,19 @@ def main() -> int:
         p50 = f"{a:.1f} / {b:.1f}" if a is not None and b is not None else "-"
         print(f"| {label} | " + " | ".join(cells) + f" | {p50} |")
     print()
+
+    capi_rows = [(label, p) for label, p in OVER_CAPI if f"{p}.c1.ops" in fig or f"{p}.c256.ops" in fig]
+    if capi_rows:
+        print("W1 language layers / C ABI (same run): ops/s ratio per in-flight count")
+        print("| layer | " + " | ".join(f"x at {w}" for w in WINDOWS) + " |")
+        print("|---|" + "---:|" * len(WINDOWS))
+        for label, prefix in capi_rows:
+            cells = []
+            for w in WINDOWS:
+                a, b = fig.get(f"{prefix}.c{w}.ops"), fig.get(f"w1.capi.c{w}.ops")
+                cells.append(f"{a / b:.2f}" if a is not None and b else "-")
+            print(f"| {label} | " + " | ".join(cells) + " |")
+        print()
 
     def ratio(a: str, b: str) -> float | None:
         x, y = fig.get(a), fig.get(b)

@@ -62,6 +62,11 @@ enum raft_status
    */
   RAFT_STATUS_WOULD_DEADLOCK = 104,
   /**
+   * A command above the configured maximum (`raft_config_builder_set_max_command_bytes`,
+   * default 32 MiB) was refused up front; nothing was proposed.
+   */
+  RAFT_STATUS_TOO_LARGE = 105,
+  /**
    * This node is not the leader (see `raft_node_status` for the known leader).
    */
   RAFT_STATUS_NOT_LEADER = 200,
@@ -570,6 +575,22 @@ raft_status raft_config_builder_set_snapshot_entries(struct raft_config_builder 
                                                      uint64_t entries);
 
 /**
+ * Sets the largest command a proposal may carry, in bytes (default 32 MiB, at most 63 MiB so
+ * that one entry always fits in one peer message). A larger command is refused up front with
+ * `RAFT_STATUS_TOO_LARGE`. 0 or above the maximum gives `RAFT_STATUS_INVALID_ARGUMENT`.
+ */
+raft_status raft_config_builder_set_max_command_bytes(struct raft_config_builder *builder,
+                                                      uint64_t bytes);
+
+/**
+ * Sets the largest snapshot this node accepts from a leader, in bytes (default 64 GiB): a
+ * snapshot announcing a larger total size is refused before anything is written. 0 gives
+ * `RAFT_STATUS_INVALID_ARGUMENT`.
+ */
+raft_status raft_config_builder_set_max_snapshot_bytes(struct raft_config_builder *builder,
+                                                       uint64_t bytes);
+
+/**
  * UNSAFE for production: when `no_fsync` is true the data directory is never fsynced, so a
  * power loss or kernel crash can lose or corrupt acknowledged data. For tests only.
  */
@@ -606,8 +627,8 @@ raft_status raft_config_builder_add_peer(struct raft_config_builder *builder,
                                          const char *address);
 
 /**
- * Sets the TCP transport's cluster id: connections from other clusters are refused
- * (default 0).
+ * Sets the cluster id (default 0): the TCP transport refuses connections from other
+ * clusters, and a data directory created for another cluster (or node) is refused at start.
  */
 raft_status raft_config_builder_set_cluster_id(struct raft_config_builder *builder,
                                                uint64_t cluster_id);
@@ -718,9 +739,9 @@ void raft_config_free(struct raft_config *config);
  * Installs (or, with `cb == NULL` or `max_level == RAFT_LOG_LEVEL_OFF`, removes) the
  * process-wide log callback receiving events up to `max_level` (a `raft_log_level`).
  * `userdata` is passed to `cb` and must stay valid until the callback is replaced; it is
- * not finalised by the library. The first call installs the library's `tracing`
- * subscriber as the global default; `RAFT_STATUS_FAILED` if another global subscriber
- * already exists in the process. Thread-safe.
+ * not finalised by the library. Events reach the callback from every thread working for a
+ * node started through this API; the process-global `tracing` subscriber (if a host
+ * installed one) is left alone. Thread-safe.
  */
 raft_status raft_set_log_callback(raft_log_callback cb, uint32_t max_level, void *userdata);
 
@@ -753,6 +774,17 @@ raft_status raft_node_persisted(const struct raft_node *node,
  * queue is full (the message may be dropped).
  */
 raft_status raft_node_step(const struct raft_node *node, const uint8_t *data, size_t len);
+
+/**
+ * Like `raft_node_step`, for transports that know who sent the bytes: `from` is the
+ * sender the transport authenticated (or the in-process sender). A message whose own
+ * sender differs from `from` gives `RAFT_STATUS_INVALID_ARGUMENT` and changes nothing, so
+ * one peer cannot forge messages "from" another.
+ */
+raft_status raft_node_step_from(const struct raft_node *node,
+                                uint64_t from,
+                                const uint8_t *data,
+                                size_t len);
 
 /**
  * Proposes `cmd[0..len]` (copied; `cmd` may be NULL when `len` is 0) and blocks up to

@@ -75,6 +75,15 @@ pub fn decode(bytes: &[u8], max_len: usize) -> Result<Message, CodecError> {
     Ok(msg)
 }
 
+/// The sender id an encoded message claims (its `from` field), read without decoding the
+/// rest; `None` if `bytes` does not start like a message of this format.
+pub fn sender(bytes: &[u8]) -> Option<u64> {
+    match bytes.split_first() {
+        Some((&FORMAT_VERSION, body)) => postcard::take_from_bytes::<u64>(body).ok().map(|v| v.0),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +106,17 @@ mod tests {
                 commit: 3,
             },
         }
+    }
+
+    #[test]
+    fn sender_is_read_without_decoding() {
+        for from in [0, 1, 300, u64::MAX] {
+            let bytes = encode(&Message { from, ..sample() });
+            assert_eq!(sender(&bytes), Some(from));
+        }
+        assert_eq!(sender(&[]), None);
+        assert_eq!(sender(&[FORMAT_VERSION]), None);
+        assert_eq!(sender(&[9, 1]), None);
     }
 
     #[test]

@@ -18,6 +18,13 @@ fn cfg(id: NodeId) -> Config {
     c
 }
 
+/// Lease reads on (clock drift bound of 2 ticks; the simulated clocks do not drift).
+fn lease_cfg(id: NodeId) -> Config {
+    let mut c = cfg(id);
+    c.lease_read_max_drift = Some(2);
+    c
+}
+
 fn et_ms() -> u64 {
     ET * TICK_MS
 }
@@ -40,7 +47,7 @@ fn fail(v: Violation) -> ! {
 /// One run of mixed faults; returns the numbers of acknowledged writes and of committed
 /// membership changes.
 fn mixed_run(seed: u64, bias: bool) -> Result<(u64, u64, u64), Violation> {
-    let n = if seed % 2 == 0 { 3 } else { 5 };
+    let n = if seed.is_multiple_of(2) { 3 } else { 5 };
     let faults = match seed % 3 {
         0 => Faults::none(),
         1 => Faults {
@@ -51,7 +58,11 @@ fn mixed_run(seed: u64, bias: bool) -> Result<(u64, u64, u64), Violation> {
         },
         _ => Faults::harsh(),
     };
-    let mut sim = Sim::new(seed, n, faults, cfg);
+    // A quarter of the seeds read with leases and pause processes (none of the regression
+    // seeds, which replay as found).
+    let lease = seed % 4 == 3;
+    let node_cfg: fn(NodeId) -> Config = if lease { lease_cfg } else { cfg };
+    let mut sim = Sim::new(seed, n, faults, node_cfg);
     if seed % 4 < 2 {
         sim.set_snapshot_policy(8 + seed % 7, seed % 5);
     }
@@ -112,6 +123,11 @@ fn mixed_run(seed: u64, bias: bool) -> Result<(u64, u64, u64), Violation> {
                 if a != b {
                     sim.cut(a, b);
                 }
+            }
+            88..=89 if lease => {
+                let ms = sim.rand(1, 3 * et_ms());
+                let victim = pick(&mut sim);
+                sim.pause(victim, ms);
             }
             86..=89 => {
                 let (a, b) = (pick(&mut sim), pick(&mut sim));
@@ -290,7 +306,7 @@ fn liveness_figures() {
     let mut elections = 0;
     let mut splits = 0;
     for &seed in &list {
-        let n = if seed % 2 == 0 { 3 } else { 5 };
+        let n = if seed.is_multiple_of(2) { 3 } else { 5 };
         let mut sim = Sim::new(seed, n, Faults::none(), cfg);
         let first = sim
             .run_until(10 * et_ms(), |s| s.leader().is_some())
@@ -574,8 +590,8 @@ struct LongFigures {
 /// crashes and the rare-interleaving bias; then heal, require recovery, and check the
 /// cluster and the whole history.
 fn long_run(seed: u64, ops: u64) -> Result<LongFigures, Violation> {
-    let n = if seed % 2 == 0 { 5 } else { 3 };
-    let faults = if seed % 3 == 0 {
+    let n = if seed.is_multiple_of(2) { 5 } else { 3 };
+    let faults = if seed.is_multiple_of(3) {
         Faults::harsh()
     } else {
         Faults {

@@ -1,7 +1,7 @@
 //! Integration tests for the TCP transport, all over 127.0.0.1 with ephemeral ports.
 
 use parking_lot::{Condvar, Mutex};
-use raft::transport::frame::{self, Decoded, ReadError};
+use raft::transport::frame;
 use raft::transport::handshake::{self, Hello, Reply, HELLO_LEN, PROOF_LEN, REPLY_LEN};
 use raft::transport::{SendClass, TcpTransport, TransportConfig, TransportError};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -76,6 +76,8 @@ fn config(id: u64, cluster: u64) -> TransportConfig {
     cfg.reconnect_backoff_min = Duration::from_millis(5);
     cfg.reconnect_backoff_max = Duration::from_millis(100);
     cfg.handshake_timeout = Duration::from_secs(3);
+    // These tests carry arbitrary bytes, not codec messages (see `forged_sender_*`).
+    cfg.sender_of = None;
     cfg
 }
 
@@ -400,6 +402,190 @@ fn replayed_handshake_is_refused() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Connection caps, the absolute handshake deadline and the authenticated sender.
+
+/// Live inbound reader threads of node `id` (thread names are `raft-conn-<id>-<conn>`).
+fn reader_threads(id: u64) -> usize {
+    let prefix = format!("raft-conn-{id}-");
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.starts_with(&prefix))
+        .count()
+}
+
+/// Many connections dribbling a hello one byte at a time: the listener's reader threads stay
+/// within `max_inbound_connections` and a real peer still connects and delivers.
+#[test]
+fn slow_handshake_attack_keeps_threads_bounded_and_peers_connect() {
+    const ATTACKERS: usize = 60;
+    let mut cfg = config(41, CLUSTER);
+    cfg.max_inbound_connections = 12;
+    cfg.max_pending_handshakes = 4;
+    cfg.handshake_timeout = Duration::from_secs(2);
+    let (a, a_in) = start(cfg);
+    let addr = a.local_addr();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let max_threads = Arc::new(AtomicUsize::new(0));
+    let attacker = {
+        let (stop, max_threads) = (stop.clone(), max_threads.clone());
+        std::thread::spawn(move || {
+            let hello = Hello {
+                version: handshake::PROTOCOL_VERSION,
+                cluster_id: CLUSTER,
+                from: 42,
+                to: 41,
+                nonce: [1; 32],
+            }
+            .encode();
+            let mut conns: Vec<(Option<TcpStream>, usize)> =
+                (0..ATTACKERS).map(|_| (None, 0)).collect();
+            let mut opened = 0usize;
+            while !stop.load(Ordering::SeqCst) {
+                for (conn, sent) in conns.iter_mut() {
+                    if conn.is_none() {
+                        *conn = TcpStream::connect(addr).ok();
+                        *sent = 0;
+                        opened += 1;
+                    }
+                    let alive = conn.as_mut().is_some_and(|s| {
+                        *sent < HELLO_LEN - 1 && s.write_all(&hello[*sent..*sent + 1]).is_ok()
+                    });
+                    if alive {
+                        *sent += 1;
+                    } else {
+                        *conn = None;
+                    }
+                }
+                max_threads.fetch_max(reader_threads(41), Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            opened
+        })
+    };
+    // The attacker has reconnected its evicted connections at least once: the attack is on.
+    wait_until("the attack to be sustained", || {
+        a.stats().inbound_connections >= 2 * ATTACKERS as u64
+    });
+    // A legitimate peer joins during the attack and both directions work.
+    let mut cfg_b = config(42, CLUSTER);
+    cfg_b.peers.insert(41, addr);
+    let (b, b_in) = start(cfg_b);
+    a.add_peer(42, b.local_addr());
+    b.send(41, msg("legit", 0), SendClass::Normal).unwrap();
+    assert_eq!(a_in.wait_len(1)[0], (42, msg("legit", 0)));
+    a.send(42, msg("back", 0), SendClass::Normal).unwrap();
+    assert_eq!(b_in.wait_len(1)[0], (41, msg("back", 0)));
+    stop.store(true, Ordering::SeqCst);
+    let opened = attacker.join().unwrap();
+    let peak = max_threads.load(Ordering::SeqCst);
+    assert!(
+        opened > ATTACKERS,
+        "the attacker kept reconnecting ({opened})"
+    );
+    assert!(
+        peak <= 12,
+        "{peak} reader threads for {opened} attacking connections"
+    );
+    assert_eq!(a.stats().frames_received, 1);
+}
+
+/// A hello dribbled one byte every 100 ms is cut off at the absolute handshake deadline (1 s),
+/// not kept alive by each byte restarting a per-read timeout.
+#[test]
+fn handshake_deadline_is_absolute() {
+    let mut cfg = config(2, CLUSTER);
+    cfg.peers.insert(7, free_addr());
+    cfg.handshake_timeout = Duration::from_secs(1);
+    let (t, _) = start(cfg);
+    let hello = Hello {
+        version: handshake::PROTOCOL_VERSION,
+        cluster_id: CLUSTER,
+        from: 7,
+        to: 2,
+        nonce: [1; 32],
+    }
+    .encode();
+    let mut s = TcpStream::connect(t.local_addr()).unwrap();
+    s.set_nonblocking(true).unwrap();
+    let started = Instant::now();
+    let mut closed_after = None;
+    for byte in &hello[..HELLO_LEN - 1] {
+        let mut buf = [0u8; 64];
+        let closed = match s.read(&mut buf) {
+            Ok(_) => true,
+            Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+        };
+        if closed || s.write_all(std::slice::from_ref(byte)).is_err() {
+            closed_after = Some(started.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let closed_after = closed_after.expect("the slow handshake was never cut off");
+    assert!(closed_after < Duration::from_secs(3), "{closed_after:?}");
+    assert_eq!(t.stats().handshake_timeouts, 1);
+}
+
+/// At `max_inbound_connections` a new connection gets `REJECT_BUSY` and is closed, without a
+/// thread; once a slot frees, connections are served again.
+#[test]
+fn busy_listener_refuses_clearly() {
+    let mut cfg = config(2, CLUSTER);
+    cfg.peers.insert(7, free_addr());
+    cfg.max_inbound_connections = 2;
+    let (t, _) = start(cfg);
+    let silent: Vec<_> = (0..2)
+        .map(|_| TcpStream::connect(t.local_addr()).unwrap())
+        .collect();
+    wait_until("two readers", || {
+        reader_threads(2) >= 2 || t.stats().inbound_connections >= 2
+    });
+    let mut third = TcpStream::connect(t.local_addr()).unwrap();
+    wait_until("the refusal", || t.stats().inbound_refused == 1);
+    third.set_read_timeout(Some(WAIT)).unwrap();
+    let mut reply = [0u8; REPLY_LEN];
+    third.read_exact(&mut reply).unwrap();
+    assert_eq!(reply[0], handshake::REJECT_BUSY);
+    assert!(closed_by_peer(&mut third));
+    drop(silent);
+    wait_until("slots freed", || {
+        let (_, reply) = raw_connect(&t, CLUSTER, 7);
+        reply.status == handshake::ACCEPT
+    });
+}
+
+/// A frame whose codec `from` is not the authenticated peer is dropped and counted; the real
+/// sender's frames still arrive.
+#[test]
+fn forged_sender_is_dropped_and_counted() {
+    use raft::core::{Message, MessageBody};
+    let encode = |from: u64| {
+        raft::codec::encode(&Message {
+            from,
+            to: 51,
+            term: 1,
+            body: MessageBody::HeartbeatResponse { read_ctx: 0 },
+        })
+    };
+    let mut cfg_a = config(51, CLUSTER);
+    cfg_a.sender_of = Some(raft::codec::sender);
+    let (a, a_in) = start(cfg_a);
+    let (b, _) = start(config(52, CLUSTER));
+    a.add_peer(52, b.local_addr());
+    a.add_peer(53, free_addr());
+    b.add_peer(51, a.local_addr());
+    for forged in [encode(53), encode(51), b"not a message".to_vec()] {
+        b.send(51, forged, SendClass::Normal).unwrap();
+    }
+    b.send(51, encode(52), SendClass::Normal).unwrap();
+    // Frames from one connection arrive in order: when the genuine one is in, the rest are done.
+    assert_eq!(a_in.wait_len(1), vec![(52, encode(52))]);
+    assert_eq!(a.stats().sender_mismatch, 3);
+    assert_eq!(a.stats().frames_received, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Frame-level violations over a real socket.
 
 /// A transport that knows a fake peer 7 (whose address is dead), for raw-socket tests.
@@ -534,207 +720,6 @@ fn heartbeats_are_dropped_first_under_pressure() {
         .collect();
     assert_eq!(normals, 5);
     assert_eq!(hbs, (160..200).map(hb).collect::<Vec<_>>());
-}
-
-// ---------------------------------------------------------------------------------------------
-// Fuzzing (seeded, deterministic, part of the default run).
-
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-}
-
-/// Random input biased towards interesting shapes: pure noise, valid frames with mutations,
-/// and headers with extreme lengths.
-fn fuzz_input(rng: &mut XorShift) -> Vec<u8> {
-    match rng.below(4) {
-        0 => {
-            let len = rng.below(64) as usize;
-            rng.bytes(len)
-        }
-        1 | 2 => {
-            let mut buf = Vec::new();
-            for _ in 0..rng.below(4) {
-                let len = rng.below(40) as usize;
-                frame::encode_frame(&rng.bytes(len), &mut buf);
-            }
-            for _ in 0..rng.below(4) {
-                if !buf.is_empty() {
-                    let i = rng.below(buf.len() as u64) as usize;
-                    buf[i] = rng.next() as u8;
-                }
-            }
-            let cut = rng.below(buf.len() as u64 + 1) as usize;
-            buf.truncate(cut);
-            buf
-        }
-        _ => {
-            let mut buf = (rng.next() as u32).to_be_bytes().to_vec();
-            buf.push(if rng.below(2) == 0 {
-                frame::FRAME_VERSION
-            } else {
-                rng.next() as u8
-            });
-            let len = rng.below(16) as usize;
-            buf.extend(rng.bytes(len));
-            buf
-        }
-    }
-}
-
-#[test]
-fn fuzz_frame_decoder() {
-    const MAX: usize = 1 << 10;
-    let mut rng = XorShift(0x5eed_1234_abcd_0001);
-    let (mut frames, mut errors) = (0u64, 0u64);
-    for _ in 0..150_000 {
-        let input = fuzz_input(&mut rng);
-        // Pure decoder: walk all frames in the buffer.
-        let mut rest = &input[..];
-        loop {
-            match frame::decode_frame(rest, MAX) {
-                Ok(Decoded::Frame { payload, consumed }) => {
-                    assert!(payload.len() <= MAX && consumed == payload.len() + 5);
-                    assert!(consumed <= rest.len());
-                    rest = &rest[consumed..];
-                    frames += 1;
-                }
-                Ok(Decoded::Incomplete { need }) => {
-                    assert!(need > rest.len());
-                    break;
-                }
-                Err(_) => {
-                    errors += 1;
-                    break;
-                }
-            }
-        }
-        // Streaming decoder on the same bytes must agree frame for frame.
-        let mut cur = io::Cursor::new(&input[..]);
-        let mut rest = &input[..];
-        loop {
-            let streamed = frame::read_frame(&mut cur, MAX);
-            match (frame::decode_frame(rest, MAX), streamed) {
-                (Ok(Decoded::Frame { payload, consumed }), Ok(p)) => {
-                    assert_eq!(payload, &p[..]);
-                    rest = &rest[consumed..];
-                }
-                (Ok(Decoded::Incomplete { .. }), Err(ReadError::Io(_))) => break,
-                // The pure decoder judges the length field as soon as its 4 bytes are present;
-                // the stream reader reads the whole 5-byte header first.
-                (Err(_), Err(ReadError::Io(_))) if rest.len() < frame::HEADER_LEN => break,
-                (Err(a), Err(ReadError::Frame(b))) => {
-                    assert_eq!(a, b);
-                    break;
-                }
-                (a, b) => panic!("decoders disagree: {a:?} vs {b:?}"),
-            }
-        }
-    }
-    assert!(
-        frames > 10_000 && errors > 10_000,
-        "frames {frames} errors {errors}"
-    );
-    let largest = LARGEST_ALLOC.load(Ordering::Relaxed);
-    assert!(largest < ALLOC_LIMIT, "largest allocation {largest}");
-}
-
-/// In-memory duplex stream: reads from a fixed input, collects writes.
-struct Duplex {
-    input: io::Cursor<Vec<u8>>,
-    output: Vec<u8>,
-}
-
-impl Read for Duplex {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.input.read(buf)
-    }
-}
-
-impl Write for Duplex {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.output.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-#[test]
-fn fuzz_handshake_parsing() {
-    let mut rng = XorShift(0xfeed_beef_0000_0042);
-    let valid = Hello {
-        version: handshake::PROTOCOL_VERSION,
-        cluster_id: CLUSTER,
-        from: 7,
-        to: 2,
-        nonce: [1; 32],
-    }
-    .encode();
-    let known = |id: u64| id == 7;
-    let mut accepted = 0;
-    for i in 0..120_000u32 {
-        let mut input = match rng.below(3) {
-            0 => {
-                let len = rng.below(140) as usize;
-                rng.bytes(len)
-            }
-            _ => {
-                let mut v = valid.to_vec();
-                for _ in 0..rng.below(3) {
-                    let j = rng.below(v.len() as u64) as usize;
-                    v[j] = rng.next() as u8;
-                }
-                let extra = rng.below(70) as usize;
-                v.extend(rng.bytes(extra));
-                v
-            }
-        };
-        let _ = Hello::parse(&input);
-        let _ = Reply::parse(&input[..input.len().min(REPLY_LEN)]);
-        let _ = Reply::parse(&input);
-        // Whole state machines over random peer bytes: no panic, bounded output.
-        let with_secret = i % 8 == 0; // the secret path reads /dev/urandom; keep it cheaper
-        let policy = handshake::AcceptPolicy {
-            cluster_id: CLUSTER,
-            node_id: 2,
-            secret: if with_secret { Some(b"k") } else { None },
-            is_known: &known,
-        };
-        let mut d = Duplex {
-            input: io::Cursor::new(input.clone()),
-            output: Vec::new(),
-        };
-        if handshake::accept(&mut d, &policy).is_ok() {
-            accepted += 1;
-        }
-        assert!(d.output.len() <= 2 * REPLY_LEN);
-        if i % 16 == 0 {
-            input.truncate(2 * REPLY_LEN);
-            let mut d = Duplex {
-                input: io::Cursor::new(input),
-                output: Vec::new(),
-            };
-            let secret: Option<&[u8]> = if with_secret { Some(b"k") } else { None };
-            let _ = handshake::dial(&mut d, CLUSTER, 2, 7, secret);
-        }
-    }
-    assert!(accepted > 1000, "the valid path was exercised ({accepted})");
-    let largest = LARGEST_ALLOC.load(Ordering::Relaxed);
-    assert!(largest < ALLOC_LIMIT, "largest allocation {largest}");
 }
 
 #[test]

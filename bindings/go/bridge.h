@@ -60,6 +60,12 @@ static inline raft_status rgo_set_listen(uintptr_t b, const char *a, char *msg) 
 static inline raft_status rgo_add_peer(uintptr_t b, uint64_t id, const char *a, char *msg) {
   return rgo_msg(raft_config_builder_add_peer(RGO_B(b), id, a), msg);
 }
+static inline raft_status rgo_set_max_command_bytes(uintptr_t b, uint64_t n, char *msg) {
+  return rgo_msg(raft_config_builder_set_max_command_bytes(RGO_B(b), n), msg);
+}
+static inline raft_status rgo_set_max_snapshot_bytes(uintptr_t b, uint64_t n, char *msg) {
+  return rgo_msg(raft_config_builder_set_max_snapshot_bytes(RGO_B(b), n), msg);
+}
 static inline raft_status rgo_set_cluster_id(uintptr_t b, uint64_t id, char *msg) {
   return rgo_msg(raft_config_builder_set_cluster_id(RGO_B(b), id), msg);
 }
@@ -71,6 +77,21 @@ raft_status rgo_set_userdata(uintptr_t b, uintptr_t handle, char *msg);
 /* Sets the apply callback and, when asked, the send, snapshot and role-change ones. */
 raft_status rgo_set_callbacks(uintptr_t b, int transport, int snapshots, int role_change,
                               char *msg);
+/* Custom storage: the persist callbacks and the durable state loaded before start. */
+raft_status rgo_set_storage(uintptr_t b, char *msg);
+static inline raft_status rgo_load_hard_state(uintptr_t b, uint64_t term, uint64_t vote,
+                                              uint64_t commit, char *msg) {
+  return rgo_msg(raft_config_builder_load_hard_state(RGO_B(b), term, vote, commit), msg);
+}
+static inline raft_status rgo_load_snapshot(uintptr_t b, const void *meta, size_t meta_len,
+                                            const void *data, size_t len, char *msg) {
+  return rgo_msg(raft_config_builder_load_snapshot(RGO_B(b), (const uint8_t *)meta, meta_len,
+                                                   (const uint8_t *)data, len), msg);
+}
+static inline raft_status rgo_load_entry(uintptr_t b, uint64_t term, uint64_t index, uint8_t kind,
+                                         const void *data, size_t len, char *msg) {
+  return rgo_msg(raft_config_builder_load_entry(RGO_B(b), term, index, kind, (const uint8_t *)data, len), msg);
+}
 static inline raft_status rgo_build(uintptr_t b, uintptr_t *out, char *msg) {
   raft_config *c = NULL;
   raft_status s = rgo_msg(raft_config_builder_build(RGO_B(b), &c), msg);
@@ -78,6 +99,9 @@ static inline raft_status rgo_build(uintptr_t b, uintptr_t *out, char *msg) {
   return s;
 }
 static inline void rgo_config_free(uintptr_t c) { raft_config_free((raft_config *)c); }
+
+/* Installs (handle != 0) or removes the process-wide log callback. */
+raft_status rgo_set_logger(uintptr_t handle, uint32_t max_level, char *msg);
 
 /* ---- node ---- */
 static inline raft_status rgo_start(uintptr_t c, uintptr_t *out, char *msg) {
@@ -92,8 +116,14 @@ static inline raft_status rgo_free(uintptr_t n, char *msg) {
 static inline raft_status rgo_shutdown(uintptr_t n, char *msg) {
   return rgo_msg(raft_node_shutdown(RGO_N(n)), msg);
 }
+static inline raft_status rgo_persisted(uintptr_t n, uint64_t token, int ok) {
+  return raft_node_persisted(RGO_N(n), token, ok);
+}
 static inline raft_status rgo_step(uintptr_t n, const void *p, size_t len, char *msg) {
   return rgo_msg(raft_node_step(RGO_N(n), (const uint8_t *)p, len), msg);
+}
+static inline raft_status rgo_step_from(uintptr_t n, uint64_t from, const void *p, size_t len, char *msg) {
+  return rgo_msg(raft_node_step_from(RGO_N(n), from, (const uint8_t *)p, len), msg);
 }
 /* Proposes; the completion goes to the Go handle `h` (a cgo.Handle of a callback). */
 raft_status rgo_propose_async(uintptr_t n, const void *p, size_t len, uintptr_t h, char *msg);

@@ -19,6 +19,9 @@ type callbacks struct {
 	snap      Snapshotter // nil when the state machine does not implement it
 	transport Transport   // nil with the built-in TCP transport
 	onRole    func(role Role, term, leader uint64)
+	storage   Storage // nil unless custom storage
+	// completions of custom-storage writes (used only with storage).
+	completions completions
 }
 
 func callbacksOf(h C.uintptr_t) *callbacks { return cgo.Handle(h).Value().(*callbacks) }
@@ -159,4 +162,24 @@ func raftgoProposeDone(h C.uintptr_t, status C.uint32_t, resp *C.uint8_t, n C.si
 		return
 	}
 	done(goBytes(resp, n), nil)
+}
+
+//export raftgoLog
+func raftgoLog(h C.uintptr_t, level C.uint32_t, target, message, file *C.char, line C.uint32_t) {
+	defer func() {
+		if r := recover(); r != nil {
+			reportPanic("logger", r)
+		}
+	}()
+	rec := LogRecord{Level: LogLevel(level), Line: uint32(line)}
+	if target != nil {
+		rec.Target = C.GoString(target)
+	}
+	if message != nil {
+		rec.Message = C.GoString(message)
+	}
+	if file != nil {
+		rec.File = C.GoString(file)
+	}
+	cgo.Handle(h).Value().(func(LogRecord))(rec)
 }

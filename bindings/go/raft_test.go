@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,16 +75,36 @@ func (s *kv) get(k string) string {
 type memTransport struct {
 	mu    sync.RWMutex
 	nodes map[uint64]*raft.Node
+	// last message each node sent, and to whom (for the sender-check test)
+	lastMu sync.Mutex
+	last   map[uint64]sent
 }
 
-func (t *memTransport) Send(to uint64, msg []byte) {
+type sent struct {
+	to  uint64
+	msg []byte
+}
+
+// sendFrom delivers with the sender named: the receiver checks it (StepFrom).
+func (t *memTransport) sendFrom(from, to uint64, msg []byte) {
+	t.lastMu.Lock()
+	t.last[from] = sent{to, msg}
+	t.lastMu.Unlock()
 	t.mu.RLock()
 	n := t.nodes[to]
 	t.mu.RUnlock()
 	if n != nil {
-		_ = n.Step(msg) // a closed node answers ErrInvalidHandle: harmless
+		_ = n.StepFrom(from, msg) // a closed node answers ErrInvalidHandle: harmless
 	}
 }
+
+// sender is one node's Transport over the shared memTransport.
+type sender struct {
+	from uint64
+	t    *memTransport
+}
+
+func (s sender) Send(to uint64, msg []byte) { s.t.sendFrom(s.from, to, msg) }
 
 type cluster struct {
 	t     *testing.T
@@ -94,7 +115,7 @@ type cluster struct {
 }
 
 func newCluster(t *testing.T, ids []uint64, withDirs bool) *cluster {
-	c := &cluster{t: t, tr: &memTransport{nodes: map[uint64]*raft.Node{}}, sms: map[uint64]*kv{}, dirs: map[uint64]string{}}
+	c := &cluster{t: t, tr: &memTransport{nodes: map[uint64]*raft.Node{}, last: map[uint64]sent{}}, sms: map[uint64]*kv{}, dirs: map[uint64]string{}}
 	for _, id := range ids {
 		if withDirs {
 			c.dirs[id] = filepath.Join(t.TempDir(), fmt.Sprint(id))
@@ -109,7 +130,7 @@ func (c *cluster) start(id uint64, voters []uint64) {
 	c.t.Helper()
 	sm := newKV()
 	n, err := raft.NewNode(raft.Config{
-		ID: id, Voters: voters, StateMachine: sm, Transport: c.tr,
+		ID: id, Voters: voters, StateMachine: sm, Transport: sender{id, c.tr}, MaxCommandBytes: 1024,
 		ElectionTimeout: 300 * time.Millisecond, HeartbeatInterval: 50 * time.Millisecond,
 		DataDir: c.dirs[id], UnsafeNoFsync: true, SnapshotEntries: 5,
 		OnRoleChange: func(role raft.Role, term, leader uint64) { c.roles.Add(1) },
@@ -220,6 +241,19 @@ func (c *cluster) checkAll(ids []uint64, from, to int) {
 }
 
 func TestThreeNodesInProcess(t *testing.T) {
+	var logged atomic.Int64
+	if err := raft.SetLogger(func(r raft.LogRecord) {
+		if r.Level <= raft.LogInfo && r.Message != "" && r.Target != "" {
+			logged.Add(1)
+		}
+	}, raft.LogInfo); err != nil {
+		t.Fatalf("SetLogger: %v", err)
+	}
+	defer func() {
+		if err := raft.SetLogger(nil, raft.LogOff); err != nil {
+			t.Errorf("SetLogger(nil): %v", err)
+		}
+	}()
 	c := newCluster(t, []uint64{1, 2, 3}, false)
 	leader := c.leader()
 
@@ -250,6 +284,25 @@ func TestThreeNodesInProcess(t *testing.T) {
 	var e *raft.Error
 	if !errors.Is(err, raft.ErrNotLeader) || !errors.As(err, &e) || e.Leader != leader {
 		t.Fatalf("propose on follower: %v (want ErrNotLeader with leader %d)", err, leader)
+	}
+	// A command above MaxCommandBytes is refused up front, nothing proposed.
+	if _, err := c.node(leader).Propose(context.Background(), make([]byte, 1025)); !errors.Is(err, raft.ErrTooLarge) {
+		t.Fatalf("oversized command: %v", err)
+	}
+	// A real message of the leader, delivered as if another node had sent it, is refused;
+	// with its true sender it is accepted.
+	c.tr.lastMu.Lock()
+	m := c.tr.last[leader]
+	c.tr.lastMu.Unlock()
+	impostor := uint64(1)
+	for impostor == leader || impostor == m.to {
+		impostor++
+	}
+	if err := c.node(m.to).StepFrom(impostor, m.msg); !errors.Is(err, raft.ErrInvalidArgument) {
+		t.Fatalf("StepFrom(impostor %d): %v", impostor, err)
+	}
+	if err := c.node(m.to).StepFrom(leader, m.msg); err != nil {
+		t.Fatalf("StepFrom(leader): %v", err)
 	}
 	// Linearizable read on the follower.
 	idx, err := c.node(follower).ReadIndex(context.Background())
@@ -283,6 +336,9 @@ func TestThreeNodesInProcess(t *testing.T) {
 	c.checkAll([]uint64{1, 2, 3}, 20, 21)
 	if c.roles.Load() == 0 {
 		t.Fatal("OnRoleChange never called")
+	}
+	if logged.Load() == 0 {
+		t.Fatal("the logger saw no event")
 	}
 }
 
@@ -375,12 +431,16 @@ func TestMembership(t *testing.T) {
 		t.Fatalf("Voters after removal: %v %v", v, err)
 	}
 	c.kill(4)
-	if err := c.node(c.leader()).RemoveMember(ctx, 3); err != nil {
-		t.Fatalf("RemoveMember: %v", err)
+	// Remove a follower (a leader removing itself steps down: its call may end DROPPED).
+	leader = c.leader()
+	gone := follower(c)
+	if err := c.node(leader).RemoveMember(ctx, gone); err != nil {
+		t.Fatalf("RemoveMember(%d): %v", gone, err)
 	}
-	if v, err := c.node(c.leader()).Voters(); err != nil || len(v) != 2 {
+	if v, err := c.node(leader).Voters(); err != nil || len(v) != 2 {
 		t.Fatalf("Voters after RemoveMember: %v %v", v, err)
 	}
+	c.kill(gone)
 	if err := c.node(follower(c)).AddLearner(ctx, 9, 0); !errors.Is(err, raft.ErrNotLeader) {
 		t.Fatalf("AddLearner on a follower: %v", err)
 	}
@@ -500,7 +560,7 @@ func TestErrorsAndSessions(t *testing.T) {
 	}
 }
 
-// README.md starts with examples/quickstart/main.go, which must build and run.
+// README.md starts with examples/quickstart/main.go, and its command lines build and run it.
 func TestReadmeQuickstart(t *testing.T) {
 	readme, err := os.ReadFile("README.md")
 	if err != nil {
@@ -521,8 +581,80 @@ func TestReadmeQuickstart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("not running the quickstart in -short mode")
 	}
-	out, err := exec.Command("go", "run", "./examples/quickstart").CombinedOutput()
+	// Run the README's own command lines (from this directory, as it says).
+	var cmds []string
+	for _, l := range strings.Split(string(readme), "\n") {
+		if strings.HasPrefix(l, "ln -sfn libraft.so ") || strings.HasPrefix(l, "CGO_LDFLAGS=") {
+			cmds = append(cmds, l)
+		}
+	}
+	if len(cmds) != 2 {
+		t.Fatalf("README.md's run lines not found: %q", cmds)
+	}
+	out, err := exec.Command("bash", "-euc", strings.Join(cmds, "\n")).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "hello applied at index") {
 		t.Fatalf("quickstart: %v\n%s", err, out)
+	}
+}
+
+// freePorts reserves n loopback ports (the listeners are closed just before the nodes
+// bind them).
+func freePorts(t *testing.T, n int) []string {
+	t.Helper()
+	var addrs []string
+	var ls []net.Listener
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		addrs = append(addrs, l.Addr().String())
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	return addrs
+}
+
+// The built-in TCP transport (ListenAddress, Peers, ClusterID, Secret) instead of a Go one.
+func TestTCPCluster(t *testing.T) {
+	addrs := freePorts(t, 3)
+	sms := map[uint64]*kv{}
+	nodes := map[uint64]*raft.Node{}
+	for id := uint64(1); id <= 3; id++ {
+		peers := map[uint64]string{}
+		for p := uint64(1); p <= 3; p++ {
+			if p != id {
+				peers[p] = addrs[p-1]
+			}
+		}
+		sms[id] = newKV()
+		n, err := raft.NewNode(raft.Config{ID: id, Voters: []uint64{1, 2, 3}, StateMachine: sms[id],
+			ListenAddress: addrs[id-1], Peers: peers, ClusterID: 7, Secret: []byte("s3cret"),
+			ElectionTimeout: 300 * time.Millisecond, HeartbeatInterval: 50 * time.Millisecond})
+		if err != nil {
+			t.Fatalf("NewNode(%d): %v", id, err)
+		}
+		nodes[id] = n
+		defer n.Close()
+	}
+	var leader *raft.Node
+	waitFor(t, "a leader", 20*time.Second, func() bool {
+		for _, n := range nodes {
+			if st, err := n.Status(); err == nil && st.Role == raft.Leader {
+				leader = n
+				return true
+			}
+		}
+		return false
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := leader.Propose(ctx, []byte("tcp=yes")); err != nil {
+		t.Fatalf("Propose: %v", err)
+	}
+	for id := uint64(1); id <= 3; id++ {
+		waitFor(t, fmt.Sprintf("node %d to apply", id), 10*time.Second, func() bool { return sms[id].get("tcp") == "yes" })
 	}
 }

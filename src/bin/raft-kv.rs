@@ -20,18 +20,23 @@
 //! | `BLOCK p` / `UNBLOCK p` | `OK` (only with `--test-hooks`)      |
 //!
 //! Errors: `ERR NOTLEADER <id>` (0 = unknown), `ERR BUSY`, `ERR TIMEOUT` (outcome unknown),
-//! `ERR <message>`.
+//! `ERR <message>`. An empty line gets `ERR empty request`; a line longer than
+//! `--max-line-bytes` gets `ERR line too long ...` and the connection is closed; a connection
+//! beyond `--max-clients` gets `ERR BUSY too many client connections ...` and is closed.
 
+#[path = "raft_kv/client_port.rs"]
+mod client_port;
 #[path = "raft_kv/command.rs"]
 mod command;
 
 use clap::Parser;
+use client_port::{parse_request, read_request, ClientSlots, Op, Request};
 use command::{Command, KvMachine, KvMap};
 use raft::core::Role;
 use raft::runtime::{Error, Node, NodeConfig};
 use raft::transport::{OnMessage, TcpTransport, TransportConfig};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -84,7 +89,8 @@ struct Args {
     #[arg(long, value_name = "MS", default_value_t = 150,
           value_parser = clap::value_parser!(u64).range(20..))]
     election_ms: u64,
-    /// Cluster id: the transport refuses connections from other clusters.
+    /// Cluster id: the transport refuses connections from other clusters, and a data
+    /// directory created for another cluster (or node) is refused at start.
     #[arg(long, value_name = "X", default_value_t = 1)]
     cluster_id: u64,
     /// Shared secret for mutual HMAC authentication of every Raft connection (visible in the
@@ -97,9 +103,27 @@ struct Args {
     /// How long a client request waits for commit or a read index, in milliseconds.
     #[arg(long = "request-timeout-ms", value_name = "MS", default_value_t = 2000)]
     request_timeout_ms: u64,
+    /// Largest command (an encoded PUT/DEL/CAS) the node accepts, in bytes; a larger write
+    /// is answered `ERR command of N bytes exceeds the maximum ...` and nothing is proposed.
+    #[arg(long, value_name = "BYTES", default_value_t = 32 << 20,
+          value_parser = clap::value_parser!(u64).range(1..=raft::runtime::MAX_COMMAND_BYTES_LIMIT as u64))]
+    max_command_bytes: u64,
     /// Enables the BLOCK/UNBLOCK client commands (tests only).
     #[arg(long)]
     test_hooks: bool,
+    /// Longest client request line in bytes; a longer one is answered with an error and the
+    /// connection is closed.
+    #[arg(long, value_name = "BYTES", default_value_t = client_port::DEFAULT_MAX_LINE_BYTES,
+          value_parser = clap::value_parser!(u64).range(64..))]
+    max_line_bytes: u64,
+    /// Concurrent client connections; more are answered `ERR BUSY` and closed.
+    #[arg(long, value_name = "N", default_value_t = client_port::DEFAULT_MAX_CLIENTS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_clients: u64,
+    /// Seconds a client connection may stay silent before it is closed.
+    #[arg(long, value_name = "SECS", default_value_t = client_port::DEFAULT_IDLE_SECS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    client_idle_secs: u64,
 }
 
 impl Args {
@@ -124,6 +148,8 @@ struct Server {
     transport: Arc<TcpTransport>,
     test_hooks: bool,
     timeout: Duration,
+    max_line: usize,
+    idle: Duration,
 }
 
 /// Formats a runtime error as a protocol line.
@@ -149,31 +175,31 @@ fn role_name(r: Role) -> &'static str {
 impl Server {
     /// Answers one request line with one response line (without the newline).
     fn handle(&self, line: &str) -> String {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let Some((&verb, args)) = words.split_first() else {
-            return "ERR empty request".into();
+        let op = match parse_request(line) {
+            Ok(op) => op,
+            Err(e) => return e,
         };
-        match (verb.to_ascii_uppercase().as_str(), args) {
-            ("PUT", [k, v]) => self.write(Command::Put {
+        match op {
+            Op::Put(k, v) => self.write(Command::Put {
                 key: k.to_string(),
                 value: v.to_string(),
             }),
-            ("DEL", [k]) => self.write(Command::Delete { key: k.to_string() }),
-            ("CAS", [k, old, new]) => self.write(Command::Cas {
+            Op::Del(k) => self.write(Command::Delete { key: k.to_string() }),
+            Op::Cas(k, old, new) => self.write(Command::Cas {
                 key: k.to_string(),
                 old: old.to_string(),
                 new: new.to_string(),
             }),
-            ("GET", [k]) => match self.node.read_index(self.timeout) {
+            Op::Get(k) => match self.node.read_index(self.timeout) {
                 // The local state machine has applied at least the read index: reading it
                 // now is linearizable.
-                Ok(_) => match self.map.read().get(*k) {
+                Ok(_) => match self.map.read().get(k) {
                     Some(v) => format!("VALUE {v}"),
                     None => "NOTFOUND".into(),
                 },
                 Err(e) => err_line(&e),
             },
-            ("STATUS", []) => match self.node.status() {
+            Op::Status => match self.node.status() {
                 Ok(s) => format!(
                     "STATUS id={} role={} term={} leader={} commit={} applied={}",
                     self.id,
@@ -185,23 +211,13 @@ impl Server {
                 ),
                 Err(e) => err_line(&e),
             },
-            (v @ ("BLOCK" | "UNBLOCK"), [p]) => {
+            Op::Block(peer, block) => {
                 if !self.test_hooks {
                     return "ERR test hooks are disabled (start with --test-hooks)".into();
                 }
-                match p.parse::<u64>() {
-                    Ok(peer) => {
-                        self.transport.set_blocked(peer, v == "BLOCK");
-                        "OK".into()
-                    }
-                    Err(_) => format!("ERR bad peer id {p}"),
-                }
+                self.transport.set_blocked(peer, block);
+                "OK".into()
             }
-            ("PUT", _) => "ERR usage: PUT key value".into(),
-            ("GET", _) => "ERR usage: GET key".into(),
-            ("DEL", _) => "ERR usage: DEL key".into(),
-            ("CAS", _) => "ERR usage: CAS key old new".into(),
-            _ => format!("ERR unknown command {verb}"),
         }
     }
 
@@ -214,24 +230,32 @@ impl Server {
     }
 
     /// Serves one client connection until it closes.
+    /// Lines are bounded by `max_line`; a silent connection is closed after `idle`.
     fn serve(&self, stream: TcpStream) {
         let _ = stream.set_nodelay(true);
+        let _ = stream.set_read_timeout(Some(self.idle));
         let Ok(mut out) = stream.try_clone() else {
             return;
         };
         let mut reader = BufReader::new(stream);
-        let mut line = String::new();
+        let mut buf = Vec::new();
         loop {
-            line.clear();
-            match reader.read_line(&mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-            let req = line.trim_end_matches(['\r', '\n']);
-            if req.trim().is_empty() {
-                continue;
-            }
-            let mut resp = self.handle(req);
+            let req = match read_request(&mut reader, self.max_line, &mut buf) {
+                Ok(Request::Line(line)) => line,
+                Ok(Request::Closed) | Err(_) => return,
+                Ok(bad) => {
+                    let refusal = bad.refusal(self.max_line).unwrap_or_default();
+                    if out.write_all(format!("{refusal}\n").as_bytes()).is_err() {
+                        return;
+                    }
+                    if bad == Request::TooLong {
+                        let _ = out.shutdown(std::net::Shutdown::Both);
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let mut resp = self.handle(&req);
             resp.push('\n');
             if out.write_all(resp.as_bytes()).is_err() {
                 return;
@@ -252,9 +276,9 @@ fn run(a: Args) -> Result<(), String> {
     let slot: Arc<OnceLock<Arc<Node>>> = Arc::new(OnceLock::new());
     let on_message: OnMessage = {
         let slot = slot.clone();
-        Arc::new(move |_from, bytes| {
+        Arc::new(move |from, bytes| {
             if let Some(node) = slot.get() {
-                let _ = node.step(&bytes);
+                let _ = node.step_from(from, &bytes);
             }
         })
     };
@@ -280,8 +304,10 @@ fn run(a: Args) -> Result<(), String> {
     cfg.heartbeat_interval = Duration::from_millis((a.election_ms / 5).max(10));
     cfg.tick = Duration::from_millis((a.election_ms / 15).clamp(1, 10));
     cfg.data_dir = Some(a.data_dir.clone());
+    cfg.cluster_id = a.cluster_id;
     cfg.snapshot_entries = a.snapshot_entries;
     cfg.snapshot_trailing = (a.snapshot_entries / 2).max(1);
+    cfg.max_command_bytes = a.max_command_bytes as usize;
     let node = Arc::new(
         Node::start(
             cfg,
@@ -321,14 +347,27 @@ fn run(a: Args) -> Result<(), String> {
         transport,
         test_hooks: a.test_hooks,
         timeout: a.request_timeout(),
+        max_line: usize::try_from(a.max_line_bytes).unwrap_or(usize::MAX - 2),
+        idle: Duration::from_secs(a.client_idle_secs),
     });
+    let slots = ClientSlots::new(usize::try_from(a.max_clients).unwrap_or(usize::MAX));
     for conn in client.incoming() {
         match conn {
-            Ok(stream) => {
+            Ok(mut stream) => {
+                let Some(slot) = slots.try_admit() else {
+                    // Never blocks for long: the line fits any fresh socket buffer.
+                    let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+                    let _ = stream.write_all(slots.busy_line().as_bytes());
+                    let _ = stream.shutdown(std::net::Shutdown::Both);
+                    continue;
+                };
                 let server = server.clone();
                 let spawned = std::thread::Builder::new()
                     .name("raft-kv-client".into())
-                    .spawn(move || server.serve(stream));
+                    .spawn(move || {
+                        let _slot = slot;
+                        server.serve(stream)
+                    });
                 if let Err(e) = spawned {
                     eprintln!("raft-kv: cannot start a client thread: {e}");
                 }

@@ -215,7 +215,7 @@ impl<S: Storage> Raft<S> {
         } else {
             bootstrap_conf
         };
-        let log = RaftLog::new(storage, hs.commit, cfg.applied);
+        let log = RaftLog::new(storage, hs.commit, cfg.applied)?;
         let mut r = Raft {
             rng: Rng::new(cfg.seed),
             term: hs.term,
@@ -961,6 +961,18 @@ impl<S: Storage> Raft<S> {
         data: Vec<u8>,
         done: bool,
     ) {
+        let max = self.cfg.max_snapshot_bytes;
+        let end = offset.checked_add(data.len() as u64);
+        if meta.size > max || end.is_none_or(|e| e > max) {
+            tracing::warn!(
+                from,
+                size = meta.size,
+                max,
+                "snapshot above max_snapshot_bytes refused"
+            );
+            self.refused_messages += 1;
+            return;
+        }
         if meta.index <= self.log.committed {
             // Already have everything the snapshot covers.
             self.send_after_persist(
@@ -978,7 +990,7 @@ impl<S: Storage> Raft<S> {
         let same = self
             .incoming
             .as_ref()
-            .is_some_and(|i| i.meta.index == meta.index && i.meta.term == meta.term);
+            .is_some_and(|i| i.meta.same_snapshot(&meta));
         if !same {
             if offset != 0 {
                 self.send(
@@ -1042,7 +1054,7 @@ impl<S: Storage> Raft<S> {
         let Some(inc) = self.incoming.take() else {
             return;
         };
-        if inc.meta.index != meta.index || inc.meta.term != meta.term {
+        if !inc.meta.same_snapshot(meta) {
             self.incoming = Some(inc);
             return;
         }

@@ -5,6 +5,10 @@ use crate::storage::FsyncPolicy;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The highest allowed [`NodeConfig::max_command_bytes`]: a peer message (64 MiB) minus
+/// 1 MiB for the message and entry headers, so an entry of this size is always sendable.
+pub const MAX_COMMAND_BYTES_LIMIT: usize = crate::codec::DEFAULT_MAX_MESSAGE_BYTES - (1 << 20);
+
 /// Settings of one node.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -22,6 +26,9 @@ pub struct NodeConfig {
     pub data_dir: Option<PathBuf>,
     /// fsync policy of the data directory.
     pub fsync: FsyncPolicy,
+    /// The cluster this node belongs to (default 0): recorded in a new data directory's
+    /// identity, and a data directory of another cluster (or node) is refused at start.
+    pub cluster_id: u64,
     /// Take a snapshot after this many applied entries (0 = only on demand).
     pub snapshot_entries: u64,
     /// Entries kept behind a snapshot for slow followers.
@@ -30,15 +37,33 @@ pub struct NodeConfig {
     pub max_uncommitted_bytes: u64,
     /// Byte cap of one append message.
     pub max_msg_bytes: u64,
+    /// Largest command a proposal may carry (default 32 MiB); a larger one is refused up
+    /// front with [`Error::TooLarge`](super::Error::TooLarge). At most
+    /// [`MAX_COMMAND_BYTES_LIMIT`] so that one entry always fits in one peer message (64 MiB)
+    /// and in one WAL record (256 MiB).
+    pub max_command_bytes: usize,
+    /// Largest snapshot a follower accepts from a leader (default 64 GiB): an
+    /// InstallSnapshot announcing a larger total size is refused before anything is written.
+    pub max_snapshot_bytes: u64,
     /// Pre-vote (default on).
     pub pre_vote: bool,
     /// Check-quorum (default on).
     pub check_quorum: bool,
-    /// Capacity of the inbound queue (proposals and messages).
-    pub inbox_capacity: usize,
+    /// Bytes the inbound queue (messages, proposals, requests) may hold; beyond it inputs
+    /// are refused at once (`Busy`; a dropped message for transports).
+    pub inbox_bytes: usize,
+    /// Bytes of entries and snapshot data written but not yet durable; beyond it the leader
+    /// refuses proposals (`Busy`) and a follower drops incoming appends until the disk
+    /// catches up.
+    pub storage_queue_bytes: u64,
+    /// Bytes of committed entries handed to the state machine but not yet applied; beyond
+    /// it committed entries wait in the log and proposals are refused (`Busy`). Heartbeats
+    /// and elections never wait on it.
+    pub apply_queue_bytes: u64,
     /// Seed for randomized timeouts (defaults to a value derived from the id and time).
     pub seed: Option<u64>,
-    /// Client sessions unused for this many log entries expire (0 = never).
+    /// Client sessions unused for this many log entries expire (0 = never). The value is
+    /// carried inside every session command this node proposes, so replicas never disagree.
     pub session_expiry_entries: u64,
     /// Opt-in lease reads: `Some(max_clock_drift)` lets the leader answer `read_index`
     /// without a heartbeat round while it heard from a quorum within the election timeout
@@ -70,13 +95,18 @@ impl NodeConfig {
             heartbeat_interval: Duration::from_millis(50),
             data_dir: None,
             fsync: FsyncPolicy::Always,
+            cluster_id: 0,
             snapshot_entries: 100_000,
             snapshot_trailing: 10_000,
             max_uncommitted_bytes: 64 << 20,
             max_msg_bytes: 1 << 20,
+            max_command_bytes: 32 << 20,
+            max_snapshot_bytes: 64 << 30,
             pre_vote: true,
             check_quorum: true,
-            inbox_capacity: 65_536,
+            inbox_bytes: 16 << 20,
+            storage_queue_bytes: 8 << 20,
+            apply_queue_bytes: 16 << 20,
             seed: None,
             session_expiry_entries: 100_000,
             lease_reads_max_clock_drift: None,
@@ -106,8 +136,19 @@ impl NodeConfig {
                 return Err("lease read clock drift must be below the election timeout".into());
             }
         }
-        if self.inbox_capacity == 0 {
-            return Err("inbox_capacity must be positive".into());
+        if self.max_command_bytes == 0 || self.max_command_bytes > MAX_COMMAND_BYTES_LIMIT {
+            return Err(format!(
+                "max_command_bytes must be in 1..={MAX_COMMAND_BYTES_LIMIT}"
+            ));
+        }
+        if self.max_snapshot_bytes == 0 {
+            return Err("max_snapshot_bytes must be positive".into());
+        }
+        if self.inbox_bytes < super::driver::INPUT_OVERHEAD * 16 {
+            return Err("inbox_bytes is too small (at least 2 KiB)".into());
+        }
+        if self.storage_queue_bytes == 0 || self.apply_queue_bytes == 0 {
+            return Err("storage_queue_bytes and apply_queue_bytes must be positive".into());
         }
         Ok(())
     }

@@ -8,6 +8,11 @@
 //!    - `ACCEPT` (no secret configured; body zero) — handshake done, or
 //!    - `CHALLENGE` (body = fresh acceptor nonce from the OS generator, `getrandom`), or
 //!    - `REJECT_*` (body zero) — the connection is then closed.
+//!
+//!    With a secret the acceptor always challenges (only `REJECT_VERSION`, which says nothing
+//!    about the cluster, may come first): the cluster, target and membership checks run after
+//!    the dialer's proof verifies, so a stranger learns nothing but `REJECT_AUTH`. Without a
+//!    secret there is no authentication to wait for, and the reasons are sent at once.
 //! 3. (secret only) dialer → acceptor: 32-byte
 //!    `HMAC-SHA256(secret, "raft-manager-v1" | cluster | from | to | acceptor_nonce | dialer_nonce)`
 //! 4. (secret only) acceptor → dialer, [`Reply`]: `PROOF` with body
@@ -57,6 +62,8 @@ pub const REJECT_WRONG_TARGET: u8 = 0x12;
 pub const REJECT_VERSION: u8 = 0x13;
 /// Reply status: refused, authentication failed.
 pub const REJECT_AUTH: u8 = 0x14;
+/// Reply status: refused, the acceptor holds its maximum of inbound connections.
+pub const REJECT_BUSY: u8 = 0x15;
 
 /// The dialer's opening message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,7 +142,8 @@ impl Reply {
         })
     }
 
-    fn status_only(status: u8) -> Reply {
+    /// A reply carrying only a status (body zero), as refusals are sent.
+    pub fn refusal(status: u8) -> Reply {
         Reply {
             status,
             body: [0; 32],
@@ -174,7 +182,17 @@ impl fmt::Display for HandshakeError {
             HandshakeError::UnknownNode(n) => write!(f, "node {n} is not a known peer"),
             HandshakeError::WrongTarget(n) => write!(f, "peer addressed node {n}, not us"),
             HandshakeError::AuthFailed(why) => write!(f, "authentication failed: {why}"),
-            HandshakeError::Rejected(s) => write!(f, "refused by peer (status {s:#x})"),
+            HandshakeError::Rejected(s) => {
+                let why = match *s {
+                    REJECT_CLUSTER => "wrong cluster id",
+                    REJECT_UNKNOWN_NODE => "we are not a known peer there",
+                    REJECT_WRONG_TARGET => "it is not the node we dialed",
+                    REJECT_VERSION => "unsupported protocol version",
+                    REJECT_BUSY => "too many inbound connections",
+                    _ => "unknown reason",
+                };
+                write!(f, "refused by peer: {why} (status {s:#x})")
+            }
         }
     }
 }
@@ -323,7 +341,7 @@ pub fn accept<S: Read + Write>(
     stream.read_exact(&mut buf)?;
     let hello = Hello::parse(&buf)?;
     let refuse = |stream: &mut S, status: u8, err: HandshakeError| {
-        let _ = stream.write_all(&Reply::status_only(status).encode());
+        let _ = stream.write_all(&Reply::refusal(status).encode());
         let _ = stream.flush();
         Err(err)
     };
@@ -334,29 +352,11 @@ pub fn accept<S: Read + Write>(
             HandshakeError::BadVersion(hello.version),
         );
     }
-    if hello.cluster_id != policy.cluster_id {
-        return refuse(
-            stream,
-            REJECT_CLUSTER,
-            HandshakeError::WrongCluster(hello.cluster_id),
-        );
-    }
-    if hello.to != policy.node_id {
-        return refuse(
-            stream,
-            REJECT_WRONG_TARGET,
-            HandshakeError::WrongTarget(hello.to),
-        );
-    }
-    if hello.from == policy.node_id || !(policy.is_known)(hello.from) {
-        return refuse(
-            stream,
-            REJECT_UNKNOWN_NODE,
-            HandshakeError::UnknownNode(hello.from),
-        );
-    }
     let Some(secret) = policy.secret else {
-        stream.write_all(&Reply::status_only(ACCEPT).encode())?;
+        if let Some((status, err)) = check_identity(&hello, policy) {
+            return refuse(stream, status, err);
+        }
+        stream.write_all(&Reply::refusal(ACCEPT).encode())?;
         stream.flush()?;
         return Ok(hello.from);
     };
@@ -378,6 +378,10 @@ pub fn accept<S: Read + Write>(
             HandshakeError::AuthFailed("dialer proof does not verify"),
         );
     }
+    // The dialer knows the secret: it may now learn why it is refused.
+    if let Some((status, err)) = check_identity(&hello, policy) {
+        return refuse(stream, status, err);
+    }
     let mine = handshake_mac(secret, ACCEPTOR_LABEL, &hello, &acceptor_nonce);
     stream.write_all(
         &Reply {
@@ -388,6 +392,23 @@ pub fn accept<S: Read + Write>(
     )?;
     stream.flush()?;
     Ok(hello.from)
+}
+
+/// Cluster, target and membership checks; the refusal to send if one fails.
+fn check_identity(hello: &Hello, policy: &AcceptPolicy<'_>) -> Option<(u8, HandshakeError)> {
+    if hello.cluster_id != policy.cluster_id {
+        return Some((
+            REJECT_CLUSTER,
+            HandshakeError::WrongCluster(hello.cluster_id),
+        ));
+    }
+    if hello.to != policy.node_id {
+        return Some((REJECT_WRONG_TARGET, HandshakeError::WrongTarget(hello.to)));
+    }
+    if hello.from == policy.node_id || !(policy.is_known)(hello.from) {
+        return Some((REJECT_UNKNOWN_NODE, HandshakeError::UnknownNode(hello.from)));
+    }
+    None
 }
 
 #[cfg(test)]
@@ -519,5 +540,51 @@ mod tests {
             Err(HandshakeError::Rejected(REJECT_UNKNOWN_NODE))
         ));
         assert!(matches!(a, Err(HandshakeError::UnknownNode(3))));
+        // With a secret, the reasons come only after the dialer proved it knows the secret.
+        let (d, a) = run(Some(b"s"), Some(b"s"), 8, 2);
+        assert!(matches!(d, Err(HandshakeError::Rejected(REJECT_CLUSTER))));
+        assert!(matches!(a, Err(HandshakeError::WrongCluster(8))));
+        let (d, a) = run(Some(b"s"), Some(b"s"), 7, 3);
+        assert!(matches!(
+            d,
+            Err(HandshakeError::Rejected(REJECT_UNKNOWN_NODE))
+        ));
+        assert!(matches!(a, Err(HandshakeError::UnknownNode(3))));
+    }
+
+    /// A stranger without the secret learns nothing about membership or cluster: whatever
+    /// identity it claims, it gets a challenge and then `REJECT_AUTH`.
+    #[test]
+    fn no_membership_reveal_before_authentication() {
+        for (cluster, from, to) in [(7, 2, 1), (8, 2, 1), (7, 3, 1), (7, 2, 9), (7, 1, 1)] {
+            let (mut a, mut b) = UnixStream::pair().unwrap();
+            let t = std::thread::spawn(move || {
+                let known = |id: u64| id == 2;
+                let policy = AcceptPolicy {
+                    cluster_id: 7,
+                    node_id: 1,
+                    secret: Some(b"s"),
+                    is_known: &known,
+                };
+                accept(&mut b, &policy)
+            });
+            let hello = Hello {
+                version: PROTOCOL_VERSION,
+                cluster_id: cluster,
+                from,
+                to,
+                nonce: [3; 32],
+            };
+            a.write_all(&hello.encode()).unwrap();
+            let first = read_reply(&mut a).unwrap();
+            assert_eq!(first.status, CHALLENGE, "{cluster} {from} {to}");
+            a.write_all(&[0u8; PROOF_LEN]).unwrap();
+            let second = read_reply(&mut a).unwrap();
+            assert_eq!(second.status, REJECT_AUTH, "{cluster} {from} {to}");
+            assert!(matches!(
+                t.join().unwrap(),
+                Err(HandshakeError::AuthFailed(_))
+            ));
+        }
     }
 }

@@ -15,6 +15,7 @@
 //! [`TransportConfig::reconnect_backoff_min`] and [`TransportConfig::reconnect_backoff_max`].
 //! Messages queued while a peer is unreachable stay queued (subject to the byte cap).
 
+mod deadline;
 mod listener;
 mod peer;
 mod queue;
@@ -36,6 +37,15 @@ use zeroize::Zeroizing;
 
 /// Callback receiving `(from, payload)` for every frame from an authenticated known peer.
 pub type OnMessage = Arc<dyn Fn(u64, Vec<u8>) + Send + Sync>;
+
+/// Reads the sender id a payload claims (see [`TransportConfig::sender_of`]); `None` if the
+/// payload does not say.
+pub type SenderOf = fn(&[u8]) -> Option<u64>;
+
+/// Default cap on inbound sockets held at once (handshaking or authenticated).
+pub const DEFAULT_MAX_INBOUND_CONNECTIONS: usize = 64;
+/// Default cap on inbound handshakes in progress at once.
+pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 16;
 
 /// Transport configuration.
 #[derive(Clone)]
@@ -60,8 +70,24 @@ pub struct TransportConfig {
     pub reconnect_backoff_max: Duration,
     /// TCP connect timeout (default 3 s).
     pub connect_timeout: Duration,
-    /// Time allowed for a whole handshake, either side (default 5 s).
+    /// Time allowed for a whole handshake, either side (default 5 s). It is an absolute
+    /// deadline: a peer dribbling bytes cannot stretch it.
     pub handshake_timeout: Duration,
+    /// Inbound sockets held at once, handshaking or authenticated (default
+    /// [`DEFAULT_MAX_INBOUND_CONNECTIONS`]). A connection beyond it gets a `REJECT_BUSY` reply
+    /// and is closed at once, without a thread (counted in
+    /// [`TransportStats::inbound_refused`]).
+    pub max_inbound_connections: usize,
+    /// Inbound handshakes in progress at once (default [`DEFAULT_MAX_PENDING_HANDSHAKES`]).
+    /// A new connection beyond it closes the *oldest* handshake still in progress (counted in
+    /// [`TransportStats::handshakes_evicted`]), so slow or silent connections cannot lock out
+    /// a peer whose handshake takes one round trip.
+    pub max_pending_handshakes: usize,
+    /// Reads the sender a received payload claims; a frame whose claimed sender differs from
+    /// the peer authenticated by the handshake is dropped (counted in
+    /// [`TransportStats::sender_mismatch`]). Default: [`crate::codec::sender`], for payloads
+    /// encoded with [`crate::codec`]; `None` treats payloads as opaque and checks nothing.
+    pub sender_of: Option<SenderOf>,
     /// A single blocked socket write longer than this drops the connection (default 30 s).
     pub write_timeout: Duration,
 }
@@ -81,6 +107,9 @@ impl TransportConfig {
             reconnect_backoff_max: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(3),
             handshake_timeout: Duration::from_secs(5),
+            max_inbound_connections: DEFAULT_MAX_INBOUND_CONNECTIONS,
+            max_pending_handshakes: DEFAULT_MAX_PENDING_HANDSHAKES,
+            sender_of: Some(crate::codec::sender),
             write_timeout: Duration::from_secs(30),
         }
     }
@@ -96,6 +125,8 @@ impl fmt::Debug for TransportConfig {
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("max_frame_bytes", &self.max_frame_bytes)
             .field("max_queue_bytes", &self.max_queue_bytes)
+            .field("max_inbound_connections", &self.max_inbound_connections)
+            .field("max_pending_handshakes", &self.max_pending_handshakes)
             .finish_non_exhaustive()
     }
 }
@@ -204,6 +235,14 @@ stats! {
     connect_failures,
     /// Inbound TCP connections accepted (before the handshake).
     inbound_connections,
+    /// Inbound connections refused at once: `max_inbound_connections` were open.
+    inbound_refused,
+    /// Inbound handshakes closed to make room under `max_pending_handshakes` (oldest first).
+    handshakes_evicted,
+    /// Inbound handshakes that missed the `handshake_timeout` deadline.
+    handshake_timeouts,
+    /// Frames dropped because the sender they claim is not the authenticated peer.
+    sender_mismatch,
 }
 
 /// State shared by the transport handle and its threads.
@@ -219,13 +258,19 @@ struct Inner {
     connect_timeout: Duration,
     handshake_timeout: Duration,
     write_timeout: Duration,
+    max_inbound: usize,
+    max_pending: usize,
+    sender_of: Option<SenderOf>,
     on_message: OnMessage,
     peers: RwLock<HashMap<u64, Arc<PeerLink>>>,
     blocked: RwLock<HashSet<u64>>,
     stats: Counters,
     shutdown: AtomicBool,
-    /// Open inbound connections: connection id → (authenticated peer, socket).
+    /// Open inbound connections: connection id → (authenticated peer, socket). An entry with
+    /// no peer is a handshake in progress; ids grow, so the smallest is the oldest.
     inbound: Mutex<HashMap<u64, (Option<u64>, TcpStream)>>,
+    /// Reader threads alive (bounded by `max_inbound`, counted until the thread exits).
+    readers: AtomicU64,
     next_conn_id: AtomicU64,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -249,7 +294,9 @@ impl Inner {
     }
 
     fn spawn(&self, name: String, f: impl FnOnce() + Send + 'static) -> io::Result<()> {
-        let handle = std::thread::Builder::new().name(name).spawn(f)?;
+        let handle = std::thread::Builder::new()
+            .name(name)
+            .spawn(crate::log_scope::inherit(f))?;
         let mut threads = self.threads.lock();
         threads.retain(|t| !t.is_finished());
         threads.push(handle);
@@ -301,12 +348,16 @@ impl TcpTransport {
             connect_timeout: cfg.connect_timeout,
             handshake_timeout: cfg.handshake_timeout,
             write_timeout: cfg.write_timeout,
+            max_inbound: cfg.max_inbound_connections.max(1),
+            max_pending: cfg.max_pending_handshakes.max(1),
+            sender_of: cfg.sender_of,
             on_message,
             peers: RwLock::new(HashMap::new()),
             blocked: RwLock::new(HashSet::new()),
             stats: Counters::default(),
             shutdown: AtomicBool::new(false),
             inbound: Mutex::new(HashMap::new()),
+            readers: AtomicU64::new(0),
             next_conn_id: AtomicU64::new(1),
             threads: Mutex::new(Vec::new()),
         });

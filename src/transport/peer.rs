@@ -1,5 +1,6 @@
 //! Outgoing side: one writer thread per peer owning its queue and its outgoing connection.
 
+use super::deadline::Deadline;
 use super::frame;
 use super::handshake::{self, HandshakeError};
 use super::queue::{PushOutcome, SendQueue};
@@ -185,10 +186,8 @@ fn connect(
     link: &PeerLink,
     addr: SocketAddr,
 ) -> Result<Option<TcpStream>, HandshakeError> {
-    let mut stream = TcpStream::connect_timeout(&addr, inner.connect_timeout)?;
+    let stream = TcpStream::connect_timeout(&addr, inner.connect_timeout)?;
     stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(inner.handshake_timeout))?;
-    stream.set_write_timeout(Some(inner.handshake_timeout))?;
     {
         let mut st = link.state.lock();
         if link.stopped(inner, &st) {
@@ -197,7 +196,7 @@ fn connect(
         st.stream = Some(stream.try_clone()?);
     }
     handshake::dial(
-        &mut stream,
+        &mut Deadline::new(&stream, inner.handshake_timeout),
         inner.cluster_id,
         inner.node_id,
         link.id,

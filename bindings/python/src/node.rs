@@ -5,6 +5,7 @@ use crate::sink::{self, SenderThread};
 use crate::state_machine::PyStateMachine;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 use parking_lot::Mutex;
+use pyo3::exceptions::PyOverflowError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyMapping};
 use raft::core::{ConfChange, NodeId, Role, Status};
@@ -41,8 +42,14 @@ struct Running {
 pub(crate) struct PyNode {
     id: NodeId,
     running: Mutex<Option<Running>>,
+    /// The Python objects the engine holds one reference each to (the state machine, a
+    /// callback transport), for the garbage collector: a cycle through them (a state
+    /// machine that keeps its node) is found and broken by `__clear__`, which stops the node.
+    engine_refs: Mutex<Vec<Py<PyAny>>>,
     cause: FailureCause,
     listen: Option<SocketAddr>,
+    /// The process that started the node: after `os.fork()` its threads exist only there.
+    pid: u32,
 }
 
 fn resolve(addr: &str) -> PyResult<SocketAddr> {
@@ -52,20 +59,37 @@ fn resolve(addr: &str) -> PyResult<SocketAddr> {
         .ok_or_else(|| value_error(format!("address {addr:?} resolves to nothing")))
 }
 
-fn seconds(name: &str, v: f64) -> PyResult<Duration> {
-    if !v.is_finite() || v <= 0.0 {
-        return Err(value_error(format!(
-            "{name} must be a positive number of seconds"
+/// The longest accepted duration, in seconds (100 years): longer ones raise OverflowError,
+/// as Python's own timeouts do, instead of overflowing a clock.
+const MAX_SECONDS: f64 = FOREVER.as_secs() as f64;
+
+/// Converts `v` seconds (already known finite and non-negative) to a duration, refusing
+/// values above [`MAX_SECONDS`] with OverflowError.
+fn duration(name: &str, v: f64) -> PyResult<Duration> {
+    if v > MAX_SECONDS {
+        return Err(PyOverflowError::new_err(format!(
+            "{name} of {v} seconds is too large (at most {MAX_SECONDS})"
         )));
     }
     Ok(Duration::from_secs_f64(v))
 }
 
+fn seconds(name: &str, v: f64) -> PyResult<Duration> {
+    if v.is_nan() || v <= 0.0 {
+        return Err(value_error(format!(
+            "{name} must be a positive number of seconds"
+        )));
+    }
+    duration(name, v)
+}
+
 fn timeout_of(t: Option<f64>) -> PyResult<Option<Duration>> {
     match t {
         None => Ok(None),
-        Some(v) if v.is_finite() && v >= 0.0 => Ok(Some(Duration::from_secs_f64(v))),
-        Some(_) => Err(value_error("timeout must be None or a non-negative number")),
+        Some(v) if v >= 0.0 => duration("timeout", v).map(Some),
+        Some(_) => Err(value_error(
+            "timeout must be None or a non-negative number (not NaN)",
+        )),
     }
 }
 
@@ -217,7 +241,25 @@ impl Drop for FutureCompletion {
 }
 
 impl PyNode {
+    /// True in a child process forked after the node started.
+    fn forked(&self) -> bool {
+        std::process::id() != self.pid
+    }
+
+    fn forked_error(&self, py: Python<'_>) -> PyErr {
+        let msg = format!(
+            "node {} was started in process {} and cannot be used after os.fork() (this is {})",
+            self.id,
+            self.pid,
+            std::process::id()
+        );
+        to_pyerr(py, Error::Failed(msg), None)
+    }
+
     fn running<R>(&self, py: Python<'_>, f: impl FnOnce(&Running) -> R) -> PyResult<R> {
+        if self.forked() {
+            return Err(self.forked_error(py));
+        }
         match &*self.running.lock() {
             Some(r) => Ok(f(r)),
             None => Err(to_pyerr(py, Error::Shutdown, None)),
@@ -319,7 +361,7 @@ impl PyNode {
     #[pyo3(signature = (node_id, peers, state_machine, data_dir=None, *, transport=None,
         listen=None, election_timeout=0.5, heartbeat_interval=0.05, snapshot_entries=100_000,
         fsync=true, cluster_id=0, secret=None, snapshot_trailing=10_000, join=false,
-        caller_runs=false))]
+        caller_runs=false, max_command_bytes=33_554_432, max_snapshot_bytes=68_719_476_736))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -338,6 +380,8 @@ impl PyNode {
         snapshot_trailing: u64,
         join: bool,
         caller_runs: bool,
+        max_command_bytes: usize,
+        max_snapshot_bytes: u64,
     ) -> PyResult<Self> {
         if node_id == 0 {
             return Err(value_error("node_id must be non-zero"));
@@ -365,7 +409,10 @@ impl PyNode {
             FsyncPolicy::UnsafeNever
         };
         cfg.data_dir = data_dir;
+        cfg.cluster_id = cluster_id;
         cfg.caller_runs = caller_runs;
+        cfg.max_command_bytes = max_command_bytes;
+        cfg.max_snapshot_bytes = max_snapshot_bytes;
         cfg.validate().map_err(value_error)?;
         let cause: FailureCause = Arc::new(Mutex::new(None));
         let sm = PyStateMachine::new(state_machine, cause.clone())?;
@@ -434,13 +481,13 @@ impl PyNode {
                     let slot = node_slot.clone();
                     let on_message = Arc::new(move |from: u64, bytes: Vec<u8>| {
                         if let Some(n) = slot.get().and_then(|w| w.upgrade()) {
-                            if let Err(e) = n.step(&bytes) {
+                            if let Err(e) = n.step_from(from, &bytes) {
                                 tracing::debug!(from, %e, "dropped a message");
                             }
                         }
                     });
                     let t = py
-                        .detach(|| TcpTransport::start(tc, on_message))
+                        .detach(|| crate::logging::scoped(|| TcpTransport::start(tc, on_message)))
                         .map_err(|e| value_error(format!("cannot listen on {listen_addr}: {e}")))?;
                     local = Some(t.local_addr());
                     let t = Arc::new(t);
@@ -449,7 +496,8 @@ impl PyNode {
                 }
             }
         };
-        let started = py.detach(|| Node::start(cfg, Box::new(sm), sink));
+        let started =
+            py.detach(|| crate::logging::scoped(|| Node::start(cfg, Box::new(sm), sink)));
         let node = match started {
             Ok(n) => Arc::new(n),
             Err(e) => {
@@ -463,11 +511,17 @@ impl PyNode {
             }
         };
         let _ = node_slot.set(Arc::downgrade(&node));
+        let mut engine_refs = vec![state_machine.clone().unbind()];
+        if let (Some(t), Some(_)) = (transport, &sender) {
+            engine_refs.push(t.clone().unbind());
+        }
         Ok(PyNode {
             id: node_id,
             running: Mutex::new(Some(Running { node, tcp, sender })),
+            engine_refs: Mutex::new(engine_refs),
             cause,
             listen: local,
+            pid: std::process::id(),
         })
     }
 
@@ -495,10 +549,18 @@ impl PyNode {
         self.running.lock().as_ref().and_then(|r| r.node.failure())
     }
 
-    /// Delivers message bytes from a peer. Raises ValueError on malformed bytes.
-    fn step(&self, py: Python<'_>, message: &[u8]) -> PyResult<()> {
+    /// Delivers message bytes from a peer. Raises ValueError on malformed bytes. `sender`
+    /// (recommended) is the node id the transport received the bytes from: a message
+    /// claiming another sender is refused with ValueError and changes nothing.
+    #[pyo3(signature = (message, sender=None))]
+    fn step(&self, py: Python<'_>, message: &[u8], sender: Option<u64>) -> PyResult<()> {
         let node = self.node(py)?;
-        node.step(message).map_err(|e| self.err(py, e))
+        // Without the GIL: with caller_runs this thread may run a protocol pass.
+        py.detach(|| match sender {
+            Some(from) => node.step_from(from, message),
+            None => node.step(message),
+        })
+        .map_err(|e| self.err(py, e))
     }
 
     /// Proposes a command and waits (GIL released) until it is applied on this node; returns
@@ -519,9 +581,12 @@ impl PyNode {
         let done = move |r| {
             let _ = tx.send(r);
         };
+        let command = command.to_vec();
         match (client_id, seq) {
-            (None, None) => node.propose_async(command.to_vec(), done),
-            (Some(c), Some(s)) if s > 0 => node.propose_session_async(c, s, command.to_vec(), done),
+            (None, None) => py.detach(|| node.propose_async(command, done)),
+            (Some(c), Some(s)) if s > 0 => {
+                py.detach(|| node.propose_session_async(c, s, command, done))
+            }
             _ => {
                 return Err(value_error(
                     "client_id and seq go together, and seq counts from 1",
@@ -552,7 +617,8 @@ impl PyNode {
             node: Arc::downgrade(&node),
             cause: self.cause.clone(),
         };
-        node.propose_async(command.to_vec(), move |r| done.complete(r));
+        let command = command.to_vec();
+        py.detach(|| node.propose_async(command, move |r| done.complete(r)));
         Ok(fut)
     }
 
@@ -725,22 +791,50 @@ impl PyNode {
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         let running = self.running.lock().take();
         if let Some(mut r) = running {
-            if crate::state_machine::inside_callback() {
+            if self.forked() {
+                // The engine threads live in the parent: joining them here is impossible.
+                // Forget this copy (the parent still owns and closes the node).
+                std::mem::forget(r);
+                return Err(self.forked_error(py));
+            }
+            if crate::state_machine::inside_callback() || crate::sink::inside_send() {
                 *self.running.lock() = Some(r);
                 return Err(self.err(py, Error::WouldDeadlock));
             }
-            py.detach(|| {
-                let _ = r.node.shutdown();
-                if let Some(t) = &r.tcp {
-                    t.shutdown();
-                }
-                if let Some(s) = r.sender.as_mut() {
-                    s.stop();
-                }
-            });
+            py.detach(|| stop_running(&mut r));
             drop(r);
+            self.engine_refs.lock().clear();
         }
         Ok(())
+    }
+
+    fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        // Never wait for a lock here; a node being closed is skipped.
+        let Some(refs) = self.engine_refs.try_lock() else {
+            return Ok(());
+        };
+        for r in refs.iter() {
+            // Once for our own reference and once for the engine's: both belong to this
+            // node, so an object reachable only through them is garbage with it.
+            visit.call(r)?;
+            visit.call(r)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&mut self) {
+        let running = self.running.get_mut().take();
+        if let Some(mut r) = running {
+            if crate::state_machine::inside_callback() {
+                // Collected on one of the node's own threads: the threads are told to stop
+                // and end on their own when the engine is dropped.
+                drop(r);
+            } else {
+                Python::attach(|py| py.detach(|| stop_running(&mut r)));
+                drop(r);
+            }
+        }
+        self.engine_refs.get_mut().clear();
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -759,23 +853,28 @@ impl PyNode {
     }
 }
 
+/// Stops the engine, the TCP transport and the callback sender of a running node.
+fn stop_running(r: &mut Running) {
+    let _ = r.node.shutdown();
+    if let Some(t) = &r.tcp {
+        t.shutdown();
+    }
+    if let Some(s) = r.sender.as_mut() {
+        s.stop();
+    }
+}
+
 impl Drop for PyNode {
     fn drop(&mut self) {
         let Some(mut r) = self.running.get_mut().take() else {
             return;
         };
+        if std::process::id() != self.pid {
+            std::mem::forget(r); // forked child: the engine threads are the parent's
+            return;
+        }
         // Dropped while attached: release the GIL so engine threads can finish.
-        let done = Python::try_attach(|py| {
-            py.detach(|| {
-                let _ = r.node.shutdown();
-                if let Some(t) = &r.tcp {
-                    t.shutdown();
-                }
-                if let Some(s) = r.sender.as_mut() {
-                    s.stop();
-                }
-            })
-        });
+        let done = Python::try_attach(|py| py.detach(|| stop_running(&mut r)));
         if done.is_none() {
             // The interpreter is finalizing: engine threads may wait for it forever, so
             // joining them could hang the process. Leave them (the process is exiting).

@@ -263,6 +263,11 @@ impl Cluster {
         }
     }
 
+    /// Process id of node `id`, if it was started and not killed.
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.children.get(&id).map(|c| c.id())
+    }
+
     /// Ids of nodes whose process is running.
     pub fn running(&mut self) -> Vec<u64> {
         self.children
