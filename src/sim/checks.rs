@@ -17,8 +17,9 @@ pub(super) struct StepState {
     acks: BTreeMap<NodeId, (u64, u64, u64)>,
     /// node -> (role, term, commit) after its last step.
     last: BTreeMap<NodeId, (Role, u64, u64)>,
-    /// leader -> (term, configuration id, time since it led that term in that configuration).
-    leading: BTreeMap<NodeId, (u64, u64, u64)>,
+    /// leader -> (term, configuration id, time since it led that term in that configuration
+    /// without a pause, time of its last step).
+    leading: BTreeMap<NodeId, (u64, u64, u64, u64)>,
 }
 
 impl StepState {
@@ -206,10 +207,17 @@ impl Sim {
             return Ok(());
         }
         let (term, conf_id, now) = (r.term, r.conf_index(), self.now);
-        let e = self.steps.leading.entry(id).or_insert((term, conf_id, now));
-        if (e.0, e.1) != (term, conf_id) {
-            *e = (term, conf_id, now);
+        let e = self
+            .steps
+            .leading
+            .entry(id)
+            .or_insert((term, conf_id, now, now));
+        // A leader not stepped for a while was paused: its ticks (and check-quorum rounds)
+        // are caught up at once on resume, so its window starts again then.
+        if (e.0, e.1) != (term, conf_id) || now > e.3 + 2 * TICK_MS {
+            *e = (term, conf_id, now, now);
         }
+        e.3 = now;
         let window = (2 * r.cfg.election_ticks + 2) * TICK_MS;
         if now < e.2 + window {
             return Ok(());
