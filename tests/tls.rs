@@ -3,7 +3,6 @@
 //! names another node than the one it claims to be, gets nowhere.
 
 #[path = "../src/bin/raft_kv/cluster.rs"]
-#[allow(dead_code)]
 mod cluster;
 
 use parking_lot::Mutex;
@@ -75,15 +74,15 @@ impl StateMachine for Counter {
     }
 }
 
-/// A transport over TLS whose frames go to `node` once it is set; also records senders.
-fn transport(
-    id: u64,
-    tls: TlsConfig,
-) -> (
+/// A started transport, the slot its node goes in, and the senders of the frames it delivered.
+type Started = (
     Arc<TcpTransport>,
     Arc<OnceLock<Arc<Node>>>,
     Arc<Mutex<Vec<u64>>>,
-) {
+);
+
+/// A transport over TLS whose frames go to `node` once it is set; also records senders.
+fn transport(id: u64, tls: TlsConfig) -> Started {
     let slot: Arc<OnceLock<Arc<Node>>> = Arc::new(OnceLock::new());
     let seen = Arc::new(Mutex::new(Vec::new()));
     let on_message: OnMessage = {
