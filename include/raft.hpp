@@ -233,6 +233,10 @@ class Result {
   T &operator*() & noexcept { return *value_; }
   /// Unchecked access (check ok() first).
   T *operator->() noexcept { return &*value_; }
+  /// Unchecked access (check ok() first).
+  const T &operator*() const & noexcept { return *value_; }
+  /// Unchecked access (check ok() first).
+  const T *operator->() const noexcept { return &*value_; }
 
  private:
   std::optional<T> value_;
@@ -269,15 +273,15 @@ class Bytes {
   /// Empty.
   constexpr Bytes() noexcept = default;
   /// `size` bytes at `data`.
-  constexpr Bytes(const void *data, size_t size) noexcept
+  Bytes(const void *data, size_t size) noexcept
       : data_(static_cast<const uint8_t *>(data)), size_(size) {}
   /// The characters of a string view.
-  constexpr Bytes(std::string_view s) noexcept : Bytes(s.data(), s.size()) {}  // NOLINT
+  Bytes(std::string_view s) noexcept : Bytes(s.data(), s.size()) {}  // NOLINT
   /// The characters of a string.
   Bytes(const std::string &s) noexcept : Bytes(s.data(), s.size()) {}  // NOLINT
   /// The characters of a string literal (without its NUL).
   template <size_t N>
-  constexpr Bytes(const char (&s)[N]) noexcept : Bytes(s, N - 1) {}  // NOLINT
+  Bytes(const char (&s)[N]) noexcept : Bytes(s, N - 1) {}  // NOLINT
   /// Any contiguous container of byte-sized elements (std::vector<uint8_t>, std::array, ...).
   template <class C, class E = std::remove_pointer_t<decltype(std::data(std::declval<const C &>()))>,
             class = std::enable_if_t<sizeof(E) == 1 && std::is_trivially_copyable_v<E> &&

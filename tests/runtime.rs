@@ -488,3 +488,412 @@ fn concurrent_proposers_caller_runs() {
         node(&net, id).shutdown().unwrap();
     }
 }
+
+// ----- issue "Runtime you can prove": stalls, duplicates, engine threads ----------------
+
+/// Runs `f` on a thread and waits up to `limit` for it; `None` if it is still running (a
+/// hang), so a deadlock fails the test instead of hanging the suite.
+fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit).ok()
+}
+
+#[test]
+fn session_retries_proposed_at_once_apply_once_on_every_replica() {
+    let net = Net::new(false);
+    let logs: Vec<_> = (1..=3).map(|id| start(&net, id, Duration::ZERO)).collect();
+    let l = node(&net, leader(&net, Duration::from_secs(10)).expect("leader"));
+    let (tx, rx) = crossbeam_channel::unbounded();
+    for seq in 1..=200u64 {
+        for _ in 0..2 {
+            let tx = tx.clone();
+            l.propose_session_async(9, seq, seq.to_le_bytes().to_vec(), move |r| {
+                let _ = tx.send((seq, r));
+            });
+        }
+    }
+    let mut answers: HashMap<u64, Vec<Option<Vec<u8>>>> = HashMap::new();
+    for _ in 0..400 {
+        let (seq, r) = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("completion");
+        if let Ok(resp) = r {
+            answers.entry(seq).or_default().push(resp);
+        }
+    }
+    for (seq, a) in &answers {
+        assert!(a.windows(2).all(|w| w[0] == w[1]), "seq {seq}: {a:?}");
+    }
+    let end = Instant::now() + Duration::from_secs(10);
+    while logs.iter().any(|a| a.read().len() < 200) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Every command once, on every replica, in the same order.
+    for a in &logs {
+        let a = a.read();
+        assert_eq!(a.len(), 200, "applied {} times, expected 200", a.len());
+        assert_eq!(*a, *logs[0].read());
+    }
+    for n in net.nodes.read().values() {
+        n.shutdown().unwrap();
+    }
+}
+
+/// A memory store that goes through the storage thread and whose `sync` stalls once.
+struct StallStore {
+    inner: raft::core::MemStorage,
+    stall: std::sync::atomic::AtomicBool,
+}
+
+impl raft::core::Storage for StallStore {
+    fn initial_state(
+        &self,
+    ) -> raft::core::StorageResult<(raft::core::HardState, raft::core::ConfState)> {
+        self.inner.initial_state()
+    }
+    fn entries(
+        &self,
+        lo: u64,
+        hi: u64,
+        max: u64,
+    ) -> raft::core::StorageResult<Vec<raft::core::Entry>> {
+        self.inner.entries(lo, hi, max)
+    }
+    fn term(&self, index: u64) -> raft::core::StorageResult<u64> {
+        self.inner.term(index)
+    }
+    fn first_index(&self) -> u64 {
+        self.inner.first_index()
+    }
+    fn last_index(&self) -> u64 {
+        self.inner.last_index()
+    }
+    fn snapshot_meta(&self) -> raft::core::SnapshotMeta {
+        self.inner.snapshot_meta()
+    }
+    fn snapshot_chunk(&self, i: u64, o: u64, m: usize) -> raft::core::StorageResult<Vec<u8>> {
+        self.inner.snapshot_chunk(i, o, m)
+    }
+}
+
+impl raft::storage::LogStore for StallStore {
+    fn append(&self, e: &[raft::core::Entry]) -> raft::core::StorageResult<()> {
+        raft::storage::LogStore::append(&self.inner, e)
+    }
+    fn set_hard_state(&self, hs: raft::core::HardState) -> raft::core::StorageResult<()> {
+        raft::storage::LogStore::set_hard_state(&self.inner, hs)
+    }
+    fn sync(&self) -> raft::core::StorageResult<()> {
+        if self.stall.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            std::thread::sleep(Duration::from_secs(5));
+        }
+        Ok(())
+    }
+    fn write_snapshot_chunk(
+        &self,
+        meta: &raft::core::SnapshotMeta,
+        offset: u64,
+        data: &[u8],
+    ) -> raft::core::StorageResult<bool> {
+        raft::storage::LogStore::write_snapshot_chunk(&self.inner, meta, offset, data)
+    }
+    fn finish_incoming_snapshot(
+        &self,
+        meta: &raft::core::SnapshotMeta,
+    ) -> raft::core::StorageResult<()> {
+        raft::storage::LogStore::finish_incoming_snapshot(&self.inner, meta)
+    }
+    fn create_snapshot(
+        &self,
+        meta: raft::core::SnapshotMeta,
+        data: &mut dyn Read,
+        trailing: u64,
+    ) -> raft::core::StorageResult<raft::core::SnapshotMeta> {
+        raft::storage::LogStore::create_snapshot(&self.inner, meta, data, trailing)
+    }
+    fn open_snapshot(
+        &self,
+    ) -> raft::core::StorageResult<Option<(raft::core::SnapshotMeta, Box<dyn Read + Send>)>> {
+        self.inner.open_snapshot()
+    }
+}
+
+/// A single-voter node over a [`StallStore`], leading and warmed up.
+fn stall_node() -> (Arc<Node>, Arc<StallStore>) {
+    let store = Arc::new(StallStore {
+        inner: raft::core::MemStorage::new_with_conf(raft::core::ConfState::with_voters([1])),
+        stall: false.into(),
+    });
+    let mut c = NodeConfig::new(1, [1]);
+    c.election_timeout = Duration::from_millis(100);
+    c.heartbeat_interval = Duration::from_millis(20);
+    let sm = Counter {
+        applied: Arc::new(RwLock::new(Vec::new())),
+        delay: Duration::ZERO,
+    };
+    let n = Node::start_with_store(c, Box::new(sm), Arc::new(Nowhere), store.clone()).unwrap();
+    let n = Arc::new(n);
+    let end = Instant::now() + Duration::from_secs(5);
+    while n
+        .propose(b"warm".to_vec(), Duration::from_millis(200))
+        .is_err()
+        && Instant::now() < end
+    {}
+    (n, store)
+}
+
+/// Eight threads proposing as fast as the node takes proposals, until `stop`.
+fn flood(
+    n: &Arc<Node>,
+    stop: &Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    (0..8)
+        .map(|_| {
+            let (n, stop) = (n.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                    for _ in 0..1000 {
+                        n.propose_async(vec![7; 16], |_| {});
+                    }
+                    std::thread::yield_now();
+                }
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn fsync_stall_under_eight_proposers_recovers_and_shuts_down() {
+    let (n, store) = stall_node();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    store
+        .stall
+        .store(true, std::sync::atomic::Ordering::Release);
+    let stalled_at = Instant::now();
+    let proposers = flood(&n, &stop);
+    // Commits resume once the stall ends (5 s), well within 10 s of its start.
+    let commit_at_stall = n.status().unwrap().commit;
+    let n2 = n.clone();
+    let resumed = within(Duration::from_secs(15), move || loop {
+        if n2.status().is_ok_and(|s| s.commit > commit_at_stall + 1) {
+            return Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    });
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    for p in proposers {
+        p.join().unwrap();
+    }
+    let resumed = resumed.expect("no commit after the stall: the node is stuck");
+    assert!(resumed - stalled_at < Duration::from_secs(10));
+    // What was admitted during the flood is bounded: a new proposal gets through.
+    let n2 = n.clone();
+    let after = within(Duration::from_secs(60), move || loop {
+        if n2
+            .propose(b"after".to_vec(), Duration::from_secs(5))
+            .is_ok()
+        {
+            return;
+        }
+    });
+    assert!(after.is_some(), "no proposal commits after the flood");
+    let down = within(Duration::from_secs(1), move || n.shutdown());
+    assert!(down.is_some(), "shutdown hung");
+}
+
+#[test]
+fn shutdown_during_an_fsync_stall_under_load_returns() {
+    let (n, store) = stall_node();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    store
+        .stall
+        .store(true, std::sync::atomic::Ordering::Release);
+    let proposers = flood(&n, &stop);
+    // Let the flood fill every queue it can while the disk is stuck.
+    std::thread::sleep(Duration::from_secs(1));
+    let n2 = n.clone();
+    let down = within(Duration::from_secs(10), move || n2.shutdown());
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    for p in proposers {
+        p.join().unwrap();
+    }
+    assert!(down.is_some(), "shutdown hung behind a stalled disk");
+}
+
+#[test]
+fn slow_apply_with_2000_reads_keeps_the_leader_and_bounded_memory() {
+    fn rss_kib() -> u64 {
+        let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        s.lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+    let net = Net::new(false);
+    for id in 1..=3 {
+        // Timeouts long enough that a loaded machine does not cause elections by itself.
+        let mut c = cfg(id, false);
+        c.election_timeout = Duration::from_secs(1);
+        c.heartbeat_interval = Duration::from_millis(100);
+        let sm = Counter {
+            applied: Arc::new(RwLock::new(Vec::new())),
+            delay: Duration::from_secs(1),
+        };
+        let sink = Arc::new(Sink {
+            net: net.clone(),
+            from: id,
+        });
+        let n = Node::start(c, Box::new(sm), sink).unwrap();
+        net.nodes.write().insert(id, Arc::new(n));
+    }
+    let lid = leader(&net, Duration::from_secs(10)).expect("leader");
+    let l = node(&net, lid);
+    let term = l.status().unwrap().term;
+    let before = rss_kib();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    for i in 0..2000u32 {
+        if i % 100 == 0 {
+            l.propose_async(i.to_le_bytes().to_vec(), |_| {});
+        }
+        let tx = tx.clone();
+        l.read_index_async(move |r| {
+            let _ = tx.send(r);
+        });
+    }
+    // While apply crawls (one batch a second), leadership and terms stay put.
+    let watch_end = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < watch_end {
+        for n in net.nodes.read().values() {
+            let s = n.status().expect("status");
+            assert_eq!(s.term, term, "a slow state machine caused an election");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Every read is answered once apply reaches its index (or, if apply is that far
+    // behind, after the loop's bound): none is lost, none is refused.
+    for _ in 0..2000 {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(Ok(_)) | Ok(Err(Error::Timeout)) => {}
+            other => panic!("read answered {other:?}"),
+        }
+    }
+    let grown = rss_kib().saturating_sub(before);
+    assert!(grown < 256 << 10, "RSS grew by {grown} KiB");
+    for n in net.nodes.read().values() {
+        assert_eq!(n.status().unwrap().term, term);
+        n.shutdown().unwrap();
+    }
+}
+
+/// Records, for each node's sink, the names of the threads that called it.
+struct ThreadLog {
+    net: Arc<Net>,
+    from: NodeId,
+    seen: Arc<parking_lot::Mutex<Vec<(NodeId, String)>>>,
+}
+
+impl MessageSink for ThreadLog {
+    fn send(&self, to: NodeId, bytes: Vec<u8>, _class: SendClass) {
+        let name = std::thread::current().name().unwrap_or("").to_string();
+        self.seen.lock().push((self.from, name));
+        if let Some(n) = self.net.nodes.read().get(&to) {
+            let _ = n.step(&bytes);
+        }
+    }
+}
+
+#[test]
+fn caller_runs_never_runs_a_pass_on_engine_threads() {
+    let net = Net::new(true);
+    let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let dir = std::env::temp_dir().join(format!("raft-rt-engine-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    for id in 1..=3 {
+        let mut c = cfg(id, true);
+        c.data_dir = Some(dir.join(id.to_string()));
+        let sm = Counter {
+            applied: Arc::new(RwLock::new(Vec::new())),
+            delay: Duration::ZERO,
+        };
+        let sink = Arc::new(ThreadLog {
+            net: net.clone(),
+            from: id,
+            seen: seen.clone(),
+        });
+        let n = Node::start(c, Box::new(sm), sink).unwrap();
+        net.nodes.write().insert(id, Arc::new(n));
+    }
+    let l = node(&net, leader(&net, Duration::from_secs(10)).expect("leader"));
+    for i in 0..200u32 {
+        l.propose(i.to_le_bytes().to_vec(), Duration::from_secs(5))
+            .unwrap();
+    }
+    for n in net.nodes.read().values() {
+        n.shutdown().unwrap();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    // A storage thread sends its own node's persisted messages; any other engine thread
+    // calling a sink means a pass ran there.
+    for (owner, thread) in seen.lock().iter() {
+        let foreign_storage =
+            thread.starts_with("raft-storage-") && thread != &format!("raft-storage-{owner}");
+        assert!(
+            !(foreign_storage
+                || thread.starts_with("raft-apply-")
+                || thread.starts_with("raft-snapshot")),
+            "node {owner}'s pass ran on engine thread {thread}"
+        );
+    }
+}
+
+#[test]
+fn a_node_dropped_inside_its_own_callback_stops_its_threads() {
+    fn threads_named(suffix: &str) -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .map(|d| {
+                d.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                    .filter(|c| c.trim().starts_with("raft-") && c.trim().ends_with(suffix))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+    /// Drops the node it holds from inside `apply`.
+    struct Dropper(Arc<parking_lot::Mutex<Option<Arc<Node>>>>);
+    impl StateMachine for Dropper {
+        fn apply(&mut self, b: &[Committed<'_>]) -> Result<Vec<Option<Vec<u8>>>, String> {
+            if b.iter().any(|c| c.data == b"drop") {
+                drop(self.0.lock().take());
+            }
+            Ok(vec![])
+        }
+        fn snapshot(&mut self, _: &mut dyn Write) -> Result<(), String> {
+            Ok(())
+        }
+        fn restore(&mut self, _: &mut dyn Read) -> Result<(), String> {
+            Ok(())
+        }
+    }
+    let slot = Arc::new(parking_lot::Mutex::new(None));
+    let mut c = NodeConfig::new(9, [9]);
+    c.election_timeout = Duration::from_millis(100);
+    c.heartbeat_interval = Duration::from_millis(20);
+    let n = Arc::new(Node::start(c, Box::new(Dropper(slot.clone())), Arc::new(Nowhere)).unwrap());
+    *slot.lock() = Some(n.clone());
+    let end = Instant::now() + Duration::from_secs(5);
+    while n
+        .propose(b"warm".to_vec(), Duration::from_millis(200))
+        .is_err()
+        && Instant::now() < end
+    {}
+    assert!(threads_named("-9") >= 3);
+    n.propose_async(b"drop".to_vec(), |_| {});
+    drop(n); // The state machine now holds the last handle and drops it in `apply`.
+    let end = Instant::now() + Duration::from_secs(5);
+    while threads_named("-9") > 0 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(threads_named("-9"), 0, "threads outlived their node");
+}

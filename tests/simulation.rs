@@ -40,7 +40,7 @@ fn fail(v: Violation) -> ! {
 /// One run of mixed faults; returns the numbers of acknowledged writes and of committed
 /// membership changes.
 fn mixed_run(seed: u64, bias: bool) -> Result<(u64, u64, u64), Violation> {
-    let n = if seed % 2 == 0 { 3 } else { 5 };
+    let n = if seed.is_multiple_of(2) { 3 } else { 5 };
     let faults = match seed % 3 {
         0 => Faults::none(),
         1 => Faults {
@@ -290,7 +290,7 @@ fn liveness_figures() {
     let mut elections = 0;
     let mut splits = 0;
     for &seed in &list {
-        let n = if seed % 2 == 0 { 3 } else { 5 };
+        let n = if seed.is_multiple_of(2) { 3 } else { 5 };
         let mut sim = Sim::new(seed, n, Faults::none(), cfg);
         let first = sim
             .run_until(10 * et_ms(), |s| s.leader().is_some())
@@ -574,8 +574,8 @@ struct LongFigures {
 /// crashes and the rare-interleaving bias; then heal, require recovery, and check the
 /// cluster and the whole history.
 fn long_run(seed: u64, ops: u64) -> Result<LongFigures, Violation> {
-    let n = if seed % 2 == 0 { 5 } else { 3 };
-    let faults = if seed % 3 == 0 {
+    let n = if seed.is_multiple_of(2) { 5 } else { 3 };
+    let faults = if seed.is_multiple_of(3) {
         Faults::harsh()
     } else {
         Faults {

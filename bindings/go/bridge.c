@@ -59,3 +59,20 @@ raft_status rgo_set_logger(uintptr_t handle, uint32_t max_level, char *msg) {
   if (handle == 0) return rgo_msg(raft_set_log_callback(NULL, RAFT_LOG_LEVEL_OFF, NULL), msg);
   return rgo_msg(raft_set_log_callback(log_cb, max_level, (void *)handle), msg);
 }
+
+static void persist_cb(void *ud, uint64_t token, const raft_hard_state *hs, uint64_t replace_from,
+                       const raft_entry *entries, size_t n) {
+  raftgoPersist((uintptr_t)ud, token, (raft_hard_state *)hs, replace_from, (raft_entry *)entries, n);
+}
+
+static void persist_snapshot_cb(void *ud, uint64_t token, uint64_t index, uint64_t term,
+                                const uint8_t *meta, size_t meta_len, const uint8_t *data,
+                                size_t len, bool keep_log) {
+  raftgoPersistSnapshot((uintptr_t)ud, token, index, term, (uint8_t *)meta, meta_len,
+                        (uint8_t *)data, len, keep_log ? 1 : 0);
+}
+
+raft_status rgo_set_storage(uintptr_t b, char *msg) {
+  return rgo_msg(raft_config_builder_set_storage_callbacks(RGO_B(b), persist_cb, persist_snapshot_cb),
+                 msg);
+}

@@ -71,6 +71,21 @@ raft_status rgo_set_userdata(uintptr_t b, uintptr_t handle, char *msg);
 /* Sets the apply callback and, when asked, the send, snapshot and role-change ones. */
 raft_status rgo_set_callbacks(uintptr_t b, int transport, int snapshots, int role_change,
                               char *msg);
+/* Custom storage: the persist callbacks and the durable state loaded before start. */
+raft_status rgo_set_storage(uintptr_t b, char *msg);
+static inline raft_status rgo_load_hard_state(uintptr_t b, uint64_t term, uint64_t vote,
+                                              uint64_t commit, char *msg) {
+  return rgo_msg(raft_config_builder_load_hard_state(RGO_B(b), term, vote, commit), msg);
+}
+static inline raft_status rgo_load_snapshot(uintptr_t b, const void *meta, size_t meta_len,
+                                            const void *data, size_t len, char *msg) {
+  return rgo_msg(raft_config_builder_load_snapshot(RGO_B(b), (const uint8_t *)meta, meta_len,
+                                                   (const uint8_t *)data, len), msg);
+}
+static inline raft_status rgo_load_entry(uintptr_t b, uint64_t term, uint64_t index, uint8_t kind,
+                                         const void *data, size_t len, char *msg) {
+  return rgo_msg(raft_config_builder_load_entry(RGO_B(b), term, index, kind, (const uint8_t *)data, len), msg);
+}
 static inline raft_status rgo_build(uintptr_t b, uintptr_t *out, char *msg) {
   raft_config *c = NULL;
   raft_status s = rgo_msg(raft_config_builder_build(RGO_B(b), &c), msg);
@@ -94,6 +109,9 @@ static inline raft_status rgo_free(uintptr_t n, char *msg) {
 }
 static inline raft_status rgo_shutdown(uintptr_t n, char *msg) {
   return rgo_msg(raft_node_shutdown(RGO_N(n)), msg);
+}
+static inline raft_status rgo_persisted(uintptr_t n, uint64_t token, int ok) {
+  return raft_node_persisted(RGO_N(n), token, ok);
 }
 static inline raft_status rgo_step(uintptr_t n, const void *p, size_t len, char *msg) {
   return rgo_msg(raft_node_step(RGO_N(n), (const uint8_t *)p, len), msg);

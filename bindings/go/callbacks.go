@@ -19,6 +19,9 @@ type callbacks struct {
 	snap      Snapshotter // nil when the state machine does not implement it
 	transport Transport   // nil with the built-in TCP transport
 	onRole    func(role Role, term, leader uint64)
+	storage   Storage // nil unless custom storage
+	// completions of custom-storage writes (used only with storage).
+	completions completions
 }
 
 func callbacksOf(h C.uintptr_t) *callbacks { return cgo.Handle(h).Value().(*callbacks) }

@@ -111,6 +111,11 @@ type Config struct {
 	// CallerRuns lets calling threads run protocol passes (lower latency in-process).
 	CallerRuns bool
 
+	// Storage keeps the log, hard state and snapshots in the embedder's store (exclusive
+	// with DataDir); Durable is what that store held, loaded before start.
+	Storage Storage
+	Durable DurableState
+
 	// ListenAddress ("host:port") selects the built-in TCP transport; Peers maps the other
 	// nodes' ids to their addresses; ClusterID and Secret (HMAC) protect connections.
 	ListenAddress string
@@ -159,7 +164,7 @@ func NewNode(cfg Config) (*Node, error) {
 	if s := C.rgo_builder_new(&b, m.ptr()); s != C.RAFT_STATUS_OK {
 		return nil, newError("new node", s, &m)
 	}
-	cb := &callbacks{sm: cfg.StateMachine, transport: cfg.Transport, onRole: cfg.OnRoleChange}
+	cb := &callbacks{sm: cfg.StateMachine, transport: cfg.Transport, onRole: cfg.OnRoleChange, storage: cfg.Storage}
 	cb.snap, _ = cfg.StateMachine.(Snapshotter)
 	h := cgo.NewHandle(cb)
 	if s := C.rgo_set_userdata(b, C.uintptr_t(h), m.ptr()); s != C.RAFT_STATUS_OK {
@@ -252,6 +257,15 @@ func NewNode(cfg Config) (*Node, error) {
 			return nil
 		},
 		func() error {
+			if cfg.Storage == nil {
+				return nil
+			}
+			if err := step(C.rgo_set_storage(b, m.ptr())); err != nil {
+				return err
+			}
+			return step(loadDurable(b, &cfg.Durable, &m))
+		},
+		func() error {
 			return step(C.rgo_set_callbacks(b, cbool(cfg.Transport != nil), cbool(cb.snap != nil),
 				cbool(cfg.OnRoleChange != nil), m.ptr()))
 		},
@@ -271,6 +285,7 @@ func NewNode(cfg Config) (*Node, error) {
 	if s := C.rgo_start(c, &n, m.ptr()); s != C.RAFT_STATUS_OK {
 		return nil, newError("new node", s, &m)
 	}
+	cb.completions.started(n)
 	return &Node{h: n, id: cfg.ID}, nil
 }
 

@@ -118,6 +118,8 @@ pub struct RawNode<S: Storage> {
     handed: Option<(u64, u64)>,
     next_number: u64,
     in_flight: VecDeque<InFlight>,
+    /// Committed entries are held back (the driver's apply work is over its budget).
+    apply_paused: bool,
 }
 
 impl<S: Storage> RawNode<S> {
@@ -133,6 +135,7 @@ impl<S: Storage> RawNode<S> {
             handed: None,
             next_number: 1,
             in_flight: VecDeque::new(),
+            apply_paused: false,
         })
     }
 
@@ -195,7 +198,7 @@ impl<S: Storage> RawNode<S> {
             || !r.snapshot_chunks.is_empty()
             || r.pending_restore.is_some()
             || self.unhanded_start().is_some()
-            || r.log.has_next_committed_entries()
+            || (!self.apply_paused && r.log.has_next_committed_entries())
     }
 
     fn unhanded_start(&self) -> Option<u64> {
@@ -239,7 +242,9 @@ impl<S: Storage> RawNode<S> {
         let r = &mut self.raft;
         rd.snapshot_chunks = std::mem::take(&mut r.snapshot_chunks);
         rd.snapshot = r.pending_restore.take();
-        rd.committed_entries = r.log.next_committed_entries(r.cfg.max_apply_bytes);
+        if !self.apply_paused {
+            rd.committed_entries = r.log.next_committed_entries(r.cfg.max_apply_bytes);
+        }
         if let Some(e) = rd.committed_entries.last() {
             r.log.applying = e.index;
         }
@@ -268,6 +273,13 @@ impl<S: Storage> RawNode<S> {
                 self.raft.on_persisted(i, t);
             }
         }
+    }
+
+    /// Holds committed entries back from [`Self::ready`] while `paused` (apply flow
+    /// control: a driver whose state machine is behind stops taking more, and everything
+    /// else, heartbeats included, goes on).
+    pub fn set_apply_paused(&mut self, paused: bool) {
+        self.apply_paused = paused;
     }
 
     /// Reports that the state machine applied everything up to `index`.

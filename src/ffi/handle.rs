@@ -1,10 +1,12 @@
-//! The global handle table: handles given to C are encoded `(generation, slot)` values, not
-//! pointers, so a freed, consumed or forged handle is detected instead of dereferenced.
+//! The global handle table: handles given to C are encoded `(version, slot)` keys of a
+//! [`slotmap::SlotMap`], not pointers, so a freed, consumed or forged handle is detected
+//! instead of dereferenced. Encoding (64-bit): `version u32 | slot index u28 | tag 0xA u4`.
 
 use super::config::{BuilderData, ConfigData};
 use super::node::NodeObj;
 use super::{fail, raft_status};
 use parking_lot::Mutex;
+use slotmap::{DefaultKey, Key, KeyData, SlotMap};
 use std::sync::Arc;
 
 /// Objects living behind handles.
@@ -14,103 +16,78 @@ pub(crate) enum Object {
     Node(Arc<NodeObj>),
 }
 
-struct Slot {
-    generation: usize,
-    obj: Option<Object>,
-}
-
-struct Table {
-    slots: Vec<Slot>,
-    free: Vec<usize>,
-}
-
-static TABLE: Mutex<Table> = parking_lot::const_mutex(Table {
-    slots: Vec::new(),
-    free: Vec::new(),
-});
+/// The table: a [`SlotMap`] (generational slots, freed slots reused with a new version).
+static TABLE: Mutex<Option<SlotMap<DefaultKey, Object>>> = parking_lot::const_mutex(None);
 
 /// Low tag bits: a handle is never an aligned pointer.
 const TAG_BITS: u32 = 4;
 const TAG: usize = 0xA;
-#[cfg(target_pointer_width = "64")]
+/// Bits of the slot index (the slot map never hands out index 0, so a handle is never 0).
 const SLOT_BITS: u32 = 28;
-#[cfg(not(target_pointer_width = "64"))]
-const SLOT_BITS: u32 = 16;
-const GEN_SHIFT: u32 = TAG_BITS + SLOT_BITS;
-const GEN_MASK: usize = usize::MAX >> GEN_SHIFT;
-const SLOT_MASK: usize = (1 << SLOT_BITS) - 1;
+const SLOT_MASK: u64 = (1 << SLOT_BITS) - 1;
+/// The slot map's 32-bit version sits above the index and the tag.
+const VERSION_SHIFT: u32 = TAG_BITS + SLOT_BITS;
 
-fn encode(slot: usize, generation: usize) -> usize {
-    (generation << GEN_SHIFT) | ((slot + 1) << TAG_BITS) | TAG
+// A handle packs the tag, the 28-bit index and the full 32-bit version: it needs 64 bits.
+const _: () = assert!(usize::BITS >= 64, "C handles need 64-bit pointers");
+
+/// Handle value of `key`, or `None` when its index does not fit the encoding.
+fn encode(key: DefaultKey) -> Option<usize> {
+    let ffi = key.data().as_ffi();
+    let (index, version) = (ffi & 0xFFFF_FFFF, ffi >> 32);
+    if index > SLOT_MASK {
+        return None;
+    }
+    Some(((version << VERSION_SHIFT) | (index << TAG_BITS)) as usize | TAG)
 }
 
-fn decode(h: usize) -> Option<(usize, usize)> {
+/// The key a handle value names; `None` for anything [`encode`] cannot have produced.
+fn decode(h: usize) -> Option<DefaultKey> {
     if h & ((1 << TAG_BITS) - 1) != TAG {
         return None;
     }
-    let slot = (h >> TAG_BITS) & SLOT_MASK;
-    if slot == 0 {
+    let h = h as u64;
+    let index = (h >> TAG_BITS) & SLOT_MASK;
+    let version = h >> VERSION_SHIFT;
+    // Occupied slots have odd versions; `from_ffi` would round an even one up, so two
+    // handle values could name one object: refuse it here instead.
+    if index == 0 || version & 1 == 0 {
         return None;
     }
-    Some((slot - 1, h >> GEN_SHIFT))
-}
-
-impl Table {
-    fn slot_mut(&mut self, h: usize) -> Option<&mut Slot> {
-        let (i, g) = decode(h)?;
-        let s = self.slots.get_mut(i)?;
-        (s.generation == g && s.obj.is_some()).then_some(s)
-    }
-
-    fn take(&mut self, h: usize) -> Option<Object> {
-        let (i, _) = decode(h)?;
-        let s = self.slot_mut(h)?;
-        let obj = s.obj.take();
-        s.generation = (s.generation + 1) & GEN_MASK;
-        if s.generation == 0 {
-            s.generation = 1;
-        }
-        self.free.push(i);
-        obj
-    }
+    Some(KeyData::from_ffi((version << 32) | index).into())
 }
 
 /// Stores `obj`, returning its handle value.
 pub(crate) fn insert(obj: Object) -> Result<usize, raft_status> {
     let mut t = TABLE.lock();
-    let i = match t.free.pop() {
-        Some(i) => i,
+    let map = t.get_or_insert_with(SlotMap::new);
+    let key = map.insert(obj);
+    match encode(key) {
+        Some(h) => Ok(h),
         None => {
-            if t.slots.len() + 1 >= SLOT_MASK {
-                drop(t);
-                return Err(fail(raft_status::Busy, "handle table is full"));
-            }
-            t.slots.push(Slot {
-                generation: 1,
-                obj: None,
-            });
-            t.slots.len() - 1
+            map.remove(key);
+            drop(t);
+            Err(fail(raft_status::Busy, "handle table is full"))
         }
-    };
-    let s = &mut t.slots[i];
-    s.obj = Some(obj);
-    Ok(encode(i, s.generation))
+    }
 }
 
 /// Removes the object behind `h` only if `pred` accepts it.
 pub(crate) fn remove_if(h: usize, pred: impl FnOnce(&Object) -> bool) -> Option<Object> {
+    let key = decode(h)?;
     let mut t = TABLE.lock();
-    if !pred(t.slot_mut(h)?.obj.as_ref()?) {
+    let map = t.as_mut()?;
+    if !pred(map.get(key)?) {
         return None;
     }
-    t.take(h)
+    map.remove(key)
 }
 
 /// Runs `f` on the object behind `h` under the table lock (keep it short: no callbacks).
 pub(crate) fn with<R>(h: usize, f: impl FnOnce(&mut Object) -> R) -> Option<R> {
+    let key = decode(h)?;
     let mut t = TABLE.lock();
-    let s = t.slot_mut(h)?;
-    s.obj.as_mut().map(f)
+    t.as_mut()?.get_mut(key).map(f)
 }
 
 /// The config behind `h`.
@@ -152,10 +129,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn encode_roundtrip() {
-        let h = encode(5, 7);
-        assert_eq!(decode(h), Some((5, 7)));
+    fn encode_roundtrip_and_forgeries() {
+        let mut map: SlotMap<DefaultKey, u8> = SlotMap::new();
+        let k = map.insert(1);
+        let h = encode(k).unwrap();
+        assert_eq!(h & 0xF, TAG);
+        assert_eq!(decode(h), Some(k));
+        // A freed slot comes back with a new version: the old handle no longer matches.
+        map.remove(k);
+        let k2 = map.insert(2);
+        let h2 = encode(k2).unwrap();
+        assert_ne!(h, h2);
+        assert_eq!(decode(h2), Some(k2));
+        assert!(map.get(decode(h).unwrap()).is_none());
+        // Untagged (an aligned pointer), zero index, even version: never a handle.
         assert_eq!(decode(0x1000), None);
         assert_eq!(decode(0), None);
+        assert_eq!(decode(TAG), None);
+        assert_eq!(decode(h ^ (1 << VERSION_SHIFT)), None);
+    }
+
+    #[test]
+    fn freed_and_retyped_handles_are_refused() {
+        let h = insert(Object::Builder(Box::default())).unwrap();
+        assert!(with(h, |_| ()).is_some());
+        assert!(remove_if(h, |o| matches!(o, Object::Config(_))).is_none());
+        assert!(remove_if(h, |o| matches!(o, Object::Builder(_))).is_some());
+        assert!(with(h, |_| ()).is_none());
+        assert!(remove_if(h, |_| true).is_none());
+        assert!(matches!(config(h), Err(raft_status::InvalidHandle)));
     }
 }

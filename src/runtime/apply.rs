@@ -1,14 +1,15 @@
-//! The apply thread: runs the state machine in log order, in batches, completes proposals
-//! with its responses, answers read barriers and takes snapshots by policy.
+//! The apply thread: runs [`ApplyCore`] (the deterministic part, shared with the simulator)
+//! over the state machine in log order, completes proposals with its responses, answers read
+//! barriers, runs every user completion (failures included: they never run on the Raft
+//! thread) and takes snapshots by policy.
 
-use super::driver::Inbox;
+use super::apply_core::{ApplyCore, ApplyObserver, EntryResult};
+use super::driver::{mark_engine_thread, Control, Inbox};
 use super::error::Error;
-use super::node::{in_callback, Input, ProposeResult, ReadDone, Shared};
-use super::session::{self, SessionTable, Verdict};
-use super::state_machine::{Committed, StateMachine};
-use crate::core::{
-    apply_conf_change, decode_conf_change, ConfState, Entry, EntryKind, SnapshotMeta, SoftState,
-};
+use super::node::{in_callback, ProposeResult, ReadDone, Shared};
+use super::session::SessionTable;
+use super::state_machine::StateMachine;
+use crate::core::{ConfState, Entry, SnapshotMeta, SoftState};
 use crate::storage::LogStore;
 use crossbeam_channel::{Receiver, Sender};
 use std::sync::atomic::Ordering;
@@ -19,10 +20,40 @@ pub(crate) type Completion = Box<dyn FnOnce(ProposeResult) + Send>;
 
 /// Work for the apply thread, in log order.
 pub(crate) enum ApplyJob {
-    Entries(Vec<(Entry, Option<Completion>)>),
+    /// Committed entries (with the completions of this node's proposals) and their bytes.
+    Entries(Vec<(Entry, Option<Completion>)>, u64),
     Restore(SnapshotMeta),
     ReadBarrier(u64, ReadDone),
     RoleChange(SoftState),
+    /// Completions to fail (reads with `why`).
+    Fail {
+        dones: Vec<(Completion, ProposeResult)>,
+        reads: Vec<ReadDone>,
+        why: Error,
+    },
+}
+
+impl ApplyJob {
+    /// Runs the failures of a `Fail` job (or fails every completion of any job).
+    pub(crate) fn run_failures(self) {
+        match self {
+            ApplyJob::Fail { dones, reads, why } => {
+                for (d, r) in dones {
+                    in_callback(|| d(r));
+                }
+                for r in reads {
+                    in_callback(|| r(Err(why.clone())));
+                }
+            }
+            ApplyJob::Entries(items, _) => {
+                for d in items.into_iter().filter_map(|(_, d)| d) {
+                    in_callback(|| d(Err(Error::Shutdown)));
+                }
+            }
+            ApplyJob::ReadBarrier(_, b) => in_callback(|| b(Err(Error::Shutdown))),
+            ApplyJob::Restore(_) | ApplyJob::RoleChange(_) => {}
+        }
+    }
 }
 
 /// When to take snapshots.
@@ -33,17 +64,14 @@ pub(crate) struct SnapshotPolicy {
 
 struct Applier {
     sm: Box<dyn StateMachine>,
+    core: ApplyCore,
     store: Arc<dyn LogStore>,
     raft: Inbox,
     shared: Arc<Shared>,
     policy: SnapshotPolicy,
-    applied: u64,
-    applied_term: u64,
-    conf: ConfState,
-    conf_index: u64,
     last_snapshot: u64,
     barriers: Vec<(u64, ReadDone)>,
-    sessions: SessionTable,
+    applied_bytes: u64,
     snapshots: Sender<(SnapshotMeta, Vec<u8>)>,
 }
 
@@ -61,6 +89,7 @@ pub(crate) struct ApplyStart {
 }
 
 pub(crate) fn run(start: ApplyStart, jobs: Receiver<ApplyJob>) {
+    mark_engine_thread();
     let ApplyStart {
         sm,
         store,
@@ -86,45 +115,33 @@ pub(crate) fn run(start: ApplyStart, jobs: Receiver<ApplyJob>) {
     };
     let mut a = Applier {
         sm,
+        core: ApplyCore::new(snap.index, snap.term, conf, snap.conf_index, sessions),
         store,
         raft,
         shared,
         policy,
-        applied: snap.index,
-        applied_term: snap.term,
-        conf,
-        conf_index: snap.conf_index,
         last_snapshot: snap.index,
         barriers: Vec::new(),
-        sessions,
+        applied_bytes: 0,
         snapshots: snap_tx,
     };
-    a.shared.applied.store(a.applied, Ordering::Release);
+    a.shared.applied.store(a.core.applied, Ordering::Release);
+    let mut failed = false;
     while let Ok(job) = jobs.recv() {
+        if failed {
+            job.run_failures();
+            continue;
+        }
         if let Err(e) = a.handle(job) {
             a.shared.fail(e.clone());
-            a.raft.send(Input::Fatal(e), None);
-            break;
+            a.raft.control(Control::Fatal(e));
+            // Keep draining: the loop's failures arrive here and must still run.
+            failed = true;
         }
-        // The Raft thread only uses apply progress for status: publish it without a wake-up.
-        a.shared.applied.store(a.applied, Ordering::Release);
+        a.publish();
     }
     for (_, b) in a.barriers.drain(..) {
-        b(Err(Error::Shutdown));
-    }
-    // Jobs still queued hold completions: fail them rather than dropping silently.
-    while let Ok(job) = jobs.try_recv() {
-        match job {
-            ApplyJob::Entries(items) => {
-                for (_, d) in items {
-                    if let Some(d) = d {
-                        d(Err(Error::Shutdown));
-                    }
-                }
-            }
-            ApplyJob::ReadBarrier(_, b) => b(Err(Error::Shutdown)),
-            _ => {}
-        }
+        in_callback(|| b(Err(Error::Shutdown)));
     }
     drop(a);
     if let Some(w) = writer {
@@ -140,25 +157,67 @@ fn write_snapshots(
     shared: Arc<Shared>,
     trailing: u64,
 ) {
+    mark_engine_thread();
     while let Ok((meta, buf)) = jobs.recv() {
         match store.create_snapshot(meta, &mut buf.as_slice(), trailing) {
             Ok(m) => tracing::info!(index = m.index, bytes = m.size, "snapshot taken"),
             Err(crate::core::StorageError::SnapshotOutOfDate) => {}
-            Err(_) if shared.stopped.load(std::sync::atomic::Ordering::Acquire) => return,
+            Err(_) if shared.stopped.load(Ordering::Acquire) => return,
             Err(e) => {
                 let why = format!("storing snapshot failed: {e}");
                 shared.fail(why.clone());
-                raft.send(Input::Fatal(why), None);
+                raft.control(Control::Fatal(why));
                 return;
             }
         }
     }
 }
 
+/// Hands each entry's result to its proposal's completion as the entry is applied, and
+/// collects the configurations that took effect (`on_conf_change` runs after the batch: the
+/// state machine is borrowed by the apply itself).
+struct Completer<'a> {
+    dones: Vec<Option<Completion>>,
+    shared: &'a Shared,
+    confs: Vec<ConfState>,
+}
+
+impl ApplyObserver for Completer<'_> {
+    fn applied(&mut self, pos: usize, index: u64, result: Option<EntryResult>, _: &SessionTable) {
+        if let Some(d) = self.dones.get_mut(pos).and_then(Option::take) {
+            // Published first: a proposer woken by `d` sees its entry applied.
+            self.shared.applied.store(index, Ordering::Release);
+            let r = result.unwrap_or(Ok(None));
+            in_callback(|| d(r));
+        }
+    }
+
+    fn conf_changed(&mut self, conf: &ConfState) {
+        self.confs.push(conf.clone());
+    }
+}
+
 impl Applier {
+    /// Makes apply progress visible to the Raft loop (without waking it unless it paused
+    /// handing out entries for us).
+    fn publish(&self) {
+        self.shared
+            .applied
+            .store(self.core.applied, Ordering::Release);
+        self.shared
+            .applied_bytes
+            .store(self.applied_bytes, Ordering::Release);
+        if self.shared.apply_paused.swap(false, Ordering::AcqRel) {
+            self.raft.control(Control::ApplyWake);
+        }
+    }
+
     fn handle(&mut self, job: ApplyJob) -> Result<(), String> {
         match job {
-            ApplyJob::Entries(items) => self.apply(items)?,
+            ApplyJob::Entries(items, bytes) => {
+                self.apply(items)?;
+                self.applied_bytes += bytes;
+            }
             ApplyJob::Restore(meta) => {
                 let (m, mut r) = self
                     .store
@@ -172,16 +231,14 @@ impl Applier {
                         "restoring a newer snapshot"
                     );
                 }
-                self.sessions = restore_into(self.sm.as_mut(), &mut r)?;
-                self.applied = m.index;
-                self.applied_term = m.term;
-                self.conf = m.conf.clone();
-                self.conf_index = m.conf_index;
+                let sessions = restore_into(self.sm.as_mut(), &mut r)?;
+                self.core = ApplyCore::new(m.index, m.term, m.conf.clone(), m.conf_index, sessions);
                 self.last_snapshot = m.index;
+                self.complete_barriers();
             }
             ApplyJob::ReadBarrier(index, done) => {
-                if self.applied >= index {
-                    done(Ok(index));
+                if self.core.applied >= index {
+                    in_callback(|| done(Ok(index)));
                 } else {
                     self.barriers.push((index, done));
                 }
@@ -190,135 +247,61 @@ impl Applier {
                 let sm = &mut self.sm;
                 in_callback(|| sm.on_role_change(ss.role, ss.term, ss.leader));
             }
+            job @ ApplyJob::Fail { .. } => job.run_failures(),
         }
         Ok(())
     }
 
     fn apply(&mut self, items: Vec<(Entry, Option<Completion>)>) -> Result<(), String> {
-        let mut items = items.into_iter();
-        let mut run = Vec::new();
-        loop {
-            let next = items.next();
-            if let Some(item) = next {
-                if item.0.kind == EntryKind::Normal {
-                    run.push(item);
-                    continue;
-                }
-                self.apply_run(std::mem::take(&mut run))?;
-                let (e, done) = item;
-                if e.kind == EntryKind::ConfChange {
-                    if let Some(cc) = decode_conf_change(&e.data) {
-                        if let Ok(c) = apply_conf_change(&self.conf, &cc) {
-                            self.conf = c;
-                            self.conf_index = e.index;
-                            let (sm, conf) = (&mut self.sm, &self.conf);
-                            in_callback(|| sm.on_conf_change(conf));
-                        }
-                    }
-                }
-                self.applied = e.index;
-                self.applied_term = e.term;
-                if let Some(d) = done {
-                    in_callback(|| d(Ok(None)));
-                }
-            } else {
-                self.apply_run(std::mem::take(&mut run))?;
-                break;
-            }
+        let (entries, dones): (Vec<Entry>, Vec<Option<Completion>>) = items.into_iter().unzip();
+        let mut completer = Completer {
+            dones,
+            shared: &self.shared,
+            confs: Vec::new(),
+        };
+        let sm = &mut self.sm;
+        self.core.apply(
+            &mut |b| in_callback(|| sm.apply(b)),
+            &entries,
+            &mut completer,
+        )?;
+        for conf in completer.confs {
+            let sm = &mut self.sm;
+            in_callback(|| sm.on_conf_change(&conf));
         }
-        let applied = self.applied;
-        let mut i = 0;
-        while i < self.barriers.len() {
-            if self.barriers[i].0 <= applied {
-                let (idx, b) = self.barriers.swap_remove(i);
-                b(Ok(idx));
-            } else {
-                i += 1;
-            }
-        }
-        if self.policy.every > 0 && self.applied >= self.last_snapshot + self.policy.every {
+        self.complete_barriers();
+        if self.policy.every > 0 && self.core.applied >= self.last_snapshot + self.policy.every {
             self.snapshot()?;
         }
         Ok(())
     }
 
-    /// Applies a run of normal entries as one batch and completes their proposals.
-    fn apply_run(&mut self, run: Vec<(Entry, Option<Completion>)>) -> Result<(), String> {
-        let Some(first) = run.first().map(|(e, _)| e.index) else {
-            return Ok(());
-        };
-        // Decode every command; retries of applied session commands are answered from
-        // the session table and never reach the state machine.
-        let mut verdicts = Vec::with_capacity(run.len());
-        let mut batch = Vec::with_capacity(run.len());
-        for (e, _) in &run {
-            let cmd = session::decode(&e.data)
-                .ok_or_else(|| format!("undecodable command at index {}", e.index))?;
-            let verdict = match cmd.session {
-                Some((client, seq)) => self.sessions.check(client, seq),
-                None => Verdict::Apply,
-            };
-            if verdict == Verdict::Apply {
-                batch.push(Committed {
-                    index: e.index,
-                    term: e.term,
-                    data: cmd.data,
-                });
-            }
-            verdicts.push((cmd.session, verdict));
-        }
-        let responses = if batch.is_empty() {
-            Vec::new()
-        } else {
-            let sm = &mut self.sm;
-            in_callback(|| sm.apply(&batch))
-                .map_err(|e| format!("state machine apply failed at index {first}: {e}"))?
-        };
-        drop(batch);
-        let mut responses = responses.into_iter();
-        for ((e, done), (sess, verdict)) in run.into_iter().zip(verdicts) {
-            let result = match verdict {
-                Verdict::Apply => {
-                    let resp = responses.next().flatten();
-                    if let Some((client, seq)) = sess {
-                        self.sessions.record(client, seq, e.index, resp.clone());
-                    }
-                    Ok(resp)
-                }
-                Verdict::Duplicate(resp) => {
-                    if let Some((client, _)) = sess {
-                        self.sessions.touch(client, e.index);
-                    }
-                    Ok(resp)
-                }
-                Verdict::Stale => Err(Error::Invalid(
-                    "session command older than the client's latest one".into(),
-                )),
-            };
-            self.applied = e.index;
-            self.applied_term = e.term;
-            if let Some(d) = done {
-                // Published first: a proposer woken by `d` sees its entry applied.
-                self.shared.applied.store(e.index, Ordering::Release);
-                in_callback(|| d(result));
+    fn complete_barriers(&mut self) {
+        let applied = self.core.applied;
+        let mut i = 0;
+        while i < self.barriers.len() {
+            if self.barriers[i].0 <= applied {
+                let (idx, b) = self.barriers.swap_remove(i);
+                in_callback(|| b(Ok(idx)));
+            } else {
+                i += 1;
             }
         }
-        self.sessions.expire(self.applied);
-        Ok(())
     }
 
     fn snapshot(&mut self) -> Result<(), String> {
         let mut buf = Vec::new();
-        self.sessions
+        self.core
+            .sessions
             .write_to(&mut buf)
             .map_err(|e| format!("snapshot failed: {e}"))?;
         let sm = &mut self.sm;
         in_callback(|| sm.snapshot(&mut buf)).map_err(|e| format!("snapshot failed: {e}"))?;
         let meta = SnapshotMeta {
-            index: self.applied,
-            term: self.applied_term,
-            conf: self.conf.clone(),
-            conf_index: self.conf_index,
+            index: self.core.applied,
+            term: self.core.applied_term,
+            conf: self.core.conf.clone(),
+            conf_index: self.core.conf_index,
             size: 0,
             checksum: 0,
         };
@@ -326,7 +309,7 @@ impl Applier {
         // continues; if the previous one is still being written, this round is skipped.
         match self.snapshots.try_send((meta, buf)) {
             Ok(()) => {
-                self.last_snapshot = self.applied;
+                self.last_snapshot = self.core.applied;
                 Ok(())
             }
             Err(crossbeam_channel::TrySendError::Full(_)) => Ok(()),

@@ -34,11 +34,21 @@ pub struct NodeConfig {
     pub pre_vote: bool,
     /// Check-quorum (default on).
     pub check_quorum: bool,
-    /// Capacity of the inbound queue (proposals and messages).
-    pub inbox_capacity: usize,
+    /// Bytes the inbound queue (messages, proposals, requests) may hold; beyond it inputs
+    /// are refused at once (`Busy`; a dropped message for transports).
+    pub inbox_bytes: usize,
+    /// Bytes of entries and snapshot data written but not yet durable; beyond it the leader
+    /// refuses proposals (`Busy`) and a follower drops incoming appends until the disk
+    /// catches up.
+    pub storage_queue_bytes: u64,
+    /// Bytes of committed entries handed to the state machine but not yet applied; beyond
+    /// it committed entries wait in the log and proposals are refused (`Busy`). Heartbeats
+    /// and elections never wait on it.
+    pub apply_queue_bytes: u64,
     /// Seed for randomized timeouts (defaults to a value derived from the id and time).
     pub seed: Option<u64>,
-    /// Client sessions unused for this many log entries expire (0 = never).
+    /// Client sessions unused for this many log entries expire (0 = never). The value is
+    /// carried inside every session command this node proposes, so replicas never disagree.
     pub session_expiry_entries: u64,
     /// Opt-in lease reads: `Some(max_clock_drift)` lets the leader answer `read_index`
     /// without a heartbeat round while it heard from a quorum within the election timeout
@@ -76,7 +86,9 @@ impl NodeConfig {
             max_msg_bytes: 1 << 20,
             pre_vote: true,
             check_quorum: true,
-            inbox_capacity: 65_536,
+            inbox_bytes: 16 << 20,
+            storage_queue_bytes: 8 << 20,
+            apply_queue_bytes: 16 << 20,
             seed: None,
             session_expiry_entries: 100_000,
             lease_reads_max_clock_drift: None,
@@ -106,8 +118,11 @@ impl NodeConfig {
                 return Err("lease read clock drift must be below the election timeout".into());
             }
         }
-        if self.inbox_capacity == 0 {
-            return Err("inbox_capacity must be positive".into());
+        if self.inbox_bytes < super::driver::INPUT_OVERHEAD * 16 {
+            return Err("inbox_bytes is too small (at least 2 KiB)".into());
+        }
+        if self.storage_queue_bytes == 0 || self.apply_queue_bytes == 0 {
+            return Err("storage_queue_bytes and apply_queue_bytes must be positive".into());
         }
         Ok(())
     }

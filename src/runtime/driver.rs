@@ -1,84 +1,148 @@
-//! Who runs the Raft loop. The Raft thread always runs timers. Inputs (messages, proposals,
-//! storage completions) reach the loop through an [`Inbox`]:
+//! Who runs the Raft loop, and how work reaches it without anyone blocking.
 //!
-//! - by default the Raft thread sleeps on the inbox and a send wakes it;
-//! - with [`NodeConfig::caller_runs`](super::NodeConfig::caller_runs), the thread that sends
-//!   an input runs the pass itself when nobody else is running one (a `try_lock`, never a
-//!   wait), so an in-process message or an idle leader's proposal is handled without waking
-//!   another thread. A proposal made while entries are still unapplied (others in flight)
-//!   is left to the Raft thread, which batches them. A thread that finds the loop busy leaves
-//!   its input queued: whoever holds the loop looks at the queue again after letting go.
+//! Two queues feed the loop, and no sender ever waits on either:
+//!
+//! - the **inbox** ([`Inbox::try_send`]) takes inputs from outside (messages, proposals,
+//!   reads, membership, status). It is bounded in bytes
+//!   ([`NodeConfig::inbox_bytes`](super::NodeConfig::inbox_bytes)): a full inbox refuses the
+//!   input at once (`Busy` for callers, a dropped message for transports, which Raft
+//!   tolerates). It allocates nothing while idle.
+//! - the **control** queue ([`Inbox::control`]) carries the engine's own reports (storage
+//!   done, apply caught up, a fatal error, shutdown). It is unbounded but bounded by
+//!   construction: at most one report per storage group in flight, one wake-up per apply
+//!   pause, one fatal error per thread, one shutdown.
+//!
+//! By default only the Raft thread runs passes: it sleeps on both queues until the next tick.
+//! With [`NodeConfig::caller_runs`](super::NodeConfig::caller_runs) a thread that queues an
+//! input runs the pass itself when nobody else is (a `try_lock`, never a wait), except on
+//! engine threads (Raft, storage, apply, snapshot threads of any node), which only wake the
+//! owner. A pass never blocks (every hand-off out of it is a non-blocking send), so a caller
+//! can never wait on itself.
 
 use super::error::Error;
-use super::node::Input;
+use super::node::{Input, Shared};
 use super::raft_loop::RaftLoop;
-use crossbeam_channel::{RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Select, Sender};
 use parking_lot::Mutex;
 use std::sync::atomic::{fence, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::Thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 thread_local! {
-    /// Set on Raft threads, which never run another node's loop.
-    static ON_RAFT_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Set on every engine thread (Raft, storage, apply, snapshot): they never run a pass.
+    static ON_ENGINE_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Checks of the queue before the Raft thread sleeps (half spinning, half yielding).
-const SPIN_STEPS: u32 = 12;
+/// Marks the current thread as an engine thread (see the module documentation).
+pub(crate) fn mark_engine_thread() {
+    ON_ENGINE_THREAD.with(|c| c.set(true));
+}
 
 /// Passes a sending thread runs before it leaves the rest to the Raft thread.
 const MAX_CALLER_PASSES: usize = 4;
 
+/// Fixed cost charged per queued input on top of its payload, so that many empty inputs
+/// are bounded too.
+pub(crate) const INPUT_OVERHEAD: usize = 128;
+
+/// A report from the engine's own threads to the Raft loop.
+pub(crate) enum Control {
+    /// Readies up to `number` are durable: `jobs` storage jobs of `bytes` bytes, with the
+    /// outcome of every snapshot that finished among them.
+    Persisted {
+        number: u64,
+        jobs: u64,
+        bytes: u64,
+        snaps: Vec<(crate::core::SnapshotMeta, bool)>,
+    },
+    /// The apply thread caught up after the loop paused handing out entries.
+    ApplyWake,
+    /// A thread failed; the node stops.
+    Fatal(String),
+    /// Stop the node.
+    Shutdown,
+}
+
 /// The Raft loop and the way to reach the thread that owns its timers.
 pub(crate) struct Driver {
-    /// `None` once the Raft thread has stopped and failed what was left.
+    /// `None` once the loop has stopped and failed what was left.
     lp: Mutex<Option<RaftLoop>>,
     caller_runs: bool,
     raft_thread: OnceLock<Thread>,
+    shared: Arc<Shared>,
+    inbox_limit: usize,
 }
 
-/// The sending side of the Raft loop's input queue.
+/// The sending side of the Raft loop's queues.
 #[derive(Clone)]
 pub(crate) struct Inbox {
-    tx: Sender<Input>,
+    tx: Sender<(Input, usize)>,
+    ctl: Sender<Control>,
     driver: Arc<Driver>,
 }
 
+/// The receiving side, owned by the loop.
+pub(crate) struct Queues {
+    pub(crate) inbox: Receiver<(Input, usize)>,
+    pub(crate) control: Receiver<Control>,
+}
+
+/// The inbox and control queues of a new node.
+pub(crate) fn queues() -> (Sender<(Input, usize)>, Sender<Control>, Queues) {
+    let (tx, inbox) = crossbeam_channel::unbounded();
+    let (ctl, control) = crossbeam_channel::unbounded();
+    (tx, ctl, Queues { inbox, control })
+}
+
 impl Inbox {
-    /// Queues `input` without blocking and gets it processed. On failure the input comes
-    /// back, so that its completion can be failed.
+    /// Queues `input` without blocking and gets it processed. A full inbox (or a stopped
+    /// loop) gives the input back with the reason, so that its completion can be failed.
     #[allow(clippy::result_large_err)]
-    pub(crate) fn try_send(&self, input: Input) -> Result<(), TrySendError<Input>> {
+    pub(crate) fn try_send(&self, input: Input) -> Result<(), (Input, Error)> {
+        let bytes = INPUT_OVERHEAD + input.payload_bytes();
+        let shared = &self.driver.shared;
+        let before = shared.inbox_bytes.fetch_add(bytes, Ordering::AcqRel);
+        if before.saturating_add(bytes) > self.driver.inbox_limit {
+            shared.inbox_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            return Err((input, Error::Busy));
+        }
         let proposal = matches!(input, Input::Propose(..));
-        self.tx.try_send(input)?;
-        self.driver.kick(&self.tx, proposal);
+        if let Err(e) = self.tx.send((input, bytes)) {
+            shared.inbox_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            return Err((e.into_inner().0, Error::Shutdown));
+        }
+        self.driver.kick(proposal);
         Ok(())
     }
 
-    /// Queues `input`, waiting up to `timeout` for room (forever with `None`), and gets it
-    /// processed; false if the loop has stopped or there was no room in time.
-    pub(crate) fn send(&self, input: Input, timeout: Option<Duration>) -> bool {
-        let queued = match timeout {
-            Some(t) => self.tx.send_timeout(input, t).is_ok(),
-            None => self.tx.send(input).is_ok(),
-        };
-        if queued {
-            self.driver.kick(&self.tx, false);
+    /// Queues an engine report; never blocks. False if the loop is gone.
+    pub(crate) fn control(&self, c: Control) -> bool {
+        let ok = self.ctl.send(c).is_ok();
+        if ok {
+            self.driver.kick(false);
         }
-        queued
+        ok
     }
 }
 
 impl Driver {
     /// A driver for `lp`, reached through the returned inbox.
-    pub(crate) fn start(lp: RaftLoop, tx: Sender<Input>, caller_runs: bool) -> Inbox {
+    pub(crate) fn start(
+        lp: RaftLoop,
+        tx: Sender<(Input, usize)>,
+        ctl: Sender<Control>,
+        caller_runs: bool,
+        inbox_limit: usize,
+    ) -> Inbox {
         let driver = Arc::new(Driver {
+            shared: lp.shared.clone(),
             lp: Mutex::new(Some(lp)),
             caller_runs,
             raft_thread: OnceLock::new(),
+            inbox_limit,
         });
-        Inbox { tx, driver }
+        Inbox { tx, ctl, driver }
     }
 
     /// The driver behind `inbox`.
@@ -87,23 +151,21 @@ impl Driver {
     }
 
     /// Gets a just-queued input processed (see the module documentation).
-    fn kick(&self, tx: &Sender<Input>, mut proposal: bool) {
+    fn kick(&self, mut proposal: bool) {
         if !self.caller_runs {
-            return; // The Raft thread sleeps on the queue: the send woke it.
+            return; // The Raft thread sleeps on the queues: the send woke it.
         }
         // Pairs with the fence after a holder lets go: either the holder sees our input, or
         // we see the loop free (`try_lock` alone may read the lock before our push is
         // visible).
         fence(Ordering::SeqCst);
-        if ON_RAFT_THREAD.with(|c| c.get()) {
-            // A Raft thread keeps to its own node, so under load every node's loop runs on
-            // its own thread, in parallel.
+        if ON_ENGINE_THREAD.with(|c| c.get()) {
             self.wake_raft_thread();
             return;
         }
         for _ in 0..MAX_CALLER_PASSES {
             let Some(mut guard) = self.lp.try_lock() else {
-                return; // The holder looks at the queue again after letting go.
+                return; // The holder looks at the queues again after letting go.
             };
             let Some(lp) = guard.as_mut() else { return };
             if lp.stop.is_some() || (proposal && lp.busy()) {
@@ -111,16 +173,16 @@ impl Driver {
                 self.wake_raft_thread();
                 return;
             }
-            guarded_pass(lp, None, false);
+            guarded_pass(lp, Instant::now());
             proposal = false; // Ours is in the log now; what follows is replies.
-            let stopped = lp.stop.is_some();
+            let (stopped, more) = (lp.stop.is_some(), lp.has_queued());
             drop(guard);
             if stopped {
                 self.wake_raft_thread();
                 return;
             }
             fence(Ordering::SeqCst); // See above.
-            if tx.is_empty() {
+            if !more {
                 return;
             }
         }
@@ -133,66 +195,48 @@ impl Driver {
         }
     }
 
-    /// The Raft thread: ticks every `tick` and runs passes until the loop stops, then fails
-    /// whatever is left.
-    pub(crate) fn run_raft_thread(self: Arc<Self>, tick: Duration) {
+    /// The Raft thread: runs passes (each first delivers the ticks due by the monotonic
+    /// clock) until the loop stops, then fails whatever is left.
+    pub(crate) fn run_raft_thread(self: Arc<Self>) {
         let _ = self.raft_thread.set(std::thread::current());
-        ON_RAFT_THREAD.with(|c| c.set(true));
+        mark_engine_thread();
         // Even if this thread unwinds, the loop is finished, which closes the storage and
         // apply queues so their threads end.
         let _finish = FinishOnDrop(&self);
-        let Some(rx) = self.lp.lock().as_ref().map(|lp| lp.inbox.clone()) else {
+        let Some((inbox, control)) = self
+            .lp
+            .lock()
+            .as_ref()
+            .map(|lp| (lp.queues.inbox.clone(), lp.queues.control.clone()))
+        else {
             return;
         };
-        let mut next_tick = Instant::now() + tick;
         loop {
-            let now = Instant::now();
-            let due = now >= next_tick;
-            if due {
-                next_tick += tick;
-                if next_tick < now {
-                    next_tick = now + tick;
+            let deadline = {
+                let mut guard = self.lp.lock();
+                let Some(lp) = guard.as_mut() else { break };
+                if lp.stop.is_some() {
+                    break;
                 }
-            }
-            // Sleep until the next tick unless something is queued.
-            let first = if due || !rx.is_empty() {
-                None
-            } else if self.caller_runs {
-                // Spin a little as crossbeam's `recv` does, then sleep until woken.
-                for step in 0..SPIN_STEPS {
-                    if !rx.is_empty() {
-                        break;
-                    }
-                    if step < SPIN_STEPS / 2 {
-                        for _ in 0..1 << step {
-                            std::hint::spin_loop();
-                        }
-                    } else {
-                        std::thread::yield_now();
-                    }
+                guarded_pass(lp, Instant::now());
+                if lp.stop.is_some() {
+                    break;
                 }
-                if rx.is_empty() {
-                    std::thread::park_timeout(next_tick.saturating_duration_since(now));
-                }
-                None
-            } else {
-                match rx.recv_deadline(next_tick) {
-                    Ok(i) => Some(i),
-                    Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => break,
-                }
+                lp.next_tick_at()
             };
-            let mut guard = self.lp.lock();
-            let Some(lp) = guard.as_mut() else { break };
-            if lp.stop.is_some() {
-                break;
-            }
-            guarded_pass(lp, first, due);
-            if lp.stop.is_some() {
-                break;
-            }
-            drop(guard);
             fence(Ordering::SeqCst);
+            if !inbox.is_empty() || !control.is_empty() {
+                continue;
+            }
+            if self.caller_runs {
+                // Callers run passes themselves and wake this thread when they cannot.
+                std::thread::park_timeout(deadline.saturating_duration_since(Instant::now()));
+            } else {
+                let mut sel = Select::new();
+                sel.recv(&inbox);
+                sel.recv(&control);
+                let _ = sel.ready_deadline(deadline);
+            }
         }
     }
 
@@ -213,15 +257,9 @@ impl Drop for FinishOnDrop<'_> {
     }
 }
 
-/// Runs one pass (after a tick when `tick`); a panic fails the node instead of leaving the
-/// loop half-updated.
-fn guarded_pass(lp: &mut RaftLoop, first: Option<Input>, tick: bool) {
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        if tick {
-            lp.raw.tick();
-        }
-        lp.pass(first)
-    }));
+/// Runs one pass at `now`; a panic fails the node instead of leaving the loop half-updated.
+fn guarded_pass(lp: &mut RaftLoop, now: Instant) {
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lp.pass(now)));
     if let Err(p) = r {
         let msg = super::node::panic_message(p.as_ref());
         lp.shared.fail(format!("Raft loop panicked: {msg}"));

@@ -2,6 +2,8 @@
 //! only), writes on a storage thread with group commit and applies on an apply thread.
 
 mod apply;
+pub mod apply_core;
+mod clock;
 mod config;
 mod driver;
 mod error;

@@ -1,22 +1,24 @@
 //! [`Node`]: the core behind three threads. The Raft thread runs protocol logic and timers
-//! only; a storage thread writes and fsyncs (group commit) and a apply thread runs the
-//! state machine, each fed by a bounded queue, so a slow disk or state machine never
-//! delays heartbeats.
+//! only; a storage thread writes and fsyncs (group commit) and an apply thread runs the
+//! state machine and every user completion. Hand-offs never block (see [`super::driver`]):
+//! work is accounted in bytes and refused or paused over budget, so a slow disk or state
+//! machine never delays heartbeats and no thread can wait on one that waits on it.
 
 use super::apply::{self, ApplyJob, Completion};
+use super::clock::TickClock;
 use super::config::NodeConfig;
-use super::driver::{Driver, Inbox};
+use super::driver::{self, Control, Driver, Inbox};
 use super::error::Error;
-use super::raft_loop::RaftLoop;
-use super::session::{self, SessionTable};
+use super::raft_loop::{Budgets, LoopStart, RaftLoop};
+use super::session::{self, SessionId, SessionTable};
 use super::state_machine::{MessageSink, StateMachine};
 use super::storage_worker::{self, StorageJob};
 use crate::codec;
 use crate::core::{ConfChange, Config, Message, NodeId, RawNode, Role, Status, Storage};
 use crate::storage::{DiskOptions, DiskStorage, LogStore};
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -30,6 +32,7 @@ pub type ProposeResult = Result<Option<Vec<u8>>, Error>;
 /// Completes a read-index request.
 pub(crate) type ReadDone = Box<dyn FnOnce(Result<u64, Error>) + Send>;
 
+/// An input from outside the engine to the Raft loop.
 pub(crate) enum Input {
     Step(Message),
     Propose(Vec<u8>, Completion),
@@ -38,9 +41,17 @@ pub(crate) enum Input {
     Transfer(Option<NodeId>, Sender<Result<NodeId, Error>>),
     Status(Sender<Status>),
     AutoPromote(NodeId, u64),
-    Persisted(u64, u64, Vec<(crate::core::SnapshotMeta, bool)>),
-    Fatal(String),
-    Shutdown,
+}
+
+impl Input {
+    /// Payload bytes, for the inbox's byte budget.
+    pub(crate) fn payload_bytes(&self) -> usize {
+        match self {
+            Input::Step(m) => usize::try_from(m.size()).unwrap_or(usize::MAX),
+            Input::Propose(d, _) => d.len(),
+            _ => 0,
+        }
+    }
 }
 
 /// State shared by the handle and the threads.
@@ -50,6 +61,12 @@ pub(crate) struct Shared {
     /// Highest index the state machine has applied (written by the apply thread, read for
     /// status without a wake-up of the Raft thread).
     pub(crate) applied: AtomicU64,
+    /// Bytes of committed entries applied so far (the apply budget's other half).
+    pub(crate) applied_bytes: AtomicU64,
+    /// Set by the Raft loop while it holds entries back; the apply thread wakes it when set.
+    pub(crate) apply_paused: AtomicBool,
+    /// Bytes queued in the inbox.
+    pub(crate) inbox_bytes: AtomicUsize,
 }
 
 impl Shared {
@@ -87,6 +104,7 @@ pub struct Node {
     threads: Mutex<Vec<JoinHandle<()>>>,
     max_msg: usize,
     store: Arc<dyn LogStore>,
+    session_expiry: u64,
 }
 
 impl Node {
@@ -126,7 +144,7 @@ impl Node {
     ) -> Result<Node, Error> {
         cfg.validate().map_err(Error::Invalid)?;
         // Restore the latest snapshot (session table, then user state) before anything else.
-        let mut sessions = SessionTable::new(cfg.session_expiry_entries);
+        let mut sessions = SessionTable::new();
         let snap = store.snapshot_meta();
         if snap.index > 0 {
             let (_, mut r) = store
@@ -155,18 +173,36 @@ impl Node {
                 .unwrap_or(0);
             t ^ cfg.id.wrapping_mul(0x9E37_79B9_7F4A_7C15)
         });
+        let incarnation = core_cfg.seed.rotate_left(17) ^ core_cfg.seed;
+        let election_ticks = core_cfg.election_ticks;
         let raw = RawNode::new(core_cfg, store.clone()).map_err(Error::Invalid)?;
         let shared = Arc::new(Shared {
             failed: Mutex::new(None),
             stopped: AtomicBool::new(false),
             applied: AtomicU64::new(0),
+            applied_bytes: AtomicU64::new(0),
+            apply_paused: AtomicBool::new(false),
+            inbox_bytes: AtomicUsize::new(0),
         });
-        let (in_tx, in_rx) = bounded::<Input>(cfg.inbox_capacity);
-        let (st_tx, st_rx) = bounded::<StorageJob>(1024);
-        let (ap_tx, ap_rx) = bounded::<ApplyJob>(1024);
+        let (in_tx, ctl_tx, queues) = driver::queues();
+        let (st_tx, st_rx) = crossbeam_channel::unbounded::<StorageJob>();
+        let (ap_tx, ap_rx) = crossbeam_channel::unbounded::<ApplyJob>();
         let id = cfg.id;
-        let lp = RaftLoop::new(raw, in_rx, st_tx, ap_tx, sink.clone(), shared.clone());
-        let inbox = Driver::start(lp, in_tx, cfg.caller_runs);
+        let lp = RaftLoop::new(LoopStart {
+            raw,
+            queues,
+            storage: st_tx,
+            apply: ap_tx,
+            sink: sink.clone(),
+            shared: shared.clone(),
+            clock: TickClock::new(Instant::now(), cfg.tick, election_ticks.saturating_mul(2)),
+            budgets: Budgets {
+                storage_bytes: cfg.storage_queue_bytes,
+                apply_bytes: cfg.apply_queue_bytes,
+            },
+            incarnation,
+        });
+        let inbox = Driver::start(lp, in_tx, ctl_tx, cfg.caller_runs, cfg.inbox_bytes);
         let driver = Driver::of(&inbox);
         let mut threads = Vec::new();
         let spawned = (|| {
@@ -207,12 +243,12 @@ impl Node {
                     },
                 )?);
             }
-            let (d, tick) = (driver.clone(), cfg.tick);
+            let d = driver.clone();
             threads.push(spawn(
                 format!("raft-core-{id}"),
                 shared.clone(),
                 inbox.clone(),
-                move || d.run_raft_thread(tick),
+                move || d.run_raft_thread(),
             )?);
             Ok(())
         })();
@@ -231,6 +267,7 @@ impl Node {
             threads: Mutex::new(threads),
             max_msg: codec::DEFAULT_MAX_MESSAGE_BYTES,
             store,
+            session_expiry: cfg.session_expiry_entries,
         })
     }
 
@@ -251,11 +288,7 @@ impl Node {
 
     fn enqueue(&self, input: Input) -> Result<(), Error> {
         self.check_alive()?;
-        match self.inbox.try_send(input) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => Err(Error::Busy),
-            Err(TrySendError::Disconnected(_)) => Err(Error::Shutdown),
-        }
+        self.inbox.try_send(input).map_err(|(_, e)| e)
     }
 
     /// Delivers message bytes received from a peer (any thread). Malformed bytes are
@@ -304,10 +337,12 @@ impl Node {
         command: Vec<u8>,
         done: impl FnOnce(ProposeResult) + Send + 'static,
     ) {
-        self.submit(
-            session::encode_session(client, seq, &command),
-            Box::new(done),
-        );
+        let s = SessionId {
+            client,
+            seq,
+            expiry: self.session_expiry,
+        };
+        self.submit(session::encode_session(s, &command), Box::new(done));
     }
 
     /// Blocking form of [`Node::propose_session_async`].
@@ -329,11 +364,8 @@ impl Node {
         if let Err(e) = self.check_alive() {
             return done(Err(e));
         }
-        match self.inbox.try_send(Input::Propose(command, done)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(Input::Propose(_, d))) => d(Err(Error::Busy)),
-            Err(TrySendError::Disconnected(Input::Propose(_, d))) => d(Err(Error::Shutdown)),
-            Err(_) => {}
+        if let Err((Input::Propose(_, d), e)) = self.inbox.try_send(Input::Propose(command, done)) {
+            d(Err(e));
         }
     }
 
@@ -496,6 +528,20 @@ impl Node {
         wait(&rx, timeout)
     }
 
+    /// Asynchronous [`Node::read_index`]: `done` runs on the apply thread once the local
+    /// state machine has applied the read index (or with the error; a read that finds no
+    /// leader for two election timeouts fails with [`Error::NotLeader`]). A refusal at once
+    /// (`Busy`, `Shutdown`, failed node) runs `done` on the calling thread.
+    pub fn read_index_async(&self, done: impl FnOnce(Result<u64, Error>) + Send + 'static) {
+        if let Err(e) = self.check_alive() {
+            return done(Err(e));
+        }
+        if let Err((Input::ReadIndex(d), e)) = self.inbox.try_send(Input::ReadIndex(Box::new(done)))
+        {
+            d(Err(e));
+        }
+    }
+
     /// Transfers leadership to `to` (or the most up-to-date voter).
     pub fn transfer_leader(&self, to: Option<NodeId>) -> Result<NodeId, Error> {
         let (tx, rx) = bounded(1);
@@ -522,11 +568,7 @@ impl Node {
         if inside_callback() {
             return Err(Error::WouldDeadlock);
         }
-        self.shared.stopped.store(true, Ordering::Release);
-        self.inbox
-            .send(Input::Shutdown, Some(Duration::from_millis(100)));
-        // A store waiting on its embedder must not keep the threads from exiting.
-        self.store.close();
+        self.stop_threads();
         let threads: Vec<_> = self.threads.lock().drain(..).collect();
         for t in threads {
             let _ = t.join();
@@ -535,9 +577,23 @@ impl Node {
     }
 }
 
+impl Node {
+    /// Tells every thread to stop, without waiting.
+    fn stop_threads(&self) {
+        self.shared.stopped.store(true, Ordering::Release);
+        self.inbox.control(Control::Shutdown);
+        // A store waiting on its embedder must not keep the threads from exiting.
+        self.store.close();
+    }
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
-        if !inside_callback() {
+        if inside_callback() {
+            // Dropped inside one of its own callbacks: joining would wait on this very
+            // thread. The threads are told to stop and end on their own.
+            self.stop_threads();
+        } else {
             let _ = self.shutdown();
         }
     }
@@ -579,7 +635,7 @@ fn spawn(
             if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
                 let msg = panic_message(p.as_ref());
                 shared.fail(format!("thread {name} panicked: {msg}"));
-                let _ = inbox.try_send(Input::Fatal(msg));
+                inbox.control(Control::Fatal(msg));
             }
         })
         .map_err(|e| Error::Failed(format!("cannot spawn thread: {e}")))

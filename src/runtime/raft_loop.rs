@@ -1,39 +1,101 @@
 //! The Raft loop: the core plus the bookkeeping around it (pending proposals, reads,
-//! storage and apply hand-off). One pass handles queued inputs and processes the ready; the
-//! [`super::driver`] decides which thread runs a pass.
+//! storage and apply hand-off). One pass delivers the ticks due, handles queued inputs and
+//! processes the ready; the [`super::driver`] decides which thread runs a pass.
+//!
+//! Nothing in a pass blocks: storage and apply work go out through unbounded channels whose
+//! contents the loop accounts in bytes. Over the storage budget, proposals are refused
+//! (`Busy`) and incoming appends are dropped (as a lossy network would; the leader resends);
+//! over the apply budget, committed entries stay in the log until the apply thread catches
+//! up. Heartbeats, votes and check-quorum keep running either way. User completions never
+//! run here: they go to the apply thread.
 
 use super::apply::{ApplyJob, Completion};
+use super::clock::TickClock;
+use super::driver::{Control, Queues};
 use super::error::Error;
-use super::node::{promotion, Input, ReadDone, Shared};
+use super::node::{promotion, Input, ProposeResult, ReadDone, Shared};
 use super::state_machine::MessageSink;
 use super::storage_worker::{self, StorageJob};
-use crate::core::{Message, NodeId, RawNode, ReadState, Role};
+use crate::core::{Message, MessageBody, NodeId, RawNode, ReadState, Role};
 use crate::storage::LogStore;
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Sender;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Inputs handled per pass before the ready is processed.
 const MAX_INPUTS_PER_PASS: usize = 4096;
+
+/// Read contexts carry the loop's incarnation in their high bits, so an answer to a read of
+/// an earlier run of this node can never complete a read of this one.
+const READ_CTX_COUNTER_BITS: u32 = 40;
 
 struct PendingProposal {
     term: u64,
     done: Completion,
 }
 
+/// A read waiting for its read index (or for a leader to ask).
+struct PendingRead {
+    done: ReadDone,
+    /// Tick after which it fails.
+    expires: u64,
+}
+
+/// How long a read may wait for a leader to ask, in election timeouts.
+const READ_WAIT_FOR_LEADER: u64 = 2;
+
+/// How long a read asked of the core may wait for its answer before the loop gives up on
+/// it, in election timeouts (the core fails reads on leader changes and expiry itself; this
+/// bound only guarantees that nothing leaks).
+const READ_ANSWER_BOUND: u64 = 10;
+
+/// Byte budgets of the work handed to the storage and apply threads.
+pub(crate) struct Budgets {
+    /// Bytes of entries and snapshot chunks written but not yet durable.
+    pub storage_bytes: u64,
+    /// Bytes of committed entries handed to the apply thread but not yet applied.
+    pub apply_bytes: u64,
+}
+
+/// What the loop starts from.
+pub(crate) struct LoopStart {
+    pub raw: RawNode<Arc<dyn LogStore>>,
+    pub queues: Queues,
+    pub storage: Sender<StorageJob>,
+    pub apply: Sender<ApplyJob>,
+    pub sink: Arc<dyn MessageSink>,
+    pub shared: Arc<Shared>,
+    pub clock: TickClock,
+    pub budgets: Budgets,
+    /// Distinguishes this run of the node (read contexts).
+    pub incarnation: u64,
+}
+
 /// The state the Raft thread (or a caller thread, see [`super::driver`]) works on.
 pub(crate) struct RaftLoop {
     pub(crate) raw: RawNode<Arc<dyn LogStore>>,
-    pub(crate) inbox: Receiver<Input>,
-    pub(crate) storage: Sender<StorageJob>,
-    pub(crate) apply: Sender<ApplyJob>,
-    pub(crate) sink: Arc<dyn MessageSink>,
+    pub(crate) queues: Queues,
+    storage: Sender<StorageJob>,
+    apply: Sender<ApplyJob>,
+    sink: Arc<dyn MessageSink>,
+    clock: TickClock,
+    budgets: Budgets,
     pending: BTreeMap<u64, PendingProposal>,
-    reads: HashMap<u64, ReadDone>,
+    /// Reads asked of the core, by context.
+    reads: HashMap<u64, PendingRead>,
+    /// Reads waiting for a leader to ask (none known, or the last one failed).
+    unsent_reads: Vec<PendingRead>,
     next_read: u64,
+    incarnation: u64,
+    /// Storage jobs and their bytes not yet reported durable.
     outstanding: u64,
+    storage_bytes: u64,
+    /// Bytes handed to the apply thread in total (the apply thread counts what it applied).
+    apply_handed: u64,
     last_role: Role,
+    last_leader: NodeId,
     /// Learners to promote once they are within the given lag of the leader's log.
     auto_promote: HashMap<NodeId, u64>,
     /// The store is durable when a write returns (memory): write on this thread.
@@ -46,32 +108,33 @@ pub(crate) struct RaftLoop {
 }
 
 impl RaftLoop {
-    /// A loop over `raw` that hands writes to `storage` and committed entries to `apply`.
-    pub(crate) fn new(
-        raw: RawNode<Arc<dyn LogStore>>,
-        inbox: Receiver<Input>,
-        storage: Sender<StorageJob>,
-        apply: Sender<ApplyJob>,
-        sink: Arc<dyn MessageSink>,
-        shared: Arc<Shared>,
-    ) -> Self {
-        let store = raw.raft.log.storage.clone();
+    /// A loop over `start.raw` that hands writes to the storage thread and committed
+    /// entries to the apply thread.
+    pub(crate) fn new(start: LoopStart) -> Self {
+        let store = start.raw.raft.log.storage.clone();
         RaftLoop {
-            raw,
-            inbox,
-            storage,
-            apply,
-            sink,
+            queues: start.queues,
+            storage: start.storage,
+            apply: start.apply,
+            sink: start.sink,
+            clock: start.clock,
+            budgets: start.budgets,
             pending: BTreeMap::new(),
             reads: HashMap::new(),
+            unsent_reads: Vec::new(),
             next_read: 1,
+            incarnation: start.incarnation & ((1 << (64 - READ_CTX_COUNTER_BITS)) - 1),
             outstanding: 0,
+            storage_bytes: 0,
+            apply_handed: 0,
             last_role: Role::Follower,
+            last_leader: 0,
             auto_promote: HashMap::new(),
             inline_writes: store.durable_on_write(),
             written: store.initial_state().map(|(hs, _)| hs).unwrap_or_default(),
-            shared,
+            shared: start.shared,
             stop: None,
+            raw: start.raw,
         }
     }
 
@@ -81,49 +144,142 @@ impl RaftLoop {
         self.raw.raft.log.last_index() > self.shared.applied.load(Ordering::Acquire)
     }
 
-    /// One pass: handles `first` and whatever else is queued (many proposals become one
-    /// append), then processes the ready.
-    pub(crate) fn pass(&mut self, first: Option<Input>) {
-        let mut batch = Vec::new();
-        if let Some(i) = first {
-            self.stop = self.handle(i, &mut batch);
+    /// True if inputs or reports are queued.
+    pub(crate) fn has_queued(&self) -> bool {
+        !self.queues.inbox.is_empty() || !self.queues.control.is_empty()
+    }
+
+    /// When the next tick is due.
+    pub(crate) fn next_tick_at(&self) -> Instant {
+        self.clock.next_at()
+    }
+
+    fn storage_full(&self) -> bool {
+        self.storage_bytes > self.budgets.storage_bytes
+    }
+
+    fn apply_outstanding(&self) -> u64 {
+        self.apply_handed
+            .saturating_sub(self.shared.applied_bytes.load(Ordering::Acquire))
+    }
+
+    /// One pass at `now`: the ticks due, engine reports, queued inputs (many proposals
+    /// become one append), then the ready.
+    pub(crate) fn pass(&mut self, now: Instant) {
+        for _ in 0..self.clock.due(now) {
+            self.raw.tick();
         }
-        for _ in 0..MAX_INPUTS_PER_PASS {
+        while let Ok(c) = self.queues.control.try_recv() {
+            self.stop = self.control(c);
             if self.stop.is_some() {
+                return;
+            }
+        }
+        let mut batch = Vec::new();
+        for _ in 0..MAX_INPUTS_PER_PASS {
+            let Ok((input, bytes)) = self.queues.inbox.try_recv() else {
                 break;
-            }
-            match self.inbox.try_recv() {
-                Ok(i) => self.stop = self.handle(i, &mut batch),
-                Err(_) => break,
-            }
+            };
+            self.shared.inbox_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            self.handle(input, &mut batch);
         }
         self.propose_batch(batch);
+        self.raw
+            .on_applied(self.shared.applied.load(Ordering::Acquire));
+        self.manage_reads();
+        self.maybe_auto_promote();
         self.process_ready();
     }
 
     /// Fails everything still waiting (pending proposals, reads, queued inputs) with the
-    /// reason the loop stopped.
+    /// reason the loop stopped. The failures run on the apply thread, which ends once it has
+    /// run them (this drops the last sender of its queue).
     pub(crate) fn finish(mut self) {
         let why = self.stop.take().unwrap_or(Error::Shutdown);
+        let mut dones: Vec<(Completion, ProposeResult)> = Vec::new();
+        let mut reads: Vec<ReadDone> = Vec::new();
         for (_, p) in std::mem::take(&mut self.pending) {
-            (p.done)(Err(why.clone()));
+            dones.push((p.done, Err(why.clone())));
         }
-        for (_, r) in self.reads.drain() {
-            r(Err(why.clone()));
-        }
-        while let Ok(i) = self.inbox.try_recv() {
+        reads.extend(self.reads.drain().map(|(_, r)| r.done));
+        reads.extend(self.unsent_reads.drain(..).map(|r| r.done));
+        while let Ok((i, bytes)) = self.queues.inbox.try_recv() {
+            self.shared.inbox_bytes.fetch_sub(bytes, Ordering::AcqRel);
             match i {
-                Input::Propose(_, d) | Input::ConfChange(_, _, d) => d(Err(why.clone())),
-                Input::ReadIndex(d) => d(Err(why.clone())),
+                Input::Propose(_, d) | Input::ConfChange(_, _, d) => {
+                    dones.push((d, Err(why.clone())))
+                }
+                Input::ReadIndex(d) => reads.push(d),
                 _ => {}
             }
         }
+        let fail = ApplyJob::Fail {
+            dones,
+            reads,
+            why: why.clone(),
+        };
+        if let Err(e) = self.apply.send(fail) {
+            // The apply thread is gone: this thread is the only one left to tell them.
+            e.into_inner().run_failures();
+        }
     }
 
-    fn handle(&mut self, input: Input, batch: &mut Vec<(Vec<u8>, Completion)>) -> Option<Error> {
+    fn control(&mut self, c: Control) -> Option<Error> {
+        match c {
+            Control::Persisted {
+                number,
+                jobs,
+                bytes,
+                snaps,
+            } => {
+                self.outstanding -= jobs;
+                self.storage_bytes = self.storage_bytes.saturating_sub(bytes);
+                for (meta, ok) in snaps {
+                    self.raw.snapshot_received(&meta, ok);
+                }
+                self.raw.on_persisted(number);
+            }
+            Control::ApplyWake => {}
+            Control::Fatal(why) => return Some(Error::Failed(why)),
+            Control::Shutdown => return Some(Error::Shutdown),
+        }
+        None
+    }
+
+    fn complete(&self, done: Completion, result: ProposeResult) {
+        let _ = self.apply.send(ApplyJob::Fail {
+            dones: vec![(done, result.clone())],
+            reads: Vec::new(),
+            why: result.err().unwrap_or(Error::Shutdown),
+        });
+    }
+
+    fn fail_read(&self, done: ReadDone, why: Error) {
+        let _ = self.apply.send(ApplyJob::Fail {
+            dones: Vec::new(),
+            reads: vec![done],
+            why,
+        });
+    }
+
+    fn handle(&mut self, input: Input, batch: &mut Vec<(Vec<u8>, Completion)>) {
         match input {
-            Input::Step(m) => self.raw.step(m),
-            Input::Propose(data, done) => batch.push((data, done)),
+            Input::Step(m) => {
+                if self.storage_full() && carries_durable_work(&m) {
+                    // The disk is behind: take no more work for it. The sender sees a lost
+                    // message and retries; nothing here is decided differently.
+                    tracing::debug!(from = m.from, "storage busy: dropping an append");
+                    return;
+                }
+                self.raw.step(m)
+            }
+            Input::Propose(data, done) => {
+                if self.storage_full() || self.apply_outstanding() > self.budgets.apply_bytes {
+                    self.complete(done, Err(Error::Busy));
+                } else {
+                    batch.push((data, done));
+                }
+            }
             Input::ConfChange(cc, expected, done) => {
                 self.propose_batch(std::mem::take(batch));
                 match self.raw.propose_conf_change(cc, expected) {
@@ -131,41 +287,73 @@ impl RaftLoop {
                         let term = self.raw.raft.term;
                         self.pending.insert(idx, PendingProposal { term, done });
                     }
-                    Err(e) => done(Err(e.into())),
+                    Err(e) => self.complete(done, Err(e.into())),
                 }
             }
             Input::ReadIndex(done) => {
-                let ctx = self.next_read;
-                self.next_read += 1;
-                match self.raw.read_index(ctx) {
-                    Ok(()) => {
-                        self.reads.insert(ctx, done);
-                    }
-                    Err(e) => done(Err(e.into())),
-                }
+                let expires = self.ticks_from_now(READ_WAIT_FOR_LEADER);
+                self.unsent_reads.push(PendingRead { done, expires });
             }
             Input::Transfer(to, reply) => {
-                let _ = reply.send(self.raw.transfer_leader(to).map_err(Error::from));
+                let _ = reply.try_send(self.raw.transfer_leader(to).map_err(Error::from));
             }
             Input::Status(reply) => {
                 self.raw
                     .on_applied(self.shared.applied.load(Ordering::Acquire));
-                let _ = reply.send(self.raw.status());
+                let _ = reply.try_send(self.raw.status());
             }
             Input::AutoPromote(id, lag) => {
                 self.auto_promote.insert(id, lag);
             }
-            Input::Persisted(number, jobs, snaps) => {
-                self.outstanding -= jobs;
-                for (meta, ok) in snaps {
-                    self.raw.snapshot_received(&meta, ok);
-                }
-                self.raw.on_persisted(number);
-            }
-            Input::Fatal(why) => return Some(Error::Failed(why)),
-            Input::Shutdown => return Some(Error::Shutdown),
         }
-        None
+    }
+
+    /// The tick `timeouts` election timeouts from now.
+    fn ticks_from_now(&self, timeouts: u64) -> u64 {
+        let et = self.raw.raft.cfg.election_ticks;
+        self.clock
+            .now_ticks()
+            .saturating_add(et.saturating_mul(timeouts))
+    }
+
+    /// Asks the core for the reads that wait for a leader, and fails reads that waited too
+    /// long (so a caller that gave up leaks nothing).
+    fn manage_reads(&mut self) {
+        let now = self.clock.now_ticks();
+        let leader = self.raw.raft.leader;
+        if !self.unsent_reads.is_empty() && leader != 0 && !self.raw.raft.removed {
+            let answer_by = self.ticks_from_now(READ_ANSWER_BOUND);
+            for r in std::mem::take(&mut self.unsent_reads) {
+                let ctx = (self.incarnation << READ_CTX_COUNTER_BITS)
+                    | (self.next_read & ((1 << READ_CTX_COUNTER_BITS) - 1));
+                self.next_read += 1;
+                match self.raw.read_index(ctx) {
+                    Ok(()) => {
+                        let expires = answer_by.max(r.expires);
+                        self.reads.insert(ctx, PendingRead { expires, ..r });
+                    }
+                    Err(e) => self.fail_read(r.done, e.into()),
+                }
+            }
+        }
+        let (expired, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.unsent_reads)
+            .into_iter()
+            .partition(|r| r.expires <= now);
+        self.unsent_reads = kept;
+        for r in expired {
+            self.fail_read(r.done, Error::NotLeader(leader));
+        }
+        let stale: Vec<u64> = self
+            .reads
+            .iter()
+            .filter(|(_, r)| r.expires <= now)
+            .map(|(&c, _)| c)
+            .collect();
+        for c in stale {
+            if let Some(r) = self.reads.remove(&c) {
+                self.fail_read(r.done, Error::Timeout);
+            }
+        }
     }
 
     fn propose_batch(&mut self, batch: Vec<(Vec<u8>, Completion)>) {
@@ -183,9 +371,12 @@ impl RaftLoop {
             }
             Err(e) => {
                 let e: Error = e.into();
-                for d in dones {
-                    d(Err(e.clone()));
-                }
+                let dones = dones.into_iter().map(|d| (d, Err(e.clone()))).collect();
+                let _ = self.apply.send(ApplyJob::Fail {
+                    dones,
+                    reads: Vec::new(),
+                    why: e,
+                });
             }
         }
     }
@@ -213,28 +404,54 @@ impl RaftLoop {
     }
 
     fn process_ready(&mut self) {
-        self.maybe_auto_promote();
-        while self.raw.has_ready() {
+        loop {
+            let paused = self.apply_outstanding() > self.budgets.apply_bytes;
+            self.shared.apply_paused.store(paused, Ordering::Release);
+            self.raw.set_apply_paused(paused);
+            if !self.raw.has_ready() {
+                break;
+            }
             let rd = self.raw.ready();
             if let Some(ss) = rd.soft_state {
                 if self.last_role == Role::Leader && ss.role != Role::Leader {
                     // Leadership lost: outcomes of pending proposals are unknown.
-                    for (_, p) in std::mem::take(&mut self.pending) {
-                        (p.done)(Err(Error::Dropped));
-                    }
+                    let dones = std::mem::take(&mut self.pending)
+                        .into_values()
+                        .map(|p| (p.done, Err(Error::Dropped)))
+                        .collect();
+                    let _ = self.apply.send(ApplyJob::Fail {
+                        dones,
+                        reads: Vec::new(),
+                        why: Error::Dropped,
+                    });
+                }
+                if ss.leader != self.last_leader || ss.role != self.last_role {
+                    tracing::info!(
+                        role = ?ss.role,
+                        term = ss.term,
+                        leader = ss.leader,
+                        "role or leader changed"
+                    );
                 }
                 self.last_role = ss.role;
+                self.last_leader = ss.leader;
                 let _ = self.apply.send(ApplyJob::RoleChange(ss));
             }
             let persist = rd.needs_persist() || !rd.persisted_messages.is_empty();
             for m in rd.messages {
-                self.send(m);
+                self.sink.send_message(m);
             }
             for rs in rd.read_states {
                 self.answer_read(rs);
             }
+            let bytes = rd.entries.iter().map(|e| e.size()).sum::<u64>()
+                + rd.snapshot_chunks
+                    .iter()
+                    .map(|c| c.data.len() as u64)
+                    .sum::<u64>();
             let job = StorageJob {
                 number: rd.number,
+                bytes,
                 hard_state: rd.hard_state,
                 entries: rd.entries,
                 chunks: rd.snapshot_chunks,
@@ -245,12 +462,16 @@ impl RaftLoop {
                 // trip (and no I/O on this thread).
                 if let Err(e) = self.write_inline(job) {
                     self.shared.fail(format!("storage: {e}"));
+                    self.stop = Some(Error::Failed(format!("storage: {e}")));
                     return;
                 }
             } else if persist || self.outstanding > 0 {
                 self.outstanding += 1;
+                self.storage_bytes += bytes;
                 if self.storage.send(job).is_err() {
                     self.shared.fail("storage thread stopped".into());
+                    self.stop = Some(Error::Failed("storage thread stopped".into()));
+                    return;
                 }
             } else {
                 self.raw.on_persisted(rd.number);
@@ -260,19 +481,32 @@ impl RaftLoop {
             }
             if !rd.committed_entries.is_empty() {
                 let mut items = Vec::with_capacity(rd.committed_entries.len());
+                let mut bytes = 0;
+                let mut dropped = Vec::new();
                 for e in rd.committed_entries {
+                    bytes += e.size();
                     let done = match self.pending.remove(&e.index) {
                         Some(p) if p.term == e.term => Some(p.done),
                         Some(p) => {
-                            (p.done)(Err(Error::Dropped));
+                            dropped.push((p.done, Err(Error::Dropped)));
                             None
                         }
                         None => None,
                     };
                     items.push((e, done));
                 }
-                if self.apply.send(ApplyJob::Entries(items)).is_err() {
+                if !dropped.is_empty() {
+                    let _ = self.apply.send(ApplyJob::Fail {
+                        dones: dropped,
+                        reads: Vec::new(),
+                        why: Error::Dropped,
+                    });
+                }
+                self.apply_handed += bytes;
+                if self.apply.send(ApplyJob::Entries(items, bytes)).is_err() {
                     self.shared.fail("apply thread stopped".into());
+                    self.stop = Some(Error::Failed("apply thread stopped".into()));
+                    return;
                 }
             }
         }
@@ -293,18 +527,24 @@ impl RaftLoop {
     }
 
     fn answer_read(&mut self, rs: ReadState) {
-        let Some(done) = self.reads.remove(&rs.ctx) else {
+        let Some(r) = self.reads.remove(&rs.ctx) else {
             return;
         };
         match rs.index {
             Some(index) => {
-                let _ = self.apply.send(ApplyJob::ReadBarrier(index, done));
+                let _ = self.apply.send(ApplyJob::ReadBarrier(index, r.done));
             }
-            None => done(Err(Error::NotLeader(self.raw.raft.leader))),
+            // The leader asked is gone or refused: ask the next one, until the read expires.
+            None => self.unsent_reads.push(r),
         }
     }
+}
 
-    fn send(&self, m: Message) {
-        self.sink.send_message(m);
+/// True for a message whose handling writes to storage (entries or snapshot data).
+fn carries_durable_work(m: &Message) -> bool {
+    match &m.body {
+        MessageBody::Append { entries, .. } => !entries.is_empty(),
+        MessageBody::Snapshot { .. } => true,
+        _ => false,
     }
 }

@@ -1,8 +1,9 @@
 //! The storage thread: writes readies in order, one fsync per group of queued readies
-//! (group commit), then releases the messages that waited for durability.
+//! (group commit), then releases the messages that waited for durability. Its reports go to
+//! the Raft loop's control queue, which never blocks.
 
-use super::driver::Inbox;
-use super::node::{Input, Shared};
+use super::driver::{mark_engine_thread, Control, Inbox};
+use super::node::Shared;
 use super::state_machine::MessageSink;
 use crate::core::SnapshotChunk;
 use crate::core::{Entry, HardState, Message, SnapshotMeta};
@@ -13,6 +14,8 @@ use std::sync::Arc;
 /// One ready's durable work.
 pub(crate) struct StorageJob {
     pub number: u64,
+    /// Bytes of entries and chunks (the Raft loop's storage budget).
+    pub bytes: u64,
     pub hard_state: Option<HardState>,
     pub entries: Vec<Entry>,
     pub chunks: Vec<SnapshotChunk>,
@@ -26,6 +29,7 @@ pub(crate) fn run(
     raft: Inbox,
     shared: Arc<Shared>,
 ) {
+    mark_engine_thread();
     let mut written = store.initial_state().map(|(hs, _)| hs).unwrap_or_default();
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
@@ -54,18 +58,25 @@ pub(crate) fn run(
             // An fsync or write error is fatal: nothing written since the last good sync
             // can be trusted, and retrying could pretend data is safe when it is not.
             shared.fail(format!("storage: {e}"));
-            raft.send(Input::Fatal(format!("storage: {e}")), None);
+            raft.control(Control::Fatal(format!("storage: {e}")));
             return;
         }
         let last = group.last().map(|j| j.number).unwrap_or(0);
         let n = group.len();
+        let bytes = group.iter().map(|j| j.bytes).sum();
         for j in group {
             for m in j.messages {
                 sink.send_message(m);
             }
         }
         // One report covers the whole group (readies complete in order).
-        if !raft.send(Input::Persisted(last, n as u64, snaps), None) {
+        let done = Control::Persisted {
+            number: last,
+            jobs: n as u64,
+            bytes,
+            snaps,
+        };
+        if !raft.control(done) {
             return;
         }
     }

@@ -49,6 +49,10 @@ pub struct Checker {
     committed_conf: ConfState,
     /// Committed configuration changes seen.
     pub conf_changes: u64,
+    /// User command bytes -> the index at which a state machine first applied them
+    /// (exactly-once: a session retry must not reach the machine again while its session
+    /// lives).
+    first_applied: BTreeMap<Vec<u8>, u64>,
     /// node -> last index its state machine applied (this incarnation).
     applied: BTreeMap<NodeId, u64>,
 }
@@ -194,16 +198,46 @@ impl Checker {
         &mut self,
         seed: u64,
         id: NodeId,
-        m: &super::node::Machine,
+        index: u64,
+        term: u64,
+        digest: u64,
     ) -> Result<(), Violation> {
-        self.applied.insert(id, m.index);
-        if let Some((t, _, h)) = self.committed.get(&m.index) {
-            if *t != m.term || *h != m.hash {
+        self.applied.insert(id, index);
+        if let Some((t, _, h)) = self.committed.get(&index) {
+            if *t != term || *h != digest {
                 return Err(Violation::new(
                     seed,
-                    format!("node {id} restored a divergent snapshot at {}", m.index),
+                    format!("node {id} restored a divergent snapshot at {index}"),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// Exactly-once: command bytes `data` applied at `index` (`reached`: the state machine
+    /// ran it, not a recorded answer) never reach a state machine at another index while
+    /// the session that proposed them lives (simulated commands are unique and only
+    /// deliberate client retries repeat them).
+    pub fn on_command(
+        &mut self,
+        seed: u64,
+        id: NodeId,
+        index: u64,
+        data: &[u8],
+        reached: bool,
+    ) -> Result<(), Violation> {
+        if !reached {
+            return Ok(());
+        }
+        let first = *self.first_applied.entry(data.to_vec()).or_insert(index);
+        if first != index && index <= first + super::node::SESSION_EXPIRY {
+            return Err(Violation::new(
+                seed,
+                format!(
+                    "node {id} applied the command of index {first} again at {index}: {}",
+                    String::from_utf8_lossy(data)
+                ),
+            ));
         }
         Ok(())
     }

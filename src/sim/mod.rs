@@ -329,7 +329,8 @@ impl Sim {
     /// Proposes a fresh command at `id`; returns its data if the node accepted it.
     pub fn propose(&mut self, id: NodeId) -> Option<Vec<u8>> {
         self.next_cmd += 1;
-        let data = format!("cmd-{}", self.next_cmd).into_bytes();
+        let data =
+            crate::runtime::session::encode_plain(format!("cmd-{}", self.next_cmd).as_bytes());
         let raw = self.nodes.get_mut(&id)?.raw.as_mut()?;
         let index = raw.propose(vec![data.clone()]).ok()?;
         self.pending.push(Pending {
@@ -343,13 +344,32 @@ impl Sim {
 
     fn propose_kv(&mut self, id: NodeId, cmd: KvCommand, op: Op) -> bool {
         self.next_cmd += 1;
-        let data = cmd.encode(self.next_cmd);
+        // Every client write goes through a session of its own, as the runtime's
+        // `propose_session` does; some are proposed twice (a client retry), and the
+        // runtime's apply logic must answer the second from the session table.
+        let session = crate::runtime::session::SessionId {
+            client: self.next_cmd,
+            seq: 1,
+            expiry: node::SESSION_EXPIRY,
+        };
+        let data = crate::runtime::session::encode_session(session, &cmd.encode(self.next_cmd));
+        let retry = self.rng.range(0, 4) == 0;
         let Some(raw) = self.nodes.get_mut(&id).and_then(|n| n.raw.as_mut()) else {
             return false;
         };
         let Ok(index) = raw.propose(vec![data.clone()]) else {
             return false;
         };
+        if retry {
+            if let Ok(again) = raw.propose(vec![data.clone()]) {
+                self.pending.push(Pending {
+                    node: id,
+                    index: again,
+                    data: data.clone(),
+                    op: None,
+                });
+            }
+        }
         let is_cas = matches!(cmd, KvCommand::Cas(..));
         let ev = self.history.invoke(id, op, self.now);
         self.pending.push(Pending {

@@ -3,11 +3,17 @@
 use super::disk::{Disk, WriteOp};
 use super::invariants::{Checker, Violation};
 use crate::core::{
-    apply_conf_change, decode_conf_change, ConfState, Config, EntryKind, MemStorage, Message,
-    RawNode, ReadState, Ready, SnapshotMeta, Storage,
+    ConfState, Config, Entry, MemStorage, Message, RawNode, ReadState, Ready, SnapshotMeta, Storage,
 };
 use crate::crc32c::crc32c;
+use crate::runtime::apply_core::{ApplyCore, ApplyObserver, EntryResult};
+use crate::runtime::session::{self, SessionTable};
+use crate::runtime::{Committed, StateMachine};
 use std::collections::BTreeMap;
+
+/// Entries of disuse after which a simulated client's session expires: short enough that
+/// expiry happens in every long seed, so replicas are checked to expire at the same index.
+pub const SESSION_EXPIRY: u64 = 200;
 
 /// The replicated state machine: a running hash over applied commands.
 #[derive(Debug, Clone, Default)]
@@ -68,6 +74,42 @@ fn mix(h: u64, data: &[u8]) -> u64 {
     x
 }
 
+impl StateMachine for Machine {
+    fn apply(&mut self, batch: &[Committed<'_>]) -> Result<Vec<Option<Vec<u8>>>, String> {
+        let mut out = Vec::with_capacity(batch.len());
+        for c in batch {
+            self.hash = mix(self.hash, c.data);
+            out.push(match KvCommand::decode(c.data) {
+                Some(KvCommand::Put(k, v)) => {
+                    self.kv.insert(k, v);
+                    None
+                }
+                Some(KvCommand::Cas(k, exp, new)) => {
+                    let ok = self.kv.get(&k) == exp.as_ref();
+                    if ok {
+                        self.kv.insert(k, new);
+                    }
+                    Some(vec![ok as u8])
+                }
+                None => None,
+            });
+        }
+        Ok(out)
+    }
+
+    fn snapshot(&mut self, out: &mut dyn std::io::Write) -> Result<(), String> {
+        out.write_all(&self.encode()).map_err(|e| e.to_string())
+    }
+
+    fn restore(&mut self, input: &mut dyn std::io::Read) -> Result<(), String> {
+        let mut data = Vec::new();
+        input.read_to_end(&mut data).map_err(|e| e.to_string())?;
+        let meta = SnapshotMeta::default();
+        *self = Machine::decode(&data, &meta).ok_or("undecodable machine")?;
+        Ok(())
+    }
+}
+
 impl Machine {
     fn encode(&self) -> Vec<u8> {
         let mut v = Vec::new();
@@ -115,6 +157,8 @@ pub struct SimNode {
     pub raw: Option<RawNode<MemStorage>>,
     disk: Disk,
     machine: Machine,
+    /// The runtime's deterministic apply logic (sessions, membership), run unchanged.
+    core: ApplyCore,
     waiting: Vec<(u64, Vec<Message>)>,
     /// A sync event is scheduled.
     pub sync_scheduled: bool,
@@ -139,9 +183,10 @@ impl SimNode {
             raw: Some(raw),
             disk,
             machine: Machine {
-                conf: bootstrap,
+                conf: bootstrap.clone(),
                 ..Default::default()
             },
+            core: ApplyCore::new(0, 0, bootstrap, 0, SessionTable::new()),
             waiting: Vec::new(),
             sync_scheduled: false,
             applied_log: BTreeMap::new(),
@@ -165,15 +210,16 @@ impl SimNode {
     /// Restart from durable state: restore the snapshot, then replay via the core.
     pub fn restart(&mut self, seed: u64) -> Result<(), String> {
         let meta = self.disk.cache.snapshot_meta();
-        self.machine = if meta.index > 0 {
-            Machine::decode(&self.disk.cache.snapshot_data(), &meta).ok_or("bad snapshot")?
+        if meta.index > 0 {
+            self.restore(&meta).ok_or("bad snapshot")?;
         } else {
             let (_, conf) = self.disk.cache.initial_state().map_err(|e| e.to_string())?;
-            Machine {
-                conf,
+            self.machine = Machine {
+                conf: conf.clone(),
                 ..Default::default()
-            }
-        };
+            };
+            self.core = ApplyCore::new(0, 0, conf, 0, SessionTable::new());
+        }
         let mut cfg = self.cfg.clone();
         cfg.applied = meta.index;
         cfg.seed = seed;
@@ -248,16 +294,19 @@ impl SimNode {
         // Every ready waits for the next sync (even with nothing to write, its
         // persisted messages keep their order).
         self.waiting.push((rd.number, rd.persisted_messages));
-        let raw = self.raw.as_mut().expect("up");
-        for (meta, ok) in finished {
-            raw.snapshot_received(&meta, ok);
+        {
+            let raw = self.raw.as_mut().expect("up");
+            for (meta, ok) in finished {
+                raw.snapshot_received(&meta, ok);
+            }
         }
         if let Some(meta) = rd.snapshot {
-            let data = self.disk.cache.snapshot_data();
-            self.machine = Machine::decode(&data, &meta)
+            self.restore(&meta)
                 .ok_or_else(|| Violation::new(seed, format!("node {id}: undecodable snapshot")))?;
-            inv.check_restore(seed, id, &self.machine)?;
+            let digest = state_digest(self.machine.hash, &self.core.sessions);
+            inv.check_restore(seed, id, self.machine.index, self.machine.term, digest)?;
         }
+        let raw = self.raw.as_mut().expect("up");
         let commit = raw.raft.log.committed;
         if commit < self.last_commit {
             return Err(Violation::new(
@@ -269,7 +318,8 @@ impl SimNode {
             ));
         }
         self.last_commit = commit;
-        for e in rd.committed_entries {
+        let entries = rd.committed_entries;
+        if let Some(e) = entries.first() {
             if e.index != self.machine.index + 1 {
                 return Err(Violation::new(
                     seed,
@@ -279,44 +329,51 @@ impl SimNode {
                     ),
                 ));
             }
-            self.machine.index = e.index;
-            self.machine.term = e.term;
-            match e.kind {
-                EntryKind::Normal => {
-                    self.machine.hash = mix(self.machine.hash, &e.data);
-                    self.applied_log.insert(e.index, e.data.to_vec());
-                    match KvCommand::decode(&e.data) {
-                        Some(KvCommand::Put(k, v)) => {
-                            self.machine.kv.insert(k, v);
-                        }
-                        Some(KvCommand::Cas(k, exp, new)) => {
-                            let ok = self.machine.kv.get(&k) == exp.as_ref();
-                            if ok {
-                                self.machine.kv.insert(k, new);
-                            }
-                            self.cas_results.insert(e.index, ok);
-                        }
-                        None => {}
-                    }
-                }
-                EntryKind::ConfChange => {
-                    if let Some(cc) = decode_conf_change(&e.data) {
-                        if let Ok(c) = apply_conf_change(&self.machine.conf, &cc) {
-                            self.machine.conf = c;
-                            self.machine.conf_index = e.index;
-                        }
-                    }
-                }
-                EntryKind::Noop => {}
-            }
-            inv.on_apply(seed, id, &e, self.machine.hash)?;
         }
+        // The hash after each command the machine applied, for the per-index checks.
+        let hashes =
+            std::cell::RefCell::new(BTreeMap::from([(self.machine.index, self.machine.hash)]));
+        let last = (self.machine.index, self.machine.term);
+        let machine = &mut self.machine;
+        let mut apply_batch = |b: &[Committed<'_>]| {
+            let mut h = machine.hash;
+            for c in b {
+                h = mix(h, c.data);
+                hashes.borrow_mut().insert(c.index, h);
+            }
+            machine.apply(b)
+        };
+        let mut obs = SimObserver {
+            id,
+            seed,
+            entries: &entries,
+            inv,
+            hashes: &hashes,
+            applied_log: &mut self.applied_log,
+            cas_results: &mut self.cas_results,
+            last,
+            violation: None,
+        };
+        self.core
+            .apply(&mut apply_batch, &entries, &mut obs)
+            .map_err(|e| Violation::new(seed, format!("node {id}: {e}")))?;
+        if let Some(v) = obs.violation {
+            return Err(v);
+        }
+        (self.machine.index, self.machine.term) = obs.last;
+        self.machine.conf = self.core.conf.clone();
+        self.machine.conf_index = self.core.conf_index;
         let raw = self.raw.as_mut().expect("up");
         raw.on_applied(self.machine.index);
         if self.snapshot_every > 0 {
             let snap = raw.raft.log.storage.snapshot_meta().index;
             if self.machine.index >= snap + self.snapshot_every {
-                let data = self.machine.encode();
+                let mut data = Vec::new();
+                self.core
+                    .sessions
+                    .write_to(&mut data)
+                    .expect("writing to memory");
+                data.extend_from_slice(&self.machine.encode());
                 let meta = SnapshotMeta {
                     index: self.machine.index,
                     term: self.machine.term,
@@ -334,6 +391,22 @@ impl SimNode {
             send_now: rd.messages,
             reads: rd.read_states,
         })
+    }
+
+    /// Restores the state machine and the apply state from the stored snapshot `meta`.
+    fn restore(&mut self, meta: &SnapshotMeta) -> Option<()> {
+        let data = self.disk.cache.snapshot_data();
+        let mut r = &data[..];
+        let sessions = SessionTable::read_from(&mut r).ok()?;
+        self.machine = Machine::decode(r, meta)?;
+        self.core = ApplyCore::new(
+            meta.index,
+            meta.term,
+            meta.conf.clone(),
+            meta.conf_index,
+            sessions,
+        );
+        Some(())
     }
 
     /// The state machine's current value of `key`.
@@ -364,5 +437,62 @@ impl SimNode {
         let last = log.last_index();
         let terms = (first..=last).map(|i| log.term(i).unwrap_or(0)).collect();
         Some((first, terms))
+    }
+}
+
+/// The replica state compared across nodes at equal applied index: the state machine's hash
+/// and the session table.
+pub fn state_digest(machine_hash: u64, sessions: &SessionTable) -> u64 {
+    mix(machine_hash, &sessions.digest().to_le_bytes())
+}
+
+/// Feeds the simulator's checks from the runtime's apply logic, entry by entry.
+struct SimObserver<'a> {
+    id: u64,
+    seed: u64,
+    entries: &'a [Entry],
+    inv: &'a mut Checker,
+    /// The machine's hash after each command it applied (and before the first).
+    hashes: &'a std::cell::RefCell<BTreeMap<u64, u64>>,
+    applied_log: &'a mut BTreeMap<u64, Vec<u8>>,
+    cas_results: &'a mut BTreeMap<u64, bool>,
+    /// Index and term of the last entry applied.
+    last: (u64, u64),
+    violation: Option<Violation>,
+}
+
+impl ApplyObserver for SimObserver<'_> {
+    fn applied(&mut self, pos: usize, index: u64, result: Option<EntryResult>, s: &SessionTable) {
+        if self.violation.is_some() {
+            return;
+        }
+        let e = &self.entries[pos];
+        self.last = (index, e.term);
+        let hash = {
+            let h = self.hashes.borrow();
+            let reached = h.contains_key(&index);
+            let hash = h.range(..=index).next_back().map_or(0, |(_, &v)| v);
+            if let Some(r) = &result {
+                let user = session::decode(&e.data).map_or(&[][..], |c| c.data);
+                self.applied_log.insert(index, e.data.to_vec());
+                if let Ok(Some(b)) = r {
+                    self.cas_results.insert(index, b.first() == Some(&1));
+                }
+                if let Err(v) = self
+                    .inv
+                    .on_command(self.seed, self.id, index, user, reached)
+                {
+                    self.violation = Some(v);
+                    return;
+                }
+            }
+            hash
+        };
+        if let Err(v) = self
+            .inv
+            .on_apply(self.seed, self.id, e, state_digest(hash, s))
+        {
+            self.violation = Some(v);
+        }
     }
 }

@@ -11,7 +11,6 @@ use parking_lot::Mutex;
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
 impl DiskStorage {
@@ -31,11 +30,10 @@ impl DiskStorage {
         // A process forked by this one (between fork and exec) briefly shares the lock, so
         // a held lock is retried for a moment before the store counts as open elsewhere.
         let mut attempts = 0;
-        // SAFETY: flock on a valid, owned file descriptor.
-        while unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let err = io::Error::last_os_error();
+        while let Err(err) = lock.try_lock() {
             attempts += 1;
-            if err.raw_os_error() != Some(libc::EWOULDBLOCK) || attempts >= 50 {
+            let held = matches!(err, fs::TryLockError::WouldBlock);
+            if !held || attempts >= 50 {
                 return Err(StorageError::Io(format!(
                     "{}: store is already open (lock held): {err}",
                     lock_path.display(),

@@ -41,6 +41,10 @@ struct Running {
 pub(crate) struct PyNode {
     id: NodeId,
     running: Mutex<Option<Running>>,
+    /// The Python objects the engine holds one reference each to (the state machine, a
+    /// callback transport), for the garbage collector: a cycle through them (a state
+    /// machine that keeps its node) is found and broken by `__clear__`, which stops the node.
+    engine_refs: Mutex<Vec<Py<PyAny>>>,
     cause: FailureCause,
     listen: Option<SocketAddr>,
 }
@@ -463,9 +467,14 @@ impl PyNode {
             }
         };
         let _ = node_slot.set(Arc::downgrade(&node));
+        let mut engine_refs = vec![state_machine.clone().unbind()];
+        if let (Some(t), Some(_)) = (transport, &sender) {
+            engine_refs.push(t.clone().unbind());
+        }
         Ok(PyNode {
             id: node_id,
             running: Mutex::new(Some(Running { node, tcp, sender })),
+            engine_refs: Mutex::new(engine_refs),
             cause,
             listen: local,
         })
@@ -498,7 +507,9 @@ impl PyNode {
     /// Delivers message bytes from a peer. Raises ValueError on malformed bytes.
     fn step(&self, py: Python<'_>, message: &[u8]) -> PyResult<()> {
         let node = self.node(py)?;
-        node.step(message).map_err(|e| self.err(py, e))
+        // Without the GIL: with caller_runs this thread may run a protocol pass.
+        py.detach(|| node.step(message))
+            .map_err(|e| self.err(py, e))
     }
 
     /// Proposes a command and waits (GIL released) until it is applied on this node; returns
@@ -519,9 +530,12 @@ impl PyNode {
         let done = move |r| {
             let _ = tx.send(r);
         };
+        let command = command.to_vec();
         match (client_id, seq) {
-            (None, None) => node.propose_async(command.to_vec(), done),
-            (Some(c), Some(s)) if s > 0 => node.propose_session_async(c, s, command.to_vec(), done),
+            (None, None) => py.detach(|| node.propose_async(command, done)),
+            (Some(c), Some(s)) if s > 0 => {
+                py.detach(|| node.propose_session_async(c, s, command, done))
+            }
             _ => {
                 return Err(value_error(
                     "client_id and seq go together, and seq counts from 1",
@@ -552,7 +566,8 @@ impl PyNode {
             node: Arc::downgrade(&node),
             cause: self.cause.clone(),
         };
-        node.propose_async(command.to_vec(), move |r| done.complete(r));
+        let command = command.to_vec();
+        py.detach(|| node.propose_async(command, move |r| done.complete(r)));
         Ok(fut)
     }
 
@@ -729,18 +744,40 @@ impl PyNode {
                 *self.running.lock() = Some(r);
                 return Err(self.err(py, Error::WouldDeadlock));
             }
-            py.detach(|| {
-                let _ = r.node.shutdown();
-                if let Some(t) = &r.tcp {
-                    t.shutdown();
-                }
-                if let Some(s) = r.sender.as_mut() {
-                    s.stop();
-                }
-            });
+            py.detach(|| stop_running(&mut r));
             drop(r);
+            self.engine_refs.lock().clear();
         }
         Ok(())
+    }
+
+    fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        // Never wait for a lock here; a node being closed is skipped.
+        let Some(refs) = self.engine_refs.try_lock() else {
+            return Ok(());
+        };
+        for r in refs.iter() {
+            // Once for our own reference and once for the engine's: both belong to this
+            // node, so an object reachable only through them is garbage with it.
+            visit.call(r)?;
+            visit.call(r)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&mut self) {
+        let running = self.running.get_mut().take();
+        if let Some(mut r) = running {
+            if crate::state_machine::inside_callback() {
+                // Collected on one of the node's own threads: the threads are told to stop
+                // and end on their own when the engine is dropped.
+                drop(r);
+            } else {
+                Python::attach(|py| py.detach(|| stop_running(&mut r)));
+                drop(r);
+            }
+        }
+        self.engine_refs.get_mut().clear();
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -759,23 +796,24 @@ impl PyNode {
     }
 }
 
+/// Stops the engine, the TCP transport and the callback sender of a running node.
+fn stop_running(r: &mut Running) {
+    let _ = r.node.shutdown();
+    if let Some(t) = &r.tcp {
+        t.shutdown();
+    }
+    if let Some(s) = r.sender.as_mut() {
+        s.stop();
+    }
+}
+
 impl Drop for PyNode {
     fn drop(&mut self) {
         let Some(mut r) = self.running.get_mut().take() else {
             return;
         };
         // Dropped while attached: release the GIL so engine threads can finish.
-        let done = Python::try_attach(|py| {
-            py.detach(|| {
-                let _ = r.node.shutdown();
-                if let Some(t) = &r.tcp {
-                    t.shutdown();
-                }
-                if let Some(s) = r.sender.as_mut() {
-                    s.stop();
-                }
-            })
-        });
+        let done = Python::try_attach(|py| py.detach(|| stop_running(&mut r)));
         if done.is_none() {
             // The interpreter is finalizing: engine threads may wait for it forever, so
             // joining them could hang the process. Leave them (the process is exiting).
