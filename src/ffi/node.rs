@@ -283,6 +283,7 @@ fn node_config(c: &ConfigData) -> NodeConfig {
     }
     nc.tick = nc.tick.min(nc.heartbeat_interval);
     nc.data_dir = d.data_dir.clone();
+    nc.cluster_id = d.cluster_id;
     if d.unsafe_no_fsync {
         nc.fsync = FsyncPolicy::UnsafeNever;
     }
@@ -344,6 +345,7 @@ fn start(c: &ConfigData) -> Result<NodeObj, raft_status> {
             tc.peers = c.data.peers.clone();
             tc.peers.remove(&c.data.id);
             tc.secret = c.data.secret.clone();
+            tc.tls = c.data.tls.clone();
             let target: Arc<RwLock<Weak<Node>>> = Arc::new(RwLock::new(Weak::new()));
             let t2 = target.clone();
             let on_message = Arc::new(move |from: u64, bytes: Vec<u8>| {
