@@ -101,6 +101,13 @@ pub(crate) fn scoped<R>(f: impl FnOnce() -> R) -> R {
     raft::log_scope::scoped(d, f)
 }
 
+/// Wraps a thread body so it logs through the Python bridge, whichever thread starts it.
+pub(crate) fn inherit<R: Send + 'static>(
+    f: impl FnOnce() -> R + Send + 'static,
+) -> impl FnOnce() -> R + Send + 'static {
+    move || scoped(f)
+}
+
 /// Sets the lowest forwarded Python level and creates the record channel (drained by
 /// `_drain_logs`). Always True: the bridge is scoped to this module's nodes, so it cannot
 /// conflict with another global `tracing` subscriber.
