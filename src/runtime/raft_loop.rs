@@ -197,29 +197,37 @@ impl RaftLoop {
     pub(crate) fn finish(mut self) {
         let why = self.stop.take().unwrap_or(Error::Shutdown);
         let mut dones: Vec<(Completion, ProposeResult)> = Vec::new();
-        let mut reads: Vec<ReadDone> = Vec::new();
+        let mut reads: Vec<(ReadDone, Error)> = Vec::new();
         for (_, p) in std::mem::take(&mut self.pending) {
             dones.push((p.done, Err(why.clone())));
         }
-        reads.extend(self.reads.drain().map(|(_, r)| r.done));
-        reads.extend(self.unsent_reads.drain(..).map(|r| r.done));
+        let waiting: Vec<PendingRead> = self
+            .reads
+            .drain()
+            .map(|(_, r)| r)
+            .chain(self.unsent_reads.drain(..))
+            .collect();
+        reads.extend(waiting.into_iter().map(|r| (r.done, why.clone())));
         while let Ok((i, bytes)) = self.queues.inbox.try_recv() {
             self.shared.inbox_bytes.fetch_sub(bytes, Ordering::AcqRel);
             match i {
                 Input::Propose(_, d) | Input::ConfChange(_, _, d) => {
                     dones.push((d, Err(why.clone())))
                 }
-                Input::ReadIndex(d) => reads.push(d),
+                Input::ReadIndex(d) => reads.push((d, why.clone())),
                 _ => {}
             }
         }
-        let fail = ApplyJob::Fail {
-            dones,
-            reads,
-            why: why.clone(),
-        };
-        if let Err(e) = self.apply.send(fail) {
-            // The apply thread is gone: this thread is the only one left to tell them.
+        self.hand_over(dones, reads);
+    }
+
+    /// Gives completions decided here to the apply thread to run (user code never runs on
+    /// the Raft thread); if it is gone, this is the only thread left to run them.
+    fn hand_over(&self, dones: Vec<(Completion, ProposeResult)>, reads: Vec<(ReadDone, Error)>) {
+        if dones.is_empty() && reads.is_empty() {
+            return;
+        }
+        if let Err(e) = self.apply.send(ApplyJob::Complete { dones, reads }) {
             e.into_inner().run_failures();
         }
     }
@@ -247,19 +255,11 @@ impl RaftLoop {
     }
 
     fn complete(&self, done: Completion, result: ProposeResult) {
-        let _ = self.apply.send(ApplyJob::Fail {
-            dones: vec![(done, result.clone())],
-            reads: Vec::new(),
-            why: result.err().unwrap_or(Error::Shutdown),
-        });
+        self.hand_over(vec![(done, result)], Vec::new());
     }
 
     fn fail_read(&self, done: ReadDone, why: Error) {
-        let _ = self.apply.send(ApplyJob::Fail {
-            dones: Vec::new(),
-            reads: vec![done],
-            why,
-        });
+        self.hand_over(Vec::new(), vec![(done, why)]);
     }
 
     fn handle(&mut self, input: Input, batch: &mut Vec<(Vec<u8>, Completion)>) {
@@ -372,11 +372,7 @@ impl RaftLoop {
             Err(e) => {
                 let e: Error = e.into();
                 let dones = dones.into_iter().map(|d| (d, Err(e.clone()))).collect();
-                let _ = self.apply.send(ApplyJob::Fail {
-                    dones,
-                    reads: Vec::new(),
-                    why: e,
-                });
+                self.hand_over(dones, Vec::new());
             }
         }
     }
@@ -419,11 +415,7 @@ impl RaftLoop {
                         .into_values()
                         .map(|p| (p.done, Err(Error::Dropped)))
                         .collect();
-                    let _ = self.apply.send(ApplyJob::Fail {
-                        dones,
-                        reads: Vec::new(),
-                        why: Error::Dropped,
-                    });
+                    self.hand_over(dones, Vec::new());
                 }
                 if ss.leader != self.last_leader || ss.role != self.last_role {
                     tracing::info!(
@@ -495,13 +487,7 @@ impl RaftLoop {
                     };
                     items.push((e, done));
                 }
-                if !dropped.is_empty() {
-                    let _ = self.apply.send(ApplyJob::Fail {
-                        dones: dropped,
-                        reads: Vec::new(),
-                        why: Error::Dropped,
-                    });
-                }
+                self.hand_over(dropped, Vec::new());
                 self.apply_handed += bytes;
                 if self.apply.send(ApplyJob::Entries(items, bytes)).is_err() {
                     self.shared.fail("apply thread stopped".into());
