@@ -62,6 +62,11 @@ enum raft_status
    */
   RAFT_STATUS_WOULD_DEADLOCK = 104,
   /**
+   * A command above the configured maximum (`raft_config_builder_set_max_command_bytes`,
+   * default 32 MiB) was refused up front; nothing was proposed.
+   */
+  RAFT_STATUS_TOO_LARGE = 105,
+  /**
    * This node is not the leader (see `raft_node_status` for the known leader).
    */
   RAFT_STATUS_NOT_LEADER = 200,
@@ -570,6 +575,22 @@ raft_status raft_config_builder_set_snapshot_entries(struct raft_config_builder 
                                                      uint64_t entries);
 
 /**
+ * Sets the largest command a proposal may carry, in bytes (default 32 MiB, at most 63 MiB so
+ * that one entry always fits in one peer message). A larger command is refused up front with
+ * `RAFT_STATUS_TOO_LARGE`. 0 or above the maximum gives `RAFT_STATUS_INVALID_ARGUMENT`.
+ */
+raft_status raft_config_builder_set_max_command_bytes(struct raft_config_builder *builder,
+                                                      uint64_t bytes);
+
+/**
+ * Sets the largest snapshot this node accepts from a leader, in bytes (default 64 GiB): a
+ * snapshot announcing a larger total size is refused before anything is written. 0 gives
+ * `RAFT_STATUS_INVALID_ARGUMENT`.
+ */
+raft_status raft_config_builder_set_max_snapshot_bytes(struct raft_config_builder *builder,
+                                                       uint64_t bytes);
+
+/**
  * UNSAFE for production: when `no_fsync` is true the data directory is never fsynced, so a
  * power loss or kernel crash can lose or corrupt acknowledged data. For tests only.
  */
@@ -753,6 +774,17 @@ raft_status raft_node_persisted(const struct raft_node *node,
  * queue is full (the message may be dropped).
  */
 raft_status raft_node_step(const struct raft_node *node, const uint8_t *data, size_t len);
+
+/**
+ * Like `raft_node_step`, for transports that know who sent the bytes: `from` is the
+ * sender the transport authenticated (or the in-process sender). A message whose own
+ * sender differs from `from` gives `RAFT_STATUS_INVALID_ARGUMENT` and changes nothing, so
+ * one peer cannot forge messages "from" another.
+ */
+raft_status raft_node_step_from(const struct raft_node *node,
+                                uint64_t from,
+                                const uint8_t *data,
+                                size_t len);
 
 /**
  * Proposes `cmd[0..len]` (copied; `cmd` may be NULL when `len` is 0) and blocks up to

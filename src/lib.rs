@@ -4,6 +4,7 @@
 pub mod codec;
 pub mod core;
 pub mod ffi;
+pub mod log_scope;
 pub mod runtime;
 pub mod sim;
 pub mod storage;

@@ -1,9 +1,13 @@
-//! Hostile peers at the core level (issue 13): forged terms, non-members and oversized
-//! snapshots must not disrupt a healthy cluster. Every message is delivered by the test.
+//! Hostile peers and careless callers (issue 13): forged terms, non-members and oversized
+//! snapshots must not disrupt a healthy cluster (core level: every message is delivered by
+//! the test); forged senders and oversized commands are refused by the runtime's `Node`.
 
 use raft::core::{
-    ConfState, Config, HardState, MemStorage, Message, MessageBody, NodeId, RawNode, Role, MAX_TERM,
+    ConfState, Config, HardState, MemStorage, Message, MessageBody, NodeId, RawNode, Role,
+    SnapshotMeta, MAX_TERM,
 };
+use raft::runtime::{Committed, Error, MessageSink, Node, NodeConfig, StateMachine};
+use raft::transport::SendClass;
 use std::collections::BTreeMap;
 
 struct Net {
@@ -269,4 +273,130 @@ fn non_member_with_higher_term_does_not_disrupt() {
     assert_eq!(net.leader(), Some(leader));
     assert_eq!(net.refused(), sent);
     net.assert_serving();
+}
+
+/// Issue 13 item 3: a snapshot announcing a total size above `max_snapshot_bytes` (2^62, as
+/// in the report), or a chunk running past it, is refused before anything is written.
+#[test]
+fn oversized_snapshot_is_refused() {
+    let mut net = Net::healthy(3);
+    let leader = net.leader().unwrap();
+    let to = (1..=3).find(|&i| i != leader).unwrap();
+    let term = net.nodes[&to].raft.term;
+    let before = net.refused();
+    let meta = |size: u64| SnapshotMeta {
+        index: 1_000,
+        term,
+        conf: ConfState::with_voters([1, 2, 3]),
+        conf_index: 0,
+        size,
+        checksum: 0,
+    };
+    for (size, offset) in [
+        (1u64 << 62, 0u64),
+        (1 << 20, u64::MAX - 3),
+        (1 << 20, 64 << 30),
+    ] {
+        let n = net.nodes.get_mut(&to).unwrap();
+        n.step(Message {
+            from: leader,
+            to,
+            term,
+            body: MessageBody::Snapshot {
+                meta: meta(size),
+                offset,
+                data: vec![7; 8],
+                done: false,
+            },
+        });
+        assert!(
+            n.raft.snapshot_chunks.is_empty(),
+            "a snapshot of {size} bytes (chunk at {offset}) was accepted"
+        );
+    }
+    assert_eq!(net.refused() - before, 3);
+    net.deliver();
+    assert_eq!(net.leader(), Some(leader));
+    net.assert_serving();
+}
+
+/// Applies nothing of interest: answers every command with an empty response.
+struct Sink;
+
+impl MessageSink for Sink {
+    fn send(&self, _: NodeId, _: Vec<u8>, _: SendClass) {}
+}
+
+struct Machine;
+
+impl StateMachine for Machine {
+    fn apply(&mut self, batch: &[Committed<'_>]) -> Result<Vec<Option<Vec<u8>>>, String> {
+        Ok(batch.iter().map(|_| None).collect())
+    }
+    fn snapshot(&mut self, _: &mut dyn std::io::Write) -> Result<(), String> {
+        Ok(())
+    }
+    fn restore(&mut self, _: &mut dyn std::io::Read) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// A single-voter node with `max_command_bytes` = 64 that leads.
+fn leader_node() -> Node {
+    let mut cfg = NodeConfig::new(1, [1]);
+    cfg.max_command_bytes = 64;
+    let node = Node::start(cfg, Box::new(Machine), std::sync::Arc::new(Sink)).unwrap();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while node.status().unwrap().role != Role::Leader {
+        assert!(std::time::Instant::now() < end, "no leader");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    node
+}
+
+/// Issue 13 item 3: every proposal call refuses a command above `max_command_bytes` up
+/// front with `Error::TooLarge`; the node keeps serving.
+#[test]
+fn oversized_command_is_refused_with_too_large() {
+    let node = leader_node();
+    let t = std::time::Duration::from_secs(10);
+    let big = vec![1u8; 65];
+    let too_large = |r: Result<Option<Vec<u8>>, Error>| {
+        assert!(
+            matches!(r, Err(Error::TooLarge { len: 65, max: 64 })),
+            "got {r:?}"
+        );
+    };
+    too_large(node.propose(big.clone(), t));
+    too_large(node.propose_session(7, 1, big.clone(), t));
+    let (tx, rx) = std::sync::mpsc::channel();
+    node.propose_async(big, move |r| tx.send(r).unwrap());
+    too_large(rx.recv().unwrap());
+    let applied = node.status().unwrap().applied;
+    node.propose(vec![1u8; 64], t).unwrap();
+    assert!(node.status().unwrap().applied > applied);
+    let mut bad = NodeConfig::new(1, [1]);
+    bad.max_command_bytes = 300 << 20;
+    assert!(matches!(bad.validate(), Err(e) if e.contains("max_command_bytes")));
+    node.shutdown().unwrap();
+}
+
+/// Issue 13 item 2: `step_from` refuses a message whose claimed sender is not the one the
+/// transport names, and accepts it from the right one.
+#[test]
+fn step_from_refuses_a_forged_sender() {
+    let node = leader_node();
+    let m = Message {
+        from: 2,
+        to: 1,
+        term: 1,
+        body: MessageBody::HeartbeatResponse { read_ctx: 0 },
+    };
+    let bytes = raft::codec::encode(&m);
+    match node.step_from(3, &bytes) {
+        Err(Error::Invalid(e)) => assert!(e.contains("claims sender 2"), "{e}"),
+        other => panic!("forged sender accepted: {other:?}"),
+    }
+    node.step_from(2, &bytes).unwrap();
+    node.shutdown().unwrap();
 }

@@ -59,6 +59,38 @@ fn failover_via_processes() {
     );
 }
 
+/// Issue 13 item 3: a PUT above `--max-command-bytes` is refused with an error line by the
+/// leader, which keeps leading (same term) and serving later writes and reads.
+#[test]
+fn oversized_put_is_refused_and_the_cluster_keeps_serving() {
+    let mut c = cluster(&["--max-command-bytes", "1024"]);
+    let g = KeepOnPanic(&mut c);
+    g.0.spawn_all().expect("spawn");
+    g.0.wait_up(&[1, 2, 3], Duration::from_secs(10))
+        .expect("up");
+    let l =
+        g.0.wait_leader(&[1, 2, 3], 0, Duration::from_secs(10))
+            .expect("leader");
+    let big = "v".repeat(2000);
+    for _ in 0..3 {
+        let a = g.0.request(l.id, &format!("PUT big {big}"));
+        assert!(
+            a.as_deref()
+                .is_ok_and(|a| a.starts_with("ERR") && a.contains("exceeds")),
+            "oversized PUT answered {a:?}"
+        );
+    }
+    assert_eq!(g.0.request(l.id, "PUT small 1").as_deref(), Ok("OK"));
+    assert_eq!(g.0.request(l.id, "GET small").as_deref(), Ok("VALUE 1"));
+    assert_eq!(g.0.request(l.id, "GET big").as_deref(), Ok("NOTFOUND"));
+    let now = g.0.status(l.id).expect("status");
+    assert!(
+        now.is_leader() && now.term == l.term,
+        "leadership moved: {now:?}"
+    );
+    g.0.stop_all();
+}
+
 /// A request whose answer is checked for not being a (possibly stale) success.
 fn refused(answer: &Result<String, String>) -> bool {
     match answer {

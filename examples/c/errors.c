@@ -81,6 +81,30 @@ static void null_and_bad_arguments(void) {
   CHECK_STATUS(raft_config_builder_add_peer(b, 2, "127.0.0.1:notaport"),
                RAFT_STATUS_INVALID_ARGUMENT);
   CHECK_STATUS(raft_config_builder_set_secret(b, NULL, 3), RAFT_STATUS_NULL_ARGUMENT);
+  /* lengths no buffer can have are refused before any slice is built */
+  CHECK_STATUS(raft_config_builder_set_secret(b, (const uint8_t *)"s", SIZE_MAX),
+               RAFT_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(raft_config_builder_set_secret(b, (const uint8_t *)"s", (size_t)PTRDIFF_MAX + 1),
+               RAFT_STATUS_INVALID_ARGUMENT);
+  /* a voter added twice is refused; limits must be in range */
+  CHECK_OK(raft_config_builder_add_voter(b, 5));
+  CHECK_STATUS(raft_config_builder_add_voter(b, 5), RAFT_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(raft_config_builder_set_max_command_bytes(b, 0), RAFT_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(raft_config_builder_set_max_command_bytes(b, UINT64_MAX),
+               RAFT_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(raft_config_builder_set_max_snapshot_bytes(b, 0), RAFT_STATUS_INVALID_ARGUMENT);
+  /* raft_buf_set with input inside the buffer it replaces (copied before the old is freed),
+   * and with an impossible length */
+  raft_buf rb = {NULL, 0};
+  CHECK_OK(raft_buf_set(&rb, (const uint8_t *)"hello world", 11));
+  CHECK_OK(raft_buf_set(&rb, rb.data + 6, 5));
+  CHECK(rb.len == 5 && memcmp(rb.data, "world", 5) == 0);
+  CHECK_OK(raft_buf_set(&rb, rb.data, rb.len));
+  CHECK(rb.len == 5 && memcmp(rb.data, "world", 5) == 0);
+  CHECK_STATUS(raft_buf_set(&rb, rb.data, SIZE_MAX), RAFT_STATUS_INVALID_ARGUMENT);
+  CHECK(rb.len == 5 && memcmp(rb.data, "world", 5) == 0); /* untouched on failure */
+  raft_buf_free(&rb);
+  CHECK(strcmp(raft_status_str(RAFT_STATUS_TOO_LARGE), "unknown status") != 0);
   CHECK_STATUS(raft_config_builder_set_data_dir(b, ""), RAFT_STATUS_INVALID_ARGUMENT);
   CHECK_STATUS(raft_config_builder_set_snapshot_callbacks(b, NULL, NULL), RAFT_STATUS_OK);
   CHECK_STATUS(raft_config_builder_build(b, NULL), RAFT_STATUS_NULL_ARGUMENT);
@@ -131,6 +155,20 @@ static void not_leader_and_garbage(void) {
   const uint8_t garbage[] = {0xde, 0xad, 0xbe, 0xef, 1, 2, 3};
   CHECK_STATUS(raft_node_step(n, garbage, sizeof garbage), RAFT_STATUS_INVALID_ARGUMENT);
   CHECK_STATUS(raft_node_step(n, NULL, 4), RAFT_STATUS_NULL_ARGUMENT);
+  CHECK_STATUS(raft_node_step(n, garbage, SIZE_MAX), RAFT_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(raft_node_propose(n, garbage, (size_t)PTRDIFF_MAX + 1, 10, NULL),
+               RAFT_STATUS_INVALID_ARGUMENT);
+  uint64_t some_ids[1] = {1};
+  CHECK_STATUS(raft_node_change_membership(n, some_ids, SIZE_MAX / 4, NULL, 0, 0, 10),
+               RAFT_STATUS_INVALID_ARGUMENT);
+  /* A heartbeat claiming sender 1 (format 1, postcard: from 1, to 2, term 1, Heartbeat{0, 0}):
+   * accepted from 1, refused when the transport says it came from 3 (a forged sender). */
+  const uint8_t hb_from_1[] = {1, 1, 2, 1, 2, 0, 0};
+  CHECK_STATUS(raft_node_step_from(n, 3, hb_from_1, sizeof hb_from_1),
+               RAFT_STATUS_INVALID_ARGUMENT);
+  CHECK_OK(raft_node_step_from(n, 1, hb_from_1, sizeof hb_from_1));
+  CHECK_STATUS(raft_node_step_from(n, 1, garbage, sizeof garbage), RAFT_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(raft_node_step_from(n, 1, NULL, 4), RAFT_STATUS_NULL_ARGUMENT);
   CHECK_STATUS(raft_node_propose(n, NULL, 3, 10, NULL), RAFT_STATUS_NULL_ARGUMENT);
   CHECK_STATUS(raft_node_status(n, NULL), RAFT_STATUS_NULL_ARGUMENT);
   CHECK_STATUS(raft_node_read_index(n, 10, NULL), RAFT_STATUS_NULL_ARGUMENT);
@@ -160,6 +198,7 @@ static void not_leader_and_garbage(void) {
   CHECK_STATUS(raft_node_status(n, &st), RAFT_STATUS_INVALID_HANDLE);
   CHECK_STATUS(raft_node_free(n), RAFT_STATUS_INVALID_HANDLE);
   CHECK_STATUS(raft_node_step(n, garbage, sizeof garbage), RAFT_STATUS_INVALID_HANDLE);
+  CHECK_STATUS(raft_node_step_from(n, 1, hb_from_1, sizeof hb_from_1), RAFT_STATUS_INVALID_HANDLE);
   raft_node *forged = (raft_node *)(uintptr_t)0x1234;
   CHECK_STATUS(raft_node_propose(forged, (const uint8_t *)"k", 1, 10, NULL),
                RAFT_STATUS_INVALID_HANDLE);
@@ -206,8 +245,9 @@ static void failing_state_machine(void) {
   CHECK_OK(raft_node_start(c, &n));
   raft_config_free(c);
   CHECK_OK(propose_retry(n, "k=v", 10000 * time_scale()));
+  /* the waiting proposer learns the node failed (FAILED), not that it was shut down */
   raft_status s = raft_node_propose(n, (const uint8_t *)"fail", 4, 5000, NULL);
-  CHECK(s == RAFT_STATUS_FAILED || s == RAFT_STATUS_SHUT_DOWN);
+  CHECK_STATUS(s, RAFT_STATUS_FAILED);
   raft_node_status_info st;
   uint64_t end = now_ms() + 5000 * time_scale();
   while ((s = raft_node_status(n, &st)) == RAFT_STATUS_OK && now_ms() < end) sleep_ms(10);
@@ -215,6 +255,38 @@ static void failing_state_machine(void) {
   char msg[256];
   CHECK_OK(raft_last_error_message(msg, sizeof msg, NULL));
   CHECK(strstr(msg, "returned 7") != NULL);
+  CHECK_OK(raft_node_free(n));
+}
+
+/* Commands above max_command_bytes are refused up front with TOO_LARGE by every proposal
+ * call; the node keeps serving. */
+static void command_limit(void) {
+  raft_config_builder *b;
+  raft_config *c;
+  raft_node *n;
+  CHECK_OK(raft_config_builder_new(&b));
+  CHECK_OK(raft_config_builder_set_id(b, 1));
+  CHECK_OK(raft_config_builder_add_voter(b, 1));
+  CHECK_OK(raft_config_builder_set_max_command_bytes(b, 16));
+  CHECK_OK(raft_config_builder_set_send_callback(b, drop_all));
+  CHECK_OK(raft_config_builder_set_apply_callback(b, apply));
+  CHECK_OK(raft_config_builder_build(b, &c));
+  CHECK_OK(raft_node_start(c, &n));
+  raft_config_free(c);
+  CHECK_OK(propose_retry(n, "k=v", 10000 * time_scale()));
+  const uint8_t big[17] = "0123456789abcdef";
+  raft_buf resp = {NULL, 0};
+  CHECK_STATUS(raft_node_propose(n, big, 17, 1000, &resp), RAFT_STATUS_TOO_LARGE);
+  CHECK(resp.data == NULL);
+  char msg[128];
+  CHECK_OK(raft_last_error_message(msg, sizeof msg, NULL));
+  CHECK(strstr(msg, "17 bytes") != NULL);
+  atomic_store(&async_result, 0);
+  CHECK_STATUS(raft_node_propose_async(n, big, 17, async_done, &async_result),
+               RAFT_STATUS_TOO_LARGE);
+  CHECK(atomic_load(&async_result) == 0); /* cb not called on a refusal */
+  CHECK_OK(raft_node_propose(n, big, 16, 5000, &resp));
+  raft_buf_free(&resp);
   CHECK_OK(raft_node_free(n));
 }
 
@@ -228,6 +300,7 @@ int main(void) {
   CHECK(atomic_load(&finalised) == 3);
   failing_state_machine();
   CHECK(atomic_load(&finalised) == 4);
+  command_limit();
   printf("errors: all checks passed\n");
   return 0;
 }

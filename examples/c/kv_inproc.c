@@ -1,5 +1,5 @@
 /* Three nodes in one process. The send callback hands message bytes straight to the target
- * node's raft_node_step (an enqueue-only call, allowed inside callbacks). Puts keys, kills
+ * node's raft_node_step_from (an enqueue-only call, allowed inside callbacks). Puts keys, kills
  * the leader, puts more keys through the new leader and checks every survivor's values. */
 #define _POSIX_C_SOURCE 200809L
 #include "util.h"
@@ -23,11 +23,11 @@ static raft_node *node_of(uint64_t id) {
 }
 
 /* Runs on the sender's Raft/storage thread. A node killed meanwhile is a freed handle:
- * raft_node_step then returns RAFT_STATUS_INVALID_HANDLE, which is harmless. */
+ * raft_node_step_from then returns RAFT_STATUS_INVALID_HANDLE, which is harmless. */
 static void send_cb(void *userdata, uint64_t to, const uint8_t *data, size_t len) {
-  (void)userdata;
+  const member *from = userdata; /* the sender, so the receiver can check the claimed one */
   raft_node *n = node_of(to);
-  if (n) (void)raft_node_step(n, data, len);
+  if (n) (void)raft_node_step_from(n, from->id, data, len);
 }
 
 static int apply_cb(void *userdata, uint64_t index, const uint8_t *cmd, size_t len,

@@ -18,10 +18,12 @@ static raft_node *node_of(uint64_t id) {
   return n;
 }
 
+/* The sender is known in process (its userdata is its kv_store), so the receiver checks
+ * the message's claimed sender against it. */
 static void send_cb(void *userdata, uint64_t to, const uint8_t *data, size_t len) {
-  (void)userdata;
+  uint64_t from = (uint64_t)((kv_store *)userdata - kvs);
   raft_node *n = node_of(to);
-  if (n) (void)raft_node_step(n, data, len);
+  if (n) (void)raft_node_step_from(n, from, data, len);
 }
 
 static int apply_cb(void *userdata, uint64_t index, const uint8_t *cmd, size_t len,

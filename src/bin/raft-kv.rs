@@ -102,6 +102,11 @@ struct Args {
     /// How long a client request waits for commit or a read index, in milliseconds.
     #[arg(long = "request-timeout-ms", value_name = "MS", default_value_t = 2000)]
     request_timeout_ms: u64,
+    /// Largest command (an encoded PUT/DEL/CAS) the node accepts, in bytes; a larger write
+    /// is answered `ERR command of N bytes exceeds the maximum ...` and nothing is proposed.
+    #[arg(long, value_name = "BYTES", default_value_t = 32 << 20,
+          value_parser = clap::value_parser!(u64).range(1..=raft::runtime::MAX_COMMAND_BYTES_LIMIT as u64))]
+    max_command_bytes: u64,
     /// Enables the BLOCK/UNBLOCK client commands (tests only).
     #[arg(long)]
     test_hooks: bool,
@@ -270,9 +275,9 @@ fn run(a: Args) -> Result<(), String> {
     let slot: Arc<OnceLock<Arc<Node>>> = Arc::new(OnceLock::new());
     let on_message: OnMessage = {
         let slot = slot.clone();
-        Arc::new(move |_from, bytes| {
+        Arc::new(move |from, bytes| {
             if let Some(node) = slot.get() {
-                let _ = node.step(&bytes);
+                let _ = node.step_from(from, &bytes);
             }
         })
     };
@@ -300,6 +305,7 @@ fn run(a: Args) -> Result<(), String> {
     cfg.data_dir = Some(a.data_dir.clone());
     cfg.snapshot_entries = a.snapshot_entries;
     cfg.snapshot_trailing = (a.snapshot_entries / 2).max(1);
+    cfg.max_command_bytes = a.max_command_bytes as usize;
     let node = Arc::new(
         Node::start(
             cfg,

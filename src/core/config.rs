@@ -29,6 +29,10 @@ pub struct Config {
     pub snapshot_chunk_bytes: usize,
     /// Snapshot chunks in flight per follower.
     pub snapshot_window: u64,
+    /// Largest snapshot accepted from a leader: a snapshot announcing a larger total size
+    /// (or chunks running past the announced size) is refused and counted in
+    /// [`Raft::refused_messages`](super::Raft::refused_messages).
+    pub max_snapshot_bytes: u64,
     /// Seed of this node's random election timeouts.
     pub seed: u64,
     /// Index the state machine has applied at start (the restored snapshot's index).
@@ -59,6 +63,7 @@ impl Config {
             max_apply_bytes: 8 << 20,
             snapshot_chunk_bytes: 1 << 20,
             snapshot_window: 4,
+            max_snapshot_bytes: 64 << 30,
             seed: id,
             applied: 0,
             lease_read_max_drift: None,

@@ -961,6 +961,18 @@ impl<S: Storage> Raft<S> {
         data: Vec<u8>,
         done: bool,
     ) {
+        let max = self.cfg.max_snapshot_bytes;
+        let end = offset.checked_add(data.len() as u64);
+        if meta.size > max || end.is_none_or(|e| e > max) {
+            tracing::warn!(
+                from,
+                size = meta.size,
+                max,
+                "snapshot above max_snapshot_bytes refused"
+            );
+            self.refused_messages += 1;
+            return;
+        }
         if meta.index <= self.log.committed {
             // Already have everything the snapshot covers.
             self.send_after_persist(

@@ -59,15 +59,20 @@ pub unsafe extern "C" fn raft_buf_set(
     len: usize,
 ) -> raft_status {
     boundary(|| {
-        if out.is_null() || (data.is_null() && len > 0) {
-            return fail(raft_status::NullArgument, "raft_buf_set: NULL argument");
+        if out.is_null() {
+            return fail(raft_status::NullArgument, "raft_buf_set: out is NULL");
         }
-        // SAFETY: caller contract above.
+        // SAFETY: caller contract above. The input is copied before the old contents are
+        // freed: `data` may point into the buffer `out` holds.
         unsafe {
+            let copy = match super::bytes_arg(data, len, "raft_buf_set: data") {
+                Ok(b) => b.to_vec(),
+                Err(st) => return st,
+            };
             let out = &mut *out;
             drop(out.take());
-            if len > 0 {
-                *out = raft_buf::from_vec(std::slice::from_raw_parts(data, len).to_vec());
+            if !copy.is_empty() {
+                *out = raft_buf::from_vec(copy);
             }
         }
         raft_status::Ok
@@ -148,6 +153,12 @@ pub unsafe extern "C" fn raft_snapshot_writer_write(
         if writer.is_null() || (data.is_null() && len > 0) {
             return fail(raft_status::NullArgument, "snapshot writer: NULL argument");
         }
+        if len > isize::MAX as usize {
+            return fail(
+                raft_status::InvalidArgument,
+                "snapshot writer: length larger than any buffer",
+            );
+        }
         if ACTIVE_WRITER.with(|a| a.get()) != writer as usize {
             return fail(
                 raft_status::InvalidHandle,
@@ -181,8 +192,11 @@ pub unsafe extern "C" fn raft_snapshot_reader_read(
         if reader.is_null() || buf.is_null() || out_n.is_null() {
             return fail(raft_status::NullArgument, "snapshot reader: NULL argument");
         }
-        if cap == 0 {
-            return fail(raft_status::InvalidArgument, "snapshot reader: cap is 0");
+        if cap == 0 || cap > isize::MAX as usize {
+            return fail(
+                raft_status::InvalidArgument,
+                "snapshot reader: cap is 0 or larger than any buffer",
+            );
         }
         if ACTIVE_READER.with(|a| a.get()) != reader as usize {
             return fail(

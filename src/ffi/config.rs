@@ -207,6 +207,8 @@ pub(crate) struct BuilderData {
     pub(crate) election_timeout_ms: Option<u64>,
     pub(crate) heartbeat_ms: Option<u64>,
     pub(crate) snapshot_entries: Option<u64>,
+    pub(crate) max_command_bytes: Option<usize>,
+    pub(crate) max_snapshot_bytes: Option<u64>,
     pub(crate) unsafe_no_fsync: bool,
     pub(crate) caller_runs: bool,
     pub(crate) listen: Option<SocketAddr>,
@@ -342,9 +344,13 @@ pub extern "C" fn raft_config_builder_add_voter(
             return fail(raft_status::InvalidArgument, "voter id must be non-zero");
         }
         edit(builder, |b| {
-            if !b.voters.contains(&id) {
-                b.voters.push(id);
+            if b.voters.contains(&id) {
+                return Err(fail(
+                    raft_status::InvalidArgument,
+                    format!("voter {id} was already added"),
+                ));
             }
+            b.voters.push(id);
             Ok(())
         })
     })
@@ -426,6 +432,51 @@ pub extern "C" fn raft_config_builder_set_snapshot_entries(
     boundary(|| {
         edit(builder, |b| {
             b.snapshot_entries = Some(entries);
+            Ok(())
+        })
+    })
+}
+
+/// Sets the largest command a proposal may carry, in bytes (default 32 MiB, at most 63 MiB so
+/// that one entry always fits in one peer message). A larger command is refused up front with
+/// `RAFT_STATUS_TOO_LARGE`. 0 or above the maximum gives `RAFT_STATUS_INVALID_ARGUMENT`.
+#[no_mangle]
+pub extern "C" fn raft_config_builder_set_max_command_bytes(
+    builder: *mut raft_config_builder,
+    bytes: u64,
+) -> raft_status {
+    boundary(|| {
+        let limit = crate::runtime::MAX_COMMAND_BYTES_LIMIT;
+        match usize::try_from(bytes) {
+            Ok(n) if n > 0 && n <= limit => edit(builder, |b| {
+                b.max_command_bytes = Some(n);
+                Ok(())
+            }),
+            _ => fail(
+                raft_status::InvalidArgument,
+                format!("max_command_bytes must be in 1..={limit}"),
+            ),
+        }
+    })
+}
+
+/// Sets the largest snapshot this node accepts from a leader, in bytes (default 64 GiB): a
+/// snapshot announcing a larger total size is refused before anything is written. 0 gives
+/// `RAFT_STATUS_INVALID_ARGUMENT`.
+#[no_mangle]
+pub extern "C" fn raft_config_builder_set_max_snapshot_bytes(
+    builder: *mut raft_config_builder,
+    bytes: u64,
+) -> raft_status {
+    boundary(|| {
+        if bytes == 0 {
+            return fail(
+                raft_status::InvalidArgument,
+                "max_snapshot_bytes must be positive",
+            );
+        }
+        edit(builder, |b| {
+            b.max_snapshot_bytes = Some(bytes);
             Ok(())
         })
     })
@@ -536,14 +587,14 @@ pub unsafe extern "C" fn raft_config_builder_set_secret(
     len: usize,
 ) -> raft_status {
     boundary(|| {
-        let v = if secret.is_null() {
-            if len > 0 {
-                return fail(raft_status::NullArgument, "secret is NULL");
-            }
+        let v = if secret.is_null() && len == 0 {
             None
         } else {
             // SAFETY: `secret` holds `len` bytes per contract.
-            Some(unsafe { std::slice::from_raw_parts(secret, len) }.to_vec())
+            match unsafe { bytes(secret, len, "secret") } {
+                Ok(s) => Some(s.to_vec()),
+                Err(st) => return st,
+            }
         };
         edit(builder, |b| {
             b.secret = v;
@@ -784,14 +835,8 @@ pub unsafe extern "C" fn raft_config_builder_load_entry(
 }
 
 unsafe fn bytes<'a>(p: *const u8, len: usize, what: &str) -> Result<&'a [u8], raft_status> {
-    if len == 0 {
-        return Ok(&[]);
-    }
-    if p.is_null() {
-        return Err(fail(raft_status::NullArgument, format!("{what} is NULL")));
-    }
     // SAFETY: caller guarantees `len` readable bytes.
-    Ok(unsafe { std::slice::from_raw_parts(p, len) })
+    unsafe { super::bytes_arg(p, len, what) }
 }
 
 fn validate(b: &BuilderData) -> Result<(), String> {

@@ -1,14 +1,17 @@
-//! Forwarding the library's `tracing` events to a process-wide C log callback.
+//! Forwarding the library's `tracing` events to a process-wide C log callback, through a
+//! `tracing-subscriber` layer scoped to the C entry points (never the global default).
 
 use super::{boundary, callback_scope, fail, raft_status};
 use parking_lot::RwLock;
 use std::ffi::{c_char, c_void, CString};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Once;
+use std::sync::OnceLock;
 use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Level, Metadata, Subscriber};
+use tracing::subscriber::Interest;
+use tracing::{Dispatch, Event, Level, Metadata, Subscriber};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::Layer;
 
 /// Log levels, most severe first.
 #[repr(u32)]
@@ -57,8 +60,6 @@ struct Sink {
 
 static SINK: RwLock<Option<Sink>> = parking_lot::const_rwlock(None);
 static MAX_LEVEL: AtomicU32 = AtomicU32::new(0);
-static INSTALL: Once = Once::new();
-static INSTALLED: AtomicU32 = AtomicU32::new(0);
 
 fn level_num(l: &Level) -> u32 {
     match *l {
@@ -111,27 +112,20 @@ fn cstring(s: String) -> CString {
     })
 }
 
-/// The minimal subscriber: no spans, every event forwarded to the C callback.
-struct CSubscriber;
+/// The layer forwarding every enabled event to the C callback.
+struct CLayer;
 
-impl Subscriber for CSubscriber {
-    fn register_callsite(&self, _: &'static Metadata<'static>) -> tracing::subscriber::Interest {
-        tracing::subscriber::Interest::sometimes()
+impl<S: Subscriber> Layer<S> for CLayer {
+    fn register_callsite(&self, _: &'static Metadata<'static>) -> Interest {
+        // The level can change at run time, so ask `enabled` every time (one atomic load).
+        Interest::sometimes()
     }
 
-    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+    fn enabled(&self, metadata: &Metadata<'_>, _: Context<'_, S>) -> bool {
         level_num(metadata.level()) <= MAX_LEVEL.load(Ordering::Relaxed)
     }
 
-    fn new_span(&self, _: &Attributes<'_>) -> Id {
-        Id::from_u64(1)
-    }
-
-    fn record(&self, _: &Id, _: &Record<'_>) {}
-
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
-
-    fn event(&self, event: &Event<'_>) {
+    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
         let Some(sink) = *SINK.read() else {
             return;
         };
@@ -155,18 +149,23 @@ impl Subscriber for CSubscriber {
         // SAFETY: the user's callback with a record valid for the call.
         callback_scope(|| unsafe { (sink.cb)(sink.userdata as *mut c_void, &rec) });
     }
+}
 
-    fn enter(&self, _: &Id) {}
-
-    fn exit(&self, _: &Id) {}
+/// The dispatcher of everything the library logs on behalf of a C caller: a
+/// `tracing-subscriber` registry with [`CLayer`]. Entered by every C entry point (and
+/// inherited by the threads they start) through [`crate::log_scope::scoped`]; never the
+/// process-global default.
+pub(crate) fn c_dispatch() -> &'static Dispatch {
+    static D: OnceLock<Dispatch> = OnceLock::new();
+    D.get_or_init(|| Dispatch::new(tracing_subscriber::registry().with(CLayer)))
 }
 
 /// Installs (or, with `cb == NULL` or `max_level == RAFT_LOG_LEVEL_OFF`, removes) the
 /// process-wide log callback receiving events up to `max_level` (a `raft_log_level`).
 /// `userdata` is passed to `cb` and must stay valid until the callback is replaced; it is
-/// not finalised by the library. The first call installs the library's `tracing`
-/// subscriber as the global default; `RAFT_STATUS_FAILED` if another global subscriber
-/// already exists in the process. Thread-safe.
+/// not finalised by the library. Events reach the callback from every thread working for a
+/// node started through this API; the process-global `tracing` subscriber (if a host
+/// installed one) is left alone. Thread-safe.
 #[no_mangle]
 pub extern "C" fn raft_set_log_callback(
     cb: raft_log_callback,
@@ -176,18 +175,6 @@ pub extern "C" fn raft_set_log_callback(
     boundary(|| {
         if max_level > raft_log_level::Trace as u32 {
             return fail(raft_status::InvalidArgument, "max_level out of range");
-        }
-        INSTALL.call_once(|| {
-            let d = tracing::Dispatch::new(CSubscriber);
-            if tracing::dispatcher::set_global_default(d).is_ok() {
-                INSTALLED.store(1, Ordering::Release);
-            }
-        });
-        if INSTALLED.load(Ordering::Acquire) == 0 {
-            return fail(
-                raft_status::Failed,
-                "another global tracing subscriber is installed",
-            );
         }
         let sink = cb.map(|cb| Sink {
             cb,

@@ -67,6 +67,9 @@ pub enum raft_status {
     BufferTooSmall = 103,
     /// The call would deadlock: a blocking call from inside a callback.
     WouldDeadlock = 104,
+    /// A command above the configured maximum (`raft_config_builder_set_max_command_bytes`,
+    /// default 32 MiB) was refused up front; nothing was proposed.
+    TooLarge = 105,
     /// This node is not the leader (see `raft_node_status` for the known leader).
     NotLeader = 200,
     /// Not accepted now, retry later: an admission limit was reached (queue full, too many
@@ -97,6 +100,7 @@ pub extern "C" fn raft_status_str(status: u32) -> *const c_char {
         102 => b"invalid handle\0",
         103 => b"buffer too small\0",
         104 => b"would deadlock: blocking call inside a callback\0",
+        105 => b"too large: command above max_command_bytes\0",
         200 => b"not the leader\0",
         201 => b"busy: retry later\0",
         202 => b"timed out\0",
@@ -171,21 +175,71 @@ pub(crate) fn from_error(e: crate::runtime::Error) -> raft_status {
         E::Storage(_) => raft_status::Storage,
         E::Failed(_) => raft_status::Failed,
         E::WouldDeadlock => raft_status::WouldDeadlock,
+        E::TooLarge { .. } => raft_status::TooLarge,
     };
     fail(s, e.to_string())
 }
 
-/// Runs a boundary body, turning a panic into `RAFT_STATUS_PANIC`.
-pub(crate) fn boundary(f: impl FnOnce() -> raft_status) -> raft_status {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(s) => s,
-        Err(_) => fail(raft_status::Panic, "panic caught at the C API boundary"),
+/// Borrows the caller's `len` bytes at `p`, checked before the slice exists: `len` 0 gives
+/// an empty slice (any `p`), NULL with data gives `RAFT_STATUS_NULL_ARGUMENT`, and a length
+/// no allocation can have (above `isize::MAX`) gives `RAFT_STATUS_INVALID_ARGUMENT`.
+///
+/// # Safety
+/// Unless refused, `p` must hold `len` readable bytes that outlive `'a`.
+pub(crate) unsafe fn bytes_arg<'a>(
+    p: *const u8,
+    len: usize,
+    what: &str,
+) -> Result<&'a [u8], raft_status> {
+    unsafe { slice_arg(p, len, what) }
+}
+
+/// [`bytes_arg`] for any element type: `count` elements of `T` at `p`, refusing a size in
+/// bytes above `isize::MAX`.
+///
+/// # Safety
+/// Unless refused, `p` must hold `count` readable, initialized `T`s that outlive `'a`.
+pub(crate) unsafe fn slice_arg<'a, T>(
+    p: *const T,
+    count: usize,
+    what: &str,
+) -> Result<&'a [T], raft_status> {
+    if count == 0 {
+        return Ok(&[]);
     }
+    if p.is_null() {
+        return Err(fail(raft_status::NullArgument, format!("{what} is NULL")));
+    }
+    let fits = count
+        .checked_mul(std::mem::size_of::<T>())
+        .is_some_and(|b| b <= isize::MAX as usize);
+    if !fits {
+        return Err(fail(
+            raft_status::InvalidArgument,
+            format!("{what}: length {count} is larger than any buffer"),
+        ));
+    }
+    // SAFETY: non-NULL, size within isize::MAX, readable per the caller's contract.
+    Ok(unsafe { std::slice::from_raw_parts(p, count) })
+}
+
+/// Runs a boundary body, turning a panic into `RAFT_STATUS_PANIC`.
+/// Logs go to the C log callback ([`log::c_dispatch`], scoped: threads started here inherit
+/// it).
+pub(crate) fn boundary(f: impl FnOnce() -> raft_status) -> raft_status {
+    crate::log_scope::scoped(log::c_dispatch(), || {
+        match catch_unwind(AssertUnwindSafe(f)) {
+            Ok(s) => s,
+            Err(_) => fail(raft_status::Panic, "panic caught at the C API boundary"),
+        }
+    })
 }
 
 /// Like [`boundary`] for functions without a status result.
 pub(crate) fn boundary_void(f: impl FnOnce()) {
-    let _ = catch_unwind(AssertUnwindSafe(f));
+    crate::log_scope::scoped(log::c_dispatch(), || {
+        let _ = catch_unwind(AssertUnwindSafe(f));
+    })
 }
 
 /// Runs a C callback, marking the thread as inside a callback.

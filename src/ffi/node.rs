@@ -3,7 +3,9 @@
 use super::buf::{raft_buf, with_reader, with_writer};
 use super::config::{Callbacks, ConfigData, Userdata};
 use super::handle::{self, Object};
-use super::{boundary, callback_scope, fail, from_error, in_user_callback, raft_status};
+use super::{
+    boundary, bytes_arg, callback_scope, fail, from_error, in_user_callback, raft_status, slice_arg,
+};
 use crate::core::{ConfChange, ConfState, Entry, HardState, SnapshotMeta};
 use crate::core::{NodeId, Role};
 use crate::runtime::{Committed, MessageSink, Node, NodeConfig, StateMachine};
@@ -285,6 +287,12 @@ fn node_config(c: &ConfigData) -> NodeConfig {
         nc.fsync = FsyncPolicy::UnsafeNever;
     }
     nc.caller_runs = d.caller_runs;
+    if let Some(n) = d.max_command_bytes {
+        nc.max_command_bytes = n;
+    }
+    if let Some(n) = d.max_snapshot_bytes {
+        nc.max_snapshot_bytes = n;
+    }
     if let Some(n) = d.snapshot_entries {
         nc.snapshot_entries = n;
         nc.snapshot_trailing = nc.snapshot_trailing.min(n);
@@ -338,10 +346,10 @@ fn start(c: &ConfigData) -> Result<NodeObj, raft_status> {
             tc.secret = c.data.secret.clone();
             let target: Arc<RwLock<Weak<Node>>> = Arc::new(RwLock::new(Weak::new()));
             let t2 = target.clone();
-            let on_message = Arc::new(move |_from: u64, bytes: Vec<u8>| {
+            let on_message = Arc::new(move |from: u64, bytes: Vec<u8>| {
                 let node = t2.read().upgrade();
                 if let Some(n) = node {
-                    if let Err(e) = n.step(&bytes) {
+                    if let Err(e) = n.step_from(from, &bytes) {
                         tracing::debug!(%e, "dropped an inbound message");
                     }
                 }
@@ -484,14 +492,45 @@ pub unsafe extern "C" fn raft_node_step(
     data: *const u8,
     len: usize,
 ) -> raft_status {
+    // SAFETY: `data` holds `len` bytes per contract.
+    unsafe { step_with(node, data, len, |n, bytes| n.step(bytes)) }
+}
+
+/// Shared body of `raft_node_step` and `raft_node_step_from`.
+///
+/// # Safety
+/// `data` holds `len` bytes (checked non-NULL here).
+unsafe fn step_with(
+    node: *const raft_node,
+    data: *const u8,
+    len: usize,
+    step: impl FnOnce(&Node, &[u8]) -> Result<(), crate::runtime::Error>,
+) -> raft_status {
     with_node(node, false, |n| {
         if data.is_null() {
             return fail(raft_status::NullArgument, "data is NULL");
         }
         // SAFETY: `data` holds `len` bytes per contract.
-        let bytes = unsafe { std::slice::from_raw_parts(data, len) };
-        status_of(n.node.step(bytes))
+        match unsafe { bytes_arg(data, len, "data") } {
+            Ok(bytes) => status_of(step(&n.node, bytes)),
+            Err(st) => st,
+        }
     })
+}
+
+/// Like `raft_node_step`, for transports that know who sent the bytes: `from` is the
+/// sender the transport authenticated (or the in-process sender). A message whose own
+/// sender differs from `from` gives `RAFT_STATUS_INVALID_ARGUMENT` and changes nothing, so
+/// one peer cannot forge messages "from" another.
+#[no_mangle]
+pub unsafe extern "C" fn raft_node_step_from(
+    node: *const raft_node,
+    from: u64,
+    data: *const u8,
+    len: usize,
+) -> raft_status {
+    // SAFETY: `data` holds `len` bytes per contract.
+    unsafe { step_with(node, data, len, |n, bytes| n.step_from(from, bytes)) }
 }
 
 /// Proposes `cmd[0..len]` (copied; `cmd` may be NULL when `len` is 0) and blocks up to
@@ -554,14 +593,10 @@ unsafe fn propose_blocking(
     propose: impl FnOnce(&Node, Vec<u8>) -> crate::runtime::ProposeResult,
 ) -> raft_status {
     with_node(node, true, |n| {
-        if cmd.is_null() && len > 0 {
-            return fail(raft_status::NullArgument, "cmd is NULL");
-        }
-        let command = if len == 0 {
-            Vec::new()
-        } else {
-            // SAFETY: `cmd` holds `len` bytes per contract.
-            unsafe { std::slice::from_raw_parts(cmd, len) }.to_vec()
+        // SAFETY: `cmd` holds `len` bytes per contract.
+        let command = match unsafe { command_arg(&n.node, cmd, len) } {
+            Ok(c) => c,
+            Err(st) => return st,
         };
         match propose(&n.node, command) {
             Ok(resp) => {
@@ -574,6 +609,21 @@ unsafe fn propose_blocking(
             Err(e) => from_error(e),
         }
     })
+}
+
+/// Copies a command after checking its pointer, its length against the node's
+/// `max_command_bytes` (`RAFT_STATUS_TOO_LARGE`, before any copy) and against `isize::MAX`.
+///
+/// # Safety
+/// `cmd` holds `len` bytes (or is NULL with `len` 0).
+unsafe fn command_arg(node: &Node, cmd: *const u8, len: usize) -> Result<Vec<u8>, raft_status> {
+    if cmd.is_null() && len > 0 {
+        return Err(fail(raft_status::NullArgument, "cmd is NULL"));
+    }
+    // SAFETY: per the function contract.
+    let bytes = unsafe { bytes_arg(cmd, len, "cmd") }?;
+    node.check_size(len).map_err(from_error)?;
+    Ok(bytes.to_vec())
 }
 
 struct SendPtr(*mut c_void);
@@ -596,14 +646,10 @@ pub unsafe extern "C" fn raft_node_propose_async(
         let Some(cb) = cb else {
             return fail(raft_status::NullArgument, "cb is NULL");
         };
-        if cmd.is_null() && len > 0 {
-            return fail(raft_status::NullArgument, "cmd is NULL");
-        }
-        let command = if len == 0 {
-            Vec::new()
-        } else {
-            // SAFETY: `cmd` holds `len` bytes per contract.
-            unsafe { std::slice::from_raw_parts(cmd, len) }.to_vec()
+        // SAFETY: `cmd` holds `len` bytes per contract.
+        let command = match unsafe { command_arg(&n.node, cmd, len) } {
+            Ok(c) => c,
+            Err(st) => return st,
         };
         let ud = SendPtr(cb_userdata);
         n.node.propose_async(command, move |r| {
@@ -924,7 +970,10 @@ pub unsafe extern "C" fn raft_node_change_membership(
         // SAFETY: each array holds its count of ids per contract (checked non-NULL when
         // the count is non-zero).
         let (voters, learners) =
-            unsafe { (ids_of(voters, voter_count), ids_of(learners, learner_count)) };
+            match unsafe { (ids_of(voters, voter_count), ids_of(learners, learner_count)) } {
+                (Ok(v), Ok(l)) => (v, l),
+                (Err(st), _) | (_, Err(st)) => return st,
+            };
         if let Err(msg) = check_members(&voters, &learners) {
             return fail(raft_status::InvalidArgument, msg);
         }
@@ -941,12 +990,9 @@ pub unsafe extern "C" fn raft_node_change_membership(
 ///
 /// # Safety
 /// `ids` holds `count` ids (may be NULL when `count` is 0).
-unsafe fn ids_of(ids: *const u64, count: usize) -> Vec<NodeId> {
-    if count == 0 {
-        return Vec::new();
-    }
+unsafe fn ids_of(ids: *const u64, count: usize) -> Result<Vec<NodeId>, raft_status> {
     // SAFETY: per the function contract.
-    unsafe { std::slice::from_raw_parts(ids, count) }.to_vec()
+    Ok(unsafe { slice_arg(ids, count, "ids") }?.to_vec())
 }
 
 /// Refuses id 0, an id listed twice, or an id in both lists of a target configuration.

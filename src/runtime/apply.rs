@@ -110,7 +110,9 @@ pub(crate) fn run(start: ApplyStart, jobs: Receiver<ApplyJob>) {
             (store.clone(), raft.clone(), shared.clone(), policy.trailing);
         std::thread::Builder::new()
             .name("raft-snapshot".into())
-            .spawn(move || write_snapshots(store, snap_rx, raft, shared, trailing))
+            .spawn(crate::log_scope::inherit(move || {
+                write_snapshots(store, snap_rx, raft, shared, trailing)
+            }))
             .ok()
     };
     let mut a = Applier {
@@ -160,7 +162,7 @@ fn write_snapshots(
     mark_engine_thread();
     while let Ok((meta, buf)) = jobs.recv() {
         match store.create_snapshot(meta, &mut buf.as_slice(), trailing) {
-            Ok(m) => tracing::info!(index = m.index, bytes = m.size, "snapshot taken"),
+            Ok(m) => shared.metrics.on_snapshot_taken(m.index, m.size),
             Err(crate::core::StorageError::SnapshotOutOfDate) => {}
             Err(_) if shared.stopped.load(Ordering::Acquire) => return,
             Err(e) => {
@@ -215,7 +217,12 @@ impl Applier {
     fn handle(&mut self, job: ApplyJob) -> Result<(), String> {
         match job {
             ApplyJob::Entries(items, bytes) => {
+                let t = std::time::Instant::now();
                 self.apply(items)?;
+                self.shared
+                    .metrics
+                    .apply_seconds
+                    .observe_duration(t.elapsed());
                 self.applied_bytes += bytes;
             }
             ApplyJob::Restore(meta) => {
@@ -233,6 +240,7 @@ impl Applier {
                 }
                 let sessions = restore_into(self.sm.as_mut(), &mut r)?;
                 self.core = ApplyCore::new(m.index, m.term, m.conf.clone(), m.conf_index, sessions);
+                self.shared.metrics.on_snapshot_installed(m.index, m.term);
                 self.last_snapshot = m.index;
                 self.complete_barriers();
             }
@@ -260,12 +268,24 @@ impl Applier {
             confs: Vec::new(),
         };
         let sm = &mut self.sm;
-        self.core.apply(
+        let r = self.core.apply(
             &mut |b| in_callback(|| sm.apply(b)),
             &entries,
             &mut completer,
-        )?;
+        );
+        if let Err(why) = r {
+            // The waiting proposers learn that the node failed, not that it was shut down:
+            // record the failure, then complete the unanswered ones with it.
+            self.shared.fail(why.clone());
+            for d in completer.dones.into_iter().flatten() {
+                in_callback(|| d(Err(Error::Failed(why.clone()))));
+            }
+            return Err(why);
+        }
         for conf in completer.confs {
+            self.shared
+                .metrics
+                .on_membership(self.core.conf_index, &conf);
             let sm = &mut self.sm;
             in_callback(|| sm.on_conf_change(&conf));
         }

@@ -5,6 +5,10 @@ use crate::storage::FsyncPolicy;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The highest allowed [`NodeConfig::max_command_bytes`]: a peer message (64 MiB) minus
+/// 1 MiB for the message and entry headers, so an entry of this size is always sendable.
+pub const MAX_COMMAND_BYTES_LIMIT: usize = crate::codec::DEFAULT_MAX_MESSAGE_BYTES - (1 << 20);
+
 /// Settings of one node.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -30,6 +34,14 @@ pub struct NodeConfig {
     pub max_uncommitted_bytes: u64,
     /// Byte cap of one append message.
     pub max_msg_bytes: u64,
+    /// Largest command a proposal may carry (default 32 MiB); a larger one is refused up
+    /// front with [`Error::TooLarge`](super::Error::TooLarge). At most
+    /// [`MAX_COMMAND_BYTES_LIMIT`] so that one entry always fits in one peer message (64 MiB)
+    /// and in one WAL record (256 MiB).
+    pub max_command_bytes: usize,
+    /// Largest snapshot a follower accepts from a leader (default 64 GiB): an
+    /// InstallSnapshot announcing a larger total size is refused before anything is written.
+    pub max_snapshot_bytes: u64,
     /// Pre-vote (default on).
     pub pre_vote: bool,
     /// Check-quorum (default on).
@@ -84,6 +96,8 @@ impl NodeConfig {
             snapshot_trailing: 10_000,
             max_uncommitted_bytes: 64 << 20,
             max_msg_bytes: 1 << 20,
+            max_command_bytes: 32 << 20,
+            max_snapshot_bytes: 64 << 30,
             pre_vote: true,
             check_quorum: true,
             inbox_bytes: 16 << 20,
@@ -117,6 +131,14 @@ impl NodeConfig {
             if d >= self.election_timeout {
                 return Err("lease read clock drift must be below the election timeout".into());
             }
+        }
+        if self.max_command_bytes == 0 || self.max_command_bytes > MAX_COMMAND_BYTES_LIMIT {
+            return Err(format!(
+                "max_command_bytes must be in 1..={MAX_COMMAND_BYTES_LIMIT}"
+            ));
+        }
+        if self.max_snapshot_bytes == 0 {
+            return Err("max_snapshot_bytes must be positive".into());
         }
         if self.inbox_bytes < super::driver::INPUT_OVERHEAD * 16 {
             return Err("inbox_bytes is too small (at least 2 KiB)".into());

@@ -31,6 +31,14 @@ pub enum Error {
     Failed(String),
     /// Called from inside a callback where it would deadlock.
     WouldDeadlock,
+    /// A command larger than [`NodeConfig::max_command_bytes`](super::NodeConfig) was
+    /// refused up front; nothing was proposed.
+    TooLarge {
+        /// The command's size in bytes.
+        len: usize,
+        /// The configured maximum.
+        max: usize,
+    },
 }
 
 impl fmt::Display for Error {
@@ -49,6 +57,10 @@ impl fmt::Display for Error {
             Error::Storage(e) => write!(f, "storage error: {e}"),
             Error::Failed(e) => write!(f, "node failed: {e}"),
             Error::WouldDeadlock => write!(f, "call would deadlock inside a callback"),
+            Error::TooLarge { len, max } => write!(
+                f,
+                "command of {len} bytes exceeds the maximum of {max} (max_command_bytes)"
+            ),
         }
     }
 }

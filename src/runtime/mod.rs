@@ -7,13 +7,15 @@ mod clock;
 mod config;
 mod driver;
 mod error;
+pub mod metrics;
 mod node;
 mod raft_loop;
 pub mod session;
 mod state_machine;
 mod storage_worker;
 
-pub use config::NodeConfig;
+pub use config::{NodeConfig, MAX_COMMAND_BYTES_LIMIT};
 pub use error::Error;
+pub use metrics::{Counters, Histogram, NodeMetrics};
 pub use node::{inside_callback, Node, ProposeResult};
 pub use state_machine::{Committed, MessageSink, StateMachine};

@@ -67,6 +67,8 @@ pub(crate) struct Shared {
     pub(crate) apply_paused: AtomicBool,
     /// Bytes queued in the inbox.
     pub(crate) inbox_bytes: AtomicUsize,
+    /// Counters and histograms (see [`super::metrics`]).
+    pub(crate) metrics: super::metrics::Metrics,
 }
 
 impl Shared {
@@ -103,6 +105,7 @@ pub struct Node {
     shared: Arc<Shared>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     max_msg: usize,
+    max_command: usize,
     store: Arc<dyn LogStore>,
     session_expiry: u64,
 }
@@ -160,6 +163,7 @@ impl Node {
         core_cfg.check_quorum = cfg.check_quorum;
         core_cfg.max_uncommitted_bytes = cfg.max_uncommitted_bytes;
         core_cfg.max_msg_bytes = cfg.max_msg_bytes;
+        core_cfg.max_snapshot_bytes = cfg.max_snapshot_bytes;
         core_cfg.applied = snap.index;
         core_cfg.lease_read_max_drift = cfg.lease_reads_max_clock_drift.map(|d| {
             // Round the drift up to whole ticks (a larger margin is the safe direction).
@@ -183,6 +187,7 @@ impl Node {
             applied_bytes: AtomicU64::new(0),
             apply_paused: AtomicBool::new(false),
             inbox_bytes: AtomicUsize::new(0),
+            metrics: Default::default(),
         });
         let (in_tx, ctl_tx, queues) = driver::queues();
         let (st_tx, st_rx) = crossbeam_channel::unbounded::<StorageJob>();
@@ -266,6 +271,7 @@ impl Node {
             shared,
             threads: Mutex::new(threads),
             max_msg: codec::DEFAULT_MAX_MESSAGE_BYTES,
+            max_command: cfg.max_command_bytes,
             store,
             session_expiry: cfg.session_expiry_entries,
         })
@@ -294,14 +300,31 @@ impl Node {
     /// Delivers message bytes received from a peer (any thread). Malformed bytes are
     /// refused with an error and change nothing.
     pub fn step(&self, bytes: &[u8]) -> Result<(), Error> {
-        let m = codec::decode(bytes, self.max_msg).map_err(|e| Error::Invalid(e.to_string()))?;
-        if m.to != self.id {
-            return Err(Error::Invalid(format!(
-                "message for node {} delivered to {}",
-                m.to, self.id
-            )));
-        }
-        self.enqueue(Input::Step(m))
+        let r = codec::decode(bytes, self.max_msg)
+            .map_err(|e| Error::Invalid(e.to_string()))
+            .and_then(|m| self.step_message(m));
+        self.shared.metrics.on_step(bytes.len(), r.is_ok());
+        r
+    }
+
+    /// Like [`Node::step`], for transports that know who sent the bytes: `from` is the
+    /// sender the transport authenticated (or the in-process sender). A message claiming
+    /// another sender is refused with [`Error::Invalid`] and changes nothing, so one peer
+    /// cannot forge votes or acknowledgements "from" another.
+    pub fn step_from(&self, from: NodeId, bytes: &[u8]) -> Result<(), Error> {
+        let r = codec::decode(bytes, self.max_msg)
+            .map_err(|e| Error::Invalid(e.to_string()))
+            .and_then(|m| {
+                if m.from != from {
+                    return Err(Error::Invalid(format!(
+                        "message claims sender {} but came from {from}",
+                        m.from
+                    )));
+                }
+                self.step_message(m)
+            });
+        self.shared.metrics.on_step(bytes.len(), r.is_ok());
+        r
     }
 
     /// Delivers a message handed over in process without encoding (see
@@ -323,7 +346,26 @@ impl Node {
         command: Vec<u8>,
         done: impl FnOnce(ProposeResult) + Send + 'static,
     ) {
+        if let Err(e) = self.check_size(command.len()) {
+            return done(Err(e));
+        }
         self.submit(session::encode_plain(&command), Box::new(done));
+    }
+
+    /// The configured [`NodeConfig::max_command_bytes`].
+    pub fn max_command_bytes(&self) -> usize {
+        self.max_command
+    }
+
+    /// Refuses a command above [`NodeConfig::max_command_bytes`] with [`Error::TooLarge`].
+    pub fn check_size(&self, len: usize) -> Result<(), Error> {
+        if len > self.max_command {
+            return Err(Error::TooLarge {
+                len,
+                max: self.max_command,
+            });
+        }
+        Ok(())
     }
 
     /// Proposes a command of client session `client` with sequence number `seq` (exactly
@@ -337,6 +379,9 @@ impl Node {
         command: Vec<u8>,
         done: impl FnOnce(ProposeResult) + Send + 'static,
     ) {
+        if let Err(e) = self.check_size(command.len()) {
+            return done(Err(e));
+        }
         let s = SessionId {
             client,
             seq,
@@ -521,6 +566,7 @@ impl Node {
     /// Returns a linearizable read index once the local state machine has applied it: a
     /// read of local state after this returns is linearizable.
     pub fn read_index(&self, timeout: Duration) -> Result<u64, Error> {
+        self.shared.metrics.reads.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = bounded(1);
         self.enqueue(Input::ReadIndex(Box::new(move |r| {
             let _ = tx.send(r);
@@ -555,6 +601,14 @@ impl Node {
         self.enqueue(Input::Status(tx))?;
         rx.recv_timeout(Duration::from_secs(5))
             .map_err(|_| self.check_alive().err().unwrap_or(Error::Timeout))
+    }
+
+    /// Current metrics: the gauges of [`Node::status`] plus counters and histograms (names in
+    /// docs/OBSERVABILITY.md, shared with C `raft_node_metrics_text` and Python
+    /// `Node.metrics()`).
+    pub fn metrics(&self) -> Result<super::metrics::NodeMetrics, Error> {
+        let s = self.status()?;
+        Ok(self.shared.metrics.snapshot(&s))
     }
 
     /// The failure that stopped the node, if any.
@@ -631,12 +685,12 @@ fn spawn(
 ) -> Result<JoinHandle<()>, Error> {
     std::thread::Builder::new()
         .name(name.clone())
-        .spawn(move || {
+        .spawn(crate::log_scope::inherit(move || {
             if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
                 let msg = panic_message(p.as_ref());
                 shared.fail(format!("thread {name} panicked: {msg}"));
                 inbox.control(Control::Fatal(msg));
             }
-        })
+        }))
         .map_err(|e| Error::Failed(format!("cannot spawn thread: {e}")))
 }

@@ -361,7 +361,9 @@ impl RaftLoop {
             return;
         }
         let (cmds, dones): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-        match self.raw.propose(cmds) {
+        let r = self.raw.propose(cmds);
+        self.shared.metrics.on_proposals(dones.len(), r.is_ok());
+        match r {
             Ok(first) => {
                 let term = self.raw.raft.term;
                 for (i, done) in dones.into_iter().enumerate() {
@@ -417,20 +419,14 @@ impl RaftLoop {
                         .collect();
                     self.hand_over(dones, Vec::new());
                 }
-                if ss.leader != self.last_leader || ss.role != self.last_role {
-                    tracing::info!(
-                        role = ?ss.role,
-                        term = ss.term,
-                        leader = ss.leader,
-                        "role or leader changed"
-                    );
-                }
                 self.last_role = ss.role;
+                self.shared.metrics.on_soft_state(self.raw.raft.id(), ss);
                 self.last_leader = ss.leader;
                 let _ = self.apply.send(ApplyJob::RoleChange(ss));
             }
             let persist = rd.needs_persist() || !rd.persisted_messages.is_empty();
             for m in rd.messages {
+                self.shared.metrics.on_send(&m);
                 self.sink.send_message(m);
             }
             for rs in rd.read_states {
@@ -472,6 +468,7 @@ impl RaftLoop {
                 let _ = self.apply.send(ApplyJob::Restore(meta));
             }
             if !rd.committed_entries.is_empty() {
+                self.shared.metrics.on_committed(rd.committed_entries.len());
                 let mut items = Vec::with_capacity(rd.committed_entries.len());
                 let mut bytes = 0;
                 let mut dropped = Vec::new();
@@ -503,6 +500,7 @@ impl RaftLoop {
         let mut snaps = Vec::new();
         storage_worker::write_job(store.as_ref(), &job, &mut snaps, &mut self.written)?;
         for m in job.messages {
+            self.shared.metrics.on_send(&m);
             self.sink.send_message(m);
         }
         for (meta, ok) in snaps {

@@ -48,7 +48,9 @@ pub(crate) fn run(
             }
         }
         if result.is_ok() {
+            let t = std::time::Instant::now();
             result = store.sync().map_err(|e| e.to_string());
+            shared.metrics.on_fsync(t.elapsed());
         }
         if let Err(e) = result {
             if shared.stopped.load(std::sync::atomic::Ordering::Acquire) {
@@ -66,6 +68,7 @@ pub(crate) fn run(
         let bytes = group.iter().map(|j| j.bytes).sum();
         for j in group {
             for m in j.messages {
+                shared.metrics.on_send(&m);
                 sink.send_message(m);
             }
         }

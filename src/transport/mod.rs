@@ -294,7 +294,9 @@ impl Inner {
     }
 
     fn spawn(&self, name: String, f: impl FnOnce() + Send + 'static) -> io::Result<()> {
-        let handle = std::thread::Builder::new().name(name).spawn(f)?;
+        let handle = std::thread::Builder::new()
+            .name(name)
+            .spawn(crate::log_scope::inherit(f))?;
         let mut threads = self.threads.lock();
         threads.retain(|t| !t.is_finished());
         threads.push(handle);

@@ -61,6 +61,7 @@ pub(crate) fn to_pyerr(py: Python<'_>, e: Error, cause: Option<&FailureCause>) -
             err
         }
         Error::Dropped | Error::WouldDeadlock => make(py, "RaftError", msg),
+        Error::TooLarge { .. } => make(py, "TooLargeError", msg),
     }
 }
 

@@ -1,6 +1,7 @@
 //! `tracing` events to Python `logging` without engine threads touching the interpreter.
 //!
-//! A minimal [`Subscriber`] formats each enabled event and pushes it into a bounded channel
+//! A `tracing-subscriber` [`Layer`], scoped to the nodes this module starts (never the
+//! process-global default), formats each enabled event and pushes it into a bounded channel
 //! (dropping records when full). Python drains the channel from one daemon thread (see
 //! `raft_manager.enable_logging`), which waits with the GIL released.
 
@@ -11,9 +12,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
 use tracing::subscriber::Interest;
-use tracing::{Event, Level, Metadata, Subscriber};
+use tracing::{Dispatch, Event, Level, Metadata, Subscriber};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::Layer;
 
 /// A formatted record: Python level number, target, message.
 type LogRecord = (u8, String, String);
@@ -38,7 +40,8 @@ fn py_level(l: &Level) -> u8 {
     }
 }
 
-struct ChannelSubscriber;
+/// The layer turning events into records for the channel.
+struct ChannelLayer;
 
 struct Fields {
     message: String,
@@ -62,20 +65,15 @@ impl Visit for Fields {
     }
 }
 
-impl Subscriber for ChannelSubscriber {
+impl<S: Subscriber> Layer<S> for ChannelLayer {
     fn register_callsite(&self, _: &'static Metadata<'static>) -> Interest {
         // The level can change at run time, so ask `enabled` every time (one atomic load).
         Interest::sometimes()
     }
-    fn enabled(&self, meta: &Metadata<'_>) -> bool {
+    fn enabled(&self, meta: &Metadata<'_>, _: Context<'_, S>) -> bool {
         meta.is_event() && py_level(meta.level()) as usize >= MIN_LEVEL.load(Ordering::Relaxed)
     }
-    fn new_span(&self, _: &Attributes<'_>) -> Id {
-        Id::from_u64(1)
-    }
-    fn record(&self, _: &Id, _: &Record<'_>) {}
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
-    fn event(&self, event: &Event<'_>) {
+    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
         let Some(ch) = CHANNEL.get() else { return };
         let mut f = Fields {
             message: String::new(),
@@ -92,24 +90,28 @@ impl Subscriber for ChannelSubscriber {
             DROPPED.fetch_add(1, Ordering::Relaxed);
         }
     }
-    fn enter(&self, _: &Id) {}
-    fn exit(&self, _: &Id) {}
 }
 
-/// Installs the subscriber (once per process) and sets the lowest forwarded Python level.
-/// Returns False if another `tracing` subscriber was already installed globally.
+/// Runs `f` with the Python log bridge as this thread's `tracing` dispatcher; the threads a
+/// node or transport starts inside `f` inherit it. The process-global subscriber (another
+/// extension's, or none) is never touched.
+pub(crate) fn scoped<R>(f: impl FnOnce() -> R) -> R {
+    static D: OnceLock<Dispatch> = OnceLock::new();
+    let d = D.get_or_init(|| Dispatch::new(tracing_subscriber::registry().with(ChannelLayer)));
+    raft::log_scope::scoped(d, f)
+}
+
+/// Sets the lowest forwarded Python level and creates the record channel (drained by
+/// `_drain_logs`). Always True: the bridge is scoped to this module's nodes, so it cannot
+/// conflict with another global `tracing` subscriber.
 #[pyfunction]
 pub(crate) fn _install_logging(level: usize) -> bool {
     MIN_LEVEL.store(level, Ordering::Relaxed);
-    let mut fresh = false;
     CHANNEL.get_or_init(|| {
-        fresh = true;
         let (tx, rx) = bounded(16_384);
         Channel { tx, rx }
     });
-    if fresh {
-        return tracing::subscriber::set_global_default(ChannelSubscriber).is_ok();
-    }
+    tracing::callsite::rebuild_interest_cache();
     true
 }
 
@@ -120,7 +122,8 @@ pub(crate) fn _drain_logs(py: Python<'_>, timeout: f64) -> Vec<(u8, String, Stri
     let Some(ch) = CHANNEL.get() else {
         return Vec::new();
     };
-    let wait = Duration::from_secs_f64(timeout.clamp(0.0, 60.0));
+    let secs = if timeout.is_nan() { 0.0 } else { timeout.clamp(0.0, 60.0) };
+    let wait = Duration::from_secs_f64(secs);
     let mut out = Vec::new();
     let first = py.detach(|| ch.rx.recv_timeout(wait));
     match first {

@@ -5,6 +5,7 @@ use crate::sink::{self, SenderThread};
 use crate::state_machine::PyStateMachine;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 use parking_lot::Mutex;
+use pyo3::exceptions::PyOverflowError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyMapping};
 use raft::core::{ConfChange, NodeId, Role, Status};
@@ -47,6 +48,8 @@ pub(crate) struct PyNode {
     engine_refs: Mutex<Vec<Py<PyAny>>>,
     cause: FailureCause,
     listen: Option<SocketAddr>,
+    /// The process that started the node: after `os.fork()` its threads exist only there.
+    pid: u32,
 }
 
 fn resolve(addr: &str) -> PyResult<SocketAddr> {
@@ -56,20 +59,37 @@ fn resolve(addr: &str) -> PyResult<SocketAddr> {
         .ok_or_else(|| value_error(format!("address {addr:?} resolves to nothing")))
 }
 
-fn seconds(name: &str, v: f64) -> PyResult<Duration> {
-    if !v.is_finite() || v <= 0.0 {
-        return Err(value_error(format!(
-            "{name} must be a positive number of seconds"
+/// The longest accepted duration, in seconds (100 years): longer ones raise OverflowError,
+/// as Python's own timeouts do, instead of overflowing a clock.
+const MAX_SECONDS: f64 = FOREVER.as_secs() as f64;
+
+/// Converts `v` seconds (already known finite and non-negative) to a duration, refusing
+/// values above [`MAX_SECONDS`] with OverflowError.
+fn duration(name: &str, v: f64) -> PyResult<Duration> {
+    if v > MAX_SECONDS {
+        return Err(PyOverflowError::new_err(format!(
+            "{name} of {v} seconds is too large (at most {MAX_SECONDS})"
         )));
     }
     Ok(Duration::from_secs_f64(v))
 }
 
+fn seconds(name: &str, v: f64) -> PyResult<Duration> {
+    if v.is_nan() || v <= 0.0 {
+        return Err(value_error(format!(
+            "{name} must be a positive number of seconds"
+        )));
+    }
+    duration(name, v)
+}
+
 fn timeout_of(t: Option<f64>) -> PyResult<Option<Duration>> {
     match t {
         None => Ok(None),
-        Some(v) if v.is_finite() && v >= 0.0 => Ok(Some(Duration::from_secs_f64(v))),
-        Some(_) => Err(value_error("timeout must be None or a non-negative number")),
+        Some(v) if v >= 0.0 => duration("timeout", v).map(Some),
+        Some(_) => Err(value_error(
+            "timeout must be None or a non-negative number (not NaN)",
+        )),
     }
 }
 
@@ -221,7 +241,25 @@ impl Drop for FutureCompletion {
 }
 
 impl PyNode {
+    /// True in a child process forked after the node started.
+    fn forked(&self) -> bool {
+        std::process::id() != self.pid
+    }
+
+    fn forked_error(&self, py: Python<'_>) -> PyErr {
+        let msg = format!(
+            "node {} was started in process {} and cannot be used after os.fork() (this is {})",
+            self.id,
+            self.pid,
+            std::process::id()
+        );
+        to_pyerr(py, Error::Failed(msg), None)
+    }
+
     fn running<R>(&self, py: Python<'_>, f: impl FnOnce(&Running) -> R) -> PyResult<R> {
+        if self.forked() {
+            return Err(self.forked_error(py));
+        }
         match &*self.running.lock() {
             Some(r) => Ok(f(r)),
             None => Err(to_pyerr(py, Error::Shutdown, None)),
@@ -323,7 +361,7 @@ impl PyNode {
     #[pyo3(signature = (node_id, peers, state_machine, data_dir=None, *, transport=None,
         listen=None, election_timeout=0.5, heartbeat_interval=0.05, snapshot_entries=100_000,
         fsync=true, cluster_id=0, secret=None, snapshot_trailing=10_000, join=false,
-        caller_runs=false))]
+        caller_runs=false, max_command_bytes=33_554_432, max_snapshot_bytes=68_719_476_736))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -342,6 +380,8 @@ impl PyNode {
         snapshot_trailing: u64,
         join: bool,
         caller_runs: bool,
+        max_command_bytes: usize,
+        max_snapshot_bytes: u64,
     ) -> PyResult<Self> {
         if node_id == 0 {
             return Err(value_error("node_id must be non-zero"));
@@ -370,6 +410,8 @@ impl PyNode {
         };
         cfg.data_dir = data_dir;
         cfg.caller_runs = caller_runs;
+        cfg.max_command_bytes = max_command_bytes;
+        cfg.max_snapshot_bytes = max_snapshot_bytes;
         cfg.validate().map_err(value_error)?;
         let cause: FailureCause = Arc::new(Mutex::new(None));
         let sm = PyStateMachine::new(state_machine, cause.clone())?;
@@ -438,13 +480,13 @@ impl PyNode {
                     let slot = node_slot.clone();
                     let on_message = Arc::new(move |from: u64, bytes: Vec<u8>| {
                         if let Some(n) = slot.get().and_then(|w| w.upgrade()) {
-                            if let Err(e) = n.step(&bytes) {
+                            if let Err(e) = n.step_from(from, &bytes) {
                                 tracing::debug!(from, %e, "dropped a message");
                             }
                         }
                     });
                     let t = py
-                        .detach(|| TcpTransport::start(tc, on_message))
+                        .detach(|| crate::logging::scoped(|| TcpTransport::start(tc, on_message)))
                         .map_err(|e| value_error(format!("cannot listen on {listen_addr}: {e}")))?;
                     local = Some(t.local_addr());
                     let t = Arc::new(t);
@@ -453,7 +495,8 @@ impl PyNode {
                 }
             }
         };
-        let started = py.detach(|| Node::start(cfg, Box::new(sm), sink));
+        let started =
+            py.detach(|| crate::logging::scoped(|| Node::start(cfg, Box::new(sm), sink)));
         let node = match started {
             Ok(n) => Arc::new(n),
             Err(e) => {
@@ -477,6 +520,7 @@ impl PyNode {
             engine_refs: Mutex::new(engine_refs),
             cause,
             listen: local,
+            pid: std::process::id(),
         })
     }
 
@@ -504,12 +548,18 @@ impl PyNode {
         self.running.lock().as_ref().and_then(|r| r.node.failure())
     }
 
-    /// Delivers message bytes from a peer. Raises ValueError on malformed bytes.
-    fn step(&self, py: Python<'_>, message: &[u8]) -> PyResult<()> {
+    /// Delivers message bytes from a peer. Raises ValueError on malformed bytes. `sender`
+    /// (recommended) is the node id the transport received the bytes from: a message
+    /// claiming another sender is refused with ValueError and changes nothing.
+    #[pyo3(signature = (message, sender=None))]
+    fn step(&self, py: Python<'_>, message: &[u8], sender: Option<u64>) -> PyResult<()> {
         let node = self.node(py)?;
         // Without the GIL: with caller_runs this thread may run a protocol pass.
-        py.detach(|| node.step(message))
-            .map_err(|e| self.err(py, e))
+        py.detach(|| match sender {
+            Some(from) => node.step_from(from, message),
+            None => node.step(message),
+        })
+        .map_err(|e| self.err(py, e))
     }
 
     /// Proposes a command and waits (GIL released) until it is applied on this node; returns
@@ -740,7 +790,13 @@ impl PyNode {
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         let running = self.running.lock().take();
         if let Some(mut r) = running {
-            if crate::state_machine::inside_callback() {
+            if self.forked() {
+                // The engine threads live in the parent: joining them here is impossible.
+                // Forget this copy (the parent still owns and closes the node).
+                std::mem::forget(r);
+                return Err(self.forked_error(py));
+            }
+            if crate::state_machine::inside_callback() || crate::sink::inside_send() {
                 *self.running.lock() = Some(r);
                 return Err(self.err(py, Error::WouldDeadlock));
             }
@@ -812,6 +868,10 @@ impl Drop for PyNode {
         let Some(mut r) = self.running.get_mut().take() else {
             return;
         };
+        if std::process::id() != self.pid {
+            std::mem::forget(r); // forked child: the engine threads are the parent's
+            return;
+        }
         // Dropped while attached: release the GIL so engine threads can finish.
         let done = Python::try_attach(|py| py.detach(|| stop_running(&mut r)));
         if done.is_none() {

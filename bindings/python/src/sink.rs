@@ -16,6 +16,16 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+thread_local! {
+    /// Set on a sender thread: `close()` from inside `transport.send` would join itself.
+    static IN_SENDER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// True on a sender thread, i.e. inside `transport.send`.
+pub(crate) fn inside_send() -> bool {
+    IN_SENDER.with(|f| f.get())
+}
+
 /// Messages queued for the sender thread; beyond this they are dropped (Raft retries).
 const QUEUE: usize = 16_384;
 
@@ -70,6 +80,7 @@ pub(crate) fn start(
 }
 
 fn run(transport: Py<PyAny>, rx: Receiver<(NodeId, Vec<u8>)>, stop: Arc<AtomicBool>) {
+    IN_SENDER.with(|f| f.set(true));
     let mut batch = Vec::new();
     while !stop.load(Ordering::Acquire) {
         match rx.recv_timeout(Duration::from_millis(50)) {

@@ -66,7 +66,7 @@ class Endpoint:
         if node is None:
             return
         try:
-            node.step(message)
+            node.step(message, sender=self.me)
         except RaftError:
             pass  # closed or busy: Raft retries
 

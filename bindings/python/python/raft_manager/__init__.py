@@ -24,6 +24,7 @@ from ._errors import (
     ShutdownError,
     StorageError,
     TimeoutError,
+    TooLargeError,
 )
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "TimeoutError",
     "ShutdownError",
     "StorageError",
+    "TooLargeError",
     "enable_logging",
     "logger",
 ]

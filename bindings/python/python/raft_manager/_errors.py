@@ -11,6 +11,7 @@ __all__ = [
     "TimeoutError",
     "ShutdownError",
     "StorageError",
+    "TooLargeError",
 ]
 
 
@@ -38,6 +39,11 @@ class TimeoutError(RaftError, builtins.TimeoutError):
 
 class ShutdownError(RaftError):
     """The node is closed (or closing)."""
+
+
+class TooLargeError(RaftError, ValueError):
+    """The command is larger than the node's ``max_command_bytes`` (default 32 MiB); it was
+    refused up front and nothing was proposed."""
 
 
 class StorageError(RaftError):
