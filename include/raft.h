@@ -627,8 +627,8 @@ raft_status raft_config_builder_add_peer(struct raft_config_builder *builder,
                                          const char *address);
 
 /**
- * Sets the TCP transport's cluster id: connections from other clusters are refused
- * (default 0).
+ * Sets the cluster id (default 0): the TCP transport refuses connections from other
+ * clusters, and a data directory created for another cluster (or node) is refused at start.
  */
 raft_status raft_config_builder_set_cluster_id(struct raft_config_builder *builder,
                                                uint64_t cluster_id);
@@ -739,9 +739,9 @@ void raft_config_free(struct raft_config *config);
  * Installs (or, with `cb == NULL` or `max_level == RAFT_LOG_LEVEL_OFF`, removes) the
  * process-wide log callback receiving events up to `max_level` (a `raft_log_level`).
  * `userdata` is passed to `cb` and must stay valid until the callback is replaced; it is
- * not finalised by the library. The first call installs the library's `tracing`
- * subscriber as the global default; `RAFT_STATUS_FAILED` if another global subscriber
- * already exists in the process. Thread-safe.
+ * not finalised by the library. Events reach the callback from every thread working for a
+ * node started through this API; the process-global `tracing` subscriber (if a host
+ * installed one) is left alone. Thread-safe.
  */
 raft_status raft_set_log_callback(raft_log_callback cb, uint32_t max_level, void *userdata);
 

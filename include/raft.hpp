@@ -58,6 +58,7 @@ enum class Code : uint32_t {
   InvalidHandle = RAFT_STATUS_INVALID_HANDLE,
   BufferTooSmall = RAFT_STATUS_BUFFER_TOO_SMALL,
   WouldDeadlock = RAFT_STATUS_WOULD_DEADLOCK,
+  TooLarge = RAFT_STATUS_TOO_LARGE,
   NotLeader = RAFT_STATUS_NOT_LEADER,
   Busy = RAFT_STATUS_BUSY,
   Timeout = RAFT_STATUS_TIMEOUT,
@@ -709,6 +710,14 @@ class ConfigBuilder {
   ConfigBuilder &snapshot_entries(uint64_t entries) {
     return record(raft_config_builder_set_snapshot_entries(b_, entries));
   }
+  /// Largest command a proposal may carry (default 32 MiB); larger ones get Code::TooLarge.
+  ConfigBuilder &max_command_bytes(uint64_t bytes) {
+    return record(raft_config_builder_set_max_command_bytes(b_, bytes));
+  }
+  /// Largest snapshot accepted from a leader (default 64 GiB).
+  ConfigBuilder &max_snapshot_bytes(uint64_t bytes) {
+    return record(raft_config_builder_set_max_snapshot_bytes(b_, bytes));
+  }
   /// UNSAFE outside tests: never fsync the data directory.
   ConfigBuilder &unsafe_no_fsync(bool on) {
     return record(raft_config_builder_set_unsafe_no_fsync(b_, on));
@@ -879,6 +888,11 @@ class Node {
   Result<void> try_step(Bytes msg) const noexcept {
     return detail::check(raft_node_step(n_, msg.data(), msg.size()));
   }
+  /// Delivers message bytes that the transport knows came from node `from`; a message
+  /// claiming another sender is refused (InvalidArgument). Allowed inside callbacks.
+  Result<void> try_step_from(uint64_t from, Bytes msg) const noexcept {
+    return detail::check(raft_node_step_from(n_, from, msg.data(), msg.size()));
+  }
   /// Proposes `cmd` and waits up to `timeout` until it is applied here; returns the state
   /// machine's response. NotLeader errors carry the known leader (Status::leader()).
   template <class Rep = int64_t, class Period = std::milli>
@@ -1035,6 +1049,7 @@ class Node {
   /// Throwing forms of the try_* calls above.
   static Node start(const Config &config) { return try_start(config).value(); }
   void step(Bytes msg) const { try_step(msg).value(); }
+  void step_from(uint64_t from, Bytes msg) const { try_step_from(from, msg).value(); }
   template <class Rep = int64_t, class Period = std::milli>
   Buffer propose(Bytes cmd, std::chrono::duration<Rep, Period> t = kDefaultTimeout) const {
     return try_propose(cmd, t).value();

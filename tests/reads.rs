@@ -612,3 +612,114 @@ fn forwarded_reads_are_capped() {
     );
     net.node_mut(f).read_index(3).unwrap();
 }
+
+// ----- simulated: lease reads under one-way partitions and pauses -----------------------
+
+mod simulated {
+    use raft::core::{Config, NodeId};
+    use raft::sim::{Faults, Sim, TICK_MS};
+
+    const SIM_ET: u64 = 20;
+
+    fn lease_cfg(id: NodeId) -> Config {
+        let mut c = Config::new(id);
+        c.election_ticks = SIM_ET;
+        c.heartbeat_ticks = 4;
+        c.lease_read_max_drift = Some(2);
+        c
+    }
+
+    fn et_ms() -> u64 {
+        SIM_ET * TICK_MS
+    }
+
+    /// One seed: a lease-reading cluster whose leader repeatedly loses its outgoing links
+    /// (a minority of followers still reach it and forward reads to it while the others
+    /// elect a new leader), its incoming links, or is paused, or a follower restarts while
+    /// cut-off peers campaign, while clients read at every node and write at the newest leader; the
+    /// history must stay linearizable. Returns the number of completed operations.
+    fn run(seed: u64) -> u64 {
+        let n = if seed % 2 == 0 { 3 } else { 5 };
+        let mut sim = Sim::new(seed, n, Faults::none(), lease_cfg);
+        assert!(sim
+            .run_until(10 * et_ms(), |s| s.leader().is_some())
+            .unwrap());
+        let mut v = 0;
+        for _ in 0..6 {
+            let Some(l) = sim.leader() else {
+                sim.run_for(et_ms()).unwrap();
+                continue;
+            };
+            let others: Vec<NodeId> = sim.ids().into_iter().filter(|&i| i != l).collect();
+            match sim.rand(0, 4) {
+                0 => {
+                    // Just enough followers to make a quorum with the leader still reach
+                    // it (and forward reads to it) but hear nothing from it; the others are
+                    // cut off both ways.
+                    for (i, &o) in others.iter().enumerate() {
+                        if i < others.len() / 2 {
+                            sim.cut_one_way(l, o);
+                        } else {
+                            sim.cut(l, o);
+                        }
+                    }
+                }
+                1 => others.iter().for_each(|&o| sim.cut_one_way(o, l)),
+                2 => {
+                    // The followers that do not keep the leader's quorum are cut off from
+                    // it and campaign (refused: the others heard the leader); then one that
+                    // acknowledged the lease restarts at once and hears nothing from the
+                    // leader: it must not vote them in while the lease may hold.
+                    let keep = others.len() / 2;
+                    others[keep..].iter().for_each(|&o| sim.cut(l, o));
+                    sim.run_for(2 * et_ms()).unwrap();
+                    sim.crash(others[0]);
+                    sim.restart(others[0]).unwrap();
+                    sim.cut_one_way(l, others[0]);
+                }
+                _ => {
+                    let ms = sim.rand(et_ms(), 3 * et_ms());
+                    sim.pause(l, ms);
+                }
+            }
+            let end = sim.now + 4 * et_ms();
+            while sim.now < end {
+                v += 1;
+                if let Some(w) = sim.leader() {
+                    sim.client_put(w, "x", &format!("v{v}"));
+                }
+                for id in sim.ids() {
+                    sim.client_get(id, "x");
+                }
+                let ms = sim.rand(1, 2 * TICK_MS);
+                sim.run_for(ms).unwrap_or_else(|e| panic!("{e}"));
+            }
+            sim.heal();
+            sim.run_for(2 * et_ms()).unwrap();
+        }
+        sim.run_for(4 * et_ms()).unwrap();
+        sim.check_global().unwrap_or_else(|e| panic!("{e}"));
+        if let Err(e) = sim.check_linearizable() {
+            panic!("seed {seed}: {e}");
+        }
+        sim.history()
+            .events()
+            .iter()
+            .filter(|e| e.complete.is_some())
+            .count() as u64
+    }
+
+    #[test]
+    fn lease_reads_stay_linearizable_under_one_way_partitions_and_pauses() {
+        let n: u64 = std::env::var("RAFT_SIM_SEEDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(40)
+            .min(2000);
+        let done: u64 = (1..=n).map(run).sum();
+        assert!(
+            done > n * 50,
+            "the workload must complete operations ({done})"
+        );
+    }
+}

@@ -43,6 +43,15 @@ fn small_opts() -> DiskOptions {
     }
 }
 
+/// Options for a store owned by `node` of `cluster`.
+fn owned(cluster: u64, node: u64) -> DiskOptions {
+    DiskOptions {
+        cluster_id: Some(cluster),
+        node_id: Some(node),
+        ..small_opts()
+    }
+}
+
 fn open(dir: &Path) -> DiskStorage {
     DiskStorage::open(dir, small_opts()).expect("open store")
 }
@@ -216,8 +225,10 @@ fn torn_tail_partial_record_is_truncated() {
     let d = TempDir::new("torn");
     {
         let s = open(d.path());
-        s.append(&entries(1, 50, 1)).unwrap();
+        s.append(&entries(1, 49, 1)).unwrap();
         s.sync().unwrap();
+        // Written but never synced: the only bytes a crash may tear.
+        s.append(&entries(50, 50, 1)).unwrap();
     }
     let last = wal_files(d.path()).pop().unwrap();
     let len = fs::metadata(&last).unwrap().len();
@@ -249,8 +260,9 @@ fn torn_tail_bad_crc_in_last_record_is_truncated() {
     let d = TempDir::new("torncrc");
     {
         let s = open(d.path());
-        s.append(&entries(1, 50, 1)).unwrap();
+        s.append(&entries(1, 49, 1)).unwrap();
         s.sync().unwrap();
+        s.append(&entries(50, 50, 1)).unwrap();
     }
     let last = wal_files(d.path()).pop().unwrap();
     let len = fs::metadata(&last).unwrap().len();
@@ -275,7 +287,8 @@ fn flipped_bit_mid_segment_refuses_with_file_and_offset() {
     }
     let seg = wal_files(d.path()).pop().unwrap();
     // Byte offset of record 20.
-    let off: u64 = 24 + es[..19].iter().map(record_len).sum::<u64>();
+    let off: u64 =
+        raft::storage::segment::HEADER_LEN + es[..19].iter().map(record_len).sum::<u64>();
     flip_byte(&seg, off + 30);
     let err = match DiskStorage::open(d.path(), opts) {
         Ok(_) => panic!("opened a corrupt store"),
@@ -771,8 +784,8 @@ fn operator_tool_inspect_and_verify() {
     let a = TempDir::new("tool-a");
     let b = TempDir::new("tool-b");
     let c = TempDir::new("tool-c");
-    for (d, diverge) in [(&a, false), (&b, false), (&c, true)] {
-        let s = open(d.path());
+    for (d, diverge, node) in [(&a, false, 1), (&b, false, 2), (&c, true, 3)] {
+        let s = DiskStorage::open(d.path(), owned(7, node)).unwrap();
         s.append(&entries(1, 200, 1)).unwrap();
         if diverge {
             s.append(&entries(150, 210, 2)).unwrap();

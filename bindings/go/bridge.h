@@ -60,6 +60,12 @@ static inline raft_status rgo_set_listen(uintptr_t b, const char *a, char *msg) 
 static inline raft_status rgo_add_peer(uintptr_t b, uint64_t id, const char *a, char *msg) {
   return rgo_msg(raft_config_builder_add_peer(RGO_B(b), id, a), msg);
 }
+static inline raft_status rgo_set_max_command_bytes(uintptr_t b, uint64_t n, char *msg) {
+  return rgo_msg(raft_config_builder_set_max_command_bytes(RGO_B(b), n), msg);
+}
+static inline raft_status rgo_set_max_snapshot_bytes(uintptr_t b, uint64_t n, char *msg) {
+  return rgo_msg(raft_config_builder_set_max_snapshot_bytes(RGO_B(b), n), msg);
+}
 static inline raft_status rgo_set_cluster_id(uintptr_t b, uint64_t id, char *msg) {
   return rgo_msg(raft_config_builder_set_cluster_id(RGO_B(b), id), msg);
 }
@@ -115,6 +121,9 @@ static inline raft_status rgo_persisted(uintptr_t n, uint64_t token, int ok) {
 }
 static inline raft_status rgo_step(uintptr_t n, const void *p, size_t len, char *msg) {
   return rgo_msg(raft_node_step(RGO_N(n), (const uint8_t *)p, len), msg);
+}
+static inline raft_status rgo_step_from(uintptr_t n, uint64_t from, const void *p, size_t len, char *msg) {
+  return rgo_msg(raft_node_step_from(RGO_N(n), from, (const uint8_t *)p, len), msg);
 }
 /* Proposes; the completion goes to the Go handle `h` (a cgo.Handle of a callback). */
 raft_status rgo_propose_async(uintptr_t n, const void *p, size_t len, uintptr_t h, char *msg);

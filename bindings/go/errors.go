@@ -23,6 +23,7 @@ const (
 	StatusInvalidHandle   Status = 102
 	StatusBufferTooSmall  Status = 103
 	StatusWouldDeadlock   Status = 104
+	StatusTooLarge        Status = 105
 	StatusNotLeader       Status = 200
 	StatusBusy            Status = 201
 	StatusTimeout         Status = 202
@@ -93,6 +94,7 @@ var (
 	ErrInvalidHandle   = &Error{Status: StatusInvalidHandle}
 	ErrBufferTooSmall  = &Error{Status: StatusBufferTooSmall}
 	ErrWouldDeadlock   = &Error{Status: StatusWouldDeadlock}
+	ErrTooLarge        = &Error{Status: StatusTooLarge}
 	ErrNotLeader       = &Error{Status: StatusNotLeader}
 	ErrBusy            = &Error{Status: StatusBusy}
 	ErrTimeout         = &Error{Status: StatusTimeout}

@@ -41,7 +41,7 @@ var (
 
 // SetLogger installs the process-wide receiver of the library's log events up to level
 // max (called from any engine thread, possibly concurrently); nil or LogOff removes it.
-// Fails with ErrFailed when another global tracing subscriber already exists.
+// The library leaves any process-global tracing subscriber of the host alone.
 func SetLogger(f func(LogRecord), max LogLevel) error {
 	logMu.Lock()
 	defer logMu.Unlock()

@@ -110,6 +110,10 @@ type Config struct {
 	SnapshotEntries uint64
 	// CallerRuns lets calling threads run protocol passes (lower latency in-process).
 	CallerRuns bool
+	// MaxCommandBytes is the largest command a proposal may carry (0 = library default,
+	// 32 MiB); larger ones fail with ErrTooLarge. MaxSnapshotBytes is the largest snapshot
+	// accepted from a leader (0 = library default, 64 GiB).
+	MaxCommandBytes, MaxSnapshotBytes uint64
 
 	// Storage keeps the log, hard state and snapshots in the embedder's store (exclusive
 	// with DataDir); Durable is what that store held, loaded before start.
@@ -229,6 +233,18 @@ func NewNode(cfg Config) (*Node, error) {
 			}
 			return step(C.rgo_set_snapshot_entries(b, C.uint64_t(cfg.SnapshotEntries), m.ptr()))
 		},
+		func() error {
+			if cfg.MaxCommandBytes == 0 {
+				return nil
+			}
+			return step(C.rgo_set_max_command_bytes(b, C.uint64_t(cfg.MaxCommandBytes), m.ptr()))
+		},
+		func() error {
+			if cfg.MaxSnapshotBytes == 0 {
+				return nil
+			}
+			return step(C.rgo_set_max_snapshot_bytes(b, C.uint64_t(cfg.MaxSnapshotBytes), m.ptr()))
+		},
 		func() error { return step(C.rgo_set_no_fsync(b, cbool(cfg.UnsafeNoFsync), m.ptr())) },
 		func() error { return step(C.rgo_set_caller_runs(b, cbool(cfg.CallerRuns), m.ptr())) },
 		func() error {
@@ -313,6 +329,21 @@ func (n *Node) Step(msg []byte) error {
 		p = unsafe.Pointer(&msg[0])
 	}
 	if s := C.rgo_step(n.h, p, C.size_t(len(msg)), m.ptr()); s != C.RAFT_STATUS_OK {
+		return newError("step", s, &m)
+	}
+	return nil
+}
+
+// StepFrom delivers a message that the transport knows came from node from (it
+// authenticated the peer, or the sender is in-process): a message claiming another sender
+// is refused with ErrInvalidArgument, so one peer cannot speak for another.
+func (n *Node) StepFrom(from uint64, msg []byte) error {
+	var m msgBuf
+	var p unsafe.Pointer
+	if len(msg) > 0 {
+		p = unsafe.Pointer(&msg[0])
+	}
+	if s := C.rgo_step_from(n.h, C.uint64_t(from), p, C.size_t(len(msg)), m.ptr()); s != C.RAFT_STATUS_OK {
 		return newError("step", s, &m)
 	}
 	return nil

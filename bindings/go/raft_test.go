@@ -75,16 +75,36 @@ func (s *kv) get(k string) string {
 type memTransport struct {
 	mu    sync.RWMutex
 	nodes map[uint64]*raft.Node
+	// last message each node sent, and to whom (for the sender-check test)
+	lastMu sync.Mutex
+	last   map[uint64]sent
 }
 
-func (t *memTransport) Send(to uint64, msg []byte) {
+type sent struct {
+	to  uint64
+	msg []byte
+}
+
+// sendFrom delivers with the sender named: the receiver checks it (StepFrom).
+func (t *memTransport) sendFrom(from, to uint64, msg []byte) {
+	t.lastMu.Lock()
+	t.last[from] = sent{to, msg}
+	t.lastMu.Unlock()
 	t.mu.RLock()
 	n := t.nodes[to]
 	t.mu.RUnlock()
 	if n != nil {
-		_ = n.Step(msg) // a closed node answers ErrInvalidHandle: harmless
+		_ = n.StepFrom(from, msg) // a closed node answers ErrInvalidHandle: harmless
 	}
 }
+
+// sender is one node's Transport over the shared memTransport.
+type sender struct {
+	from uint64
+	t    *memTransport
+}
+
+func (s sender) Send(to uint64, msg []byte) { s.t.sendFrom(s.from, to, msg) }
 
 type cluster struct {
 	t     *testing.T
@@ -95,7 +115,7 @@ type cluster struct {
 }
 
 func newCluster(t *testing.T, ids []uint64, withDirs bool) *cluster {
-	c := &cluster{t: t, tr: &memTransport{nodes: map[uint64]*raft.Node{}}, sms: map[uint64]*kv{}, dirs: map[uint64]string{}}
+	c := &cluster{t: t, tr: &memTransport{nodes: map[uint64]*raft.Node{}, last: map[uint64]sent{}}, sms: map[uint64]*kv{}, dirs: map[uint64]string{}}
 	for _, id := range ids {
 		if withDirs {
 			c.dirs[id] = filepath.Join(t.TempDir(), fmt.Sprint(id))
@@ -110,7 +130,7 @@ func (c *cluster) start(id uint64, voters []uint64) {
 	c.t.Helper()
 	sm := newKV()
 	n, err := raft.NewNode(raft.Config{
-		ID: id, Voters: voters, StateMachine: sm, Transport: c.tr,
+		ID: id, Voters: voters, StateMachine: sm, Transport: sender{id, c.tr}, MaxCommandBytes: 1024,
 		ElectionTimeout: 300 * time.Millisecond, HeartbeatInterval: 50 * time.Millisecond,
 		DataDir: c.dirs[id], UnsafeNoFsync: true, SnapshotEntries: 5,
 		OnRoleChange: func(role raft.Role, term, leader uint64) { c.roles.Add(1) },
@@ -264,6 +284,25 @@ func TestThreeNodesInProcess(t *testing.T) {
 	var e *raft.Error
 	if !errors.Is(err, raft.ErrNotLeader) || !errors.As(err, &e) || e.Leader != leader {
 		t.Fatalf("propose on follower: %v (want ErrNotLeader with leader %d)", err, leader)
+	}
+	// A command above MaxCommandBytes is refused up front, nothing proposed.
+	if _, err := c.node(leader).Propose(context.Background(), make([]byte, 1025)); !errors.Is(err, raft.ErrTooLarge) {
+		t.Fatalf("oversized command: %v", err)
+	}
+	// A real message of the leader, delivered as if another node had sent it, is refused;
+	// with its true sender it is accepted.
+	c.tr.lastMu.Lock()
+	m := c.tr.last[leader]
+	c.tr.lastMu.Unlock()
+	impostor := uint64(1)
+	for impostor == leader || impostor == m.to {
+		impostor++
+	}
+	if err := c.node(m.to).StepFrom(impostor, m.msg); !errors.Is(err, raft.ErrInvalidArgument) {
+		t.Fatalf("StepFrom(impostor %d): %v", impostor, err)
+	}
+	if err := c.node(m.to).StepFrom(leader, m.msg); err != nil {
+		t.Fatalf("StepFrom(leader): %v", err)
 	}
 	// Linearizable read on the follower.
 	idx, err := c.node(follower).ReadIndex(context.Background())

@@ -81,6 +81,7 @@ static void builder_errors() {
   CHECK(!c2.ok());
   raft::Result<raft::Config> again = b.try_build();  // consumed
   CHECK(!again.ok() && again.status().is(raft::Code::InvalidHandle));
+  CHECK(raft::ConfigBuilder().max_command_bytes(0).status().is(raft::Code::InvalidArgument));
 }
 
 static void one_node() {

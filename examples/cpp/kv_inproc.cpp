@@ -1,5 +1,5 @@
 // Three nodes in one process through raft.hpp. The send callable hands the message bytes to
-// the target's Node::step. Writes keys (blocking, futures, completion callables), checks the
+// the target's Node::step_from (naming the sender). Writes keys (blocking, futures, completion callables), checks the
 // NotLeader error names the leader, reads linearizably on a follower, transfers leadership,
 // adds a fourth node as a learner, promotes and removes it, kills the leader, writes through
 // the new one and checks every survivor's state machine.
@@ -21,10 +21,13 @@ struct Cluster {
   std::mutex mu;  // guards nodes (held while stepping, so a node is never freed mid-step)
   std::array<raft::Node, kMax + 1> nodes;
   std::array<ex::Kv, kMax + 1> kv;
+  std::array<std::pair<uint64_t, std::string>, kMax + 1> last;  // last message sent, and to whom
 
-  void deliver(uint64_t to, raft::Bytes msg) {
+  // The sender is known in-process, so the receiver checks it (step_from).
+  void deliver(uint64_t from, uint64_t to, raft::Bytes msg) {
     std::lock_guard<std::mutex> g(mu);
-    if (to >= 1 && to <= kMax && nodes[to]) (void)nodes[to].try_step(msg);  // drops are fine
+    last[from] = {to, msg.to_string()};
+    if (to >= 1 && to <= kMax && nodes[to]) (void)nodes[to].try_step_from(from, msg);  // drops are fine
   }
 
   raft::Config config(uint64_t id) {
@@ -33,7 +36,8 @@ struct Cluster {
         .voters({1, 2, 3})
         .election_timeout(300ms * ex::scale())
         .heartbeat(50ms * ex::scale())
-        .on_send([this](uint64_t to, raft::Bytes msg) { deliver(to, msg); })
+        .max_command_bytes(1024)
+        .on_send([this, id](uint64_t to, raft::Bytes msg) { deliver(id, to, msg); })
         .on_apply([this, id](uint64_t, raft::Bytes cmd, raft::Response &out) {
           kv[id].apply(cmd);
           return out.set("stored");
@@ -71,8 +75,9 @@ struct Cluster {
     uint64_t found = 0;
     ex::wait_for(
         [&] {
+          // Only the main thread replaces nodes, so it reads them without the lock: holding
+          // it across try_status would stall every delivery (and cause elections).
           for (uint64_t id = 1; id <= kMax; id++) {
-            std::lock_guard<std::mutex> g(mu);
             if (!nodes[id]) continue;
             raft::Result<raft::NodeStatus> st = nodes[id].try_status();
             if (st.ok() && st->role == raft::Role::Leader) return (found = id) != 0;
@@ -145,6 +150,21 @@ int main() {
             .ok());
   CHECK(done.get_future().get().ok());
   c->check_all(0, 26);
+
+  // A command above max_command_bytes is refused up front, with nothing proposed.
+  raft::Result<raft::Buffer> big = c->node(leader).try_propose(std::string(1025, 'x'));
+  CHECK(big.status().is(raft::Code::TooLarge) && !big.status().retryable());
+  // A real message of the leader, delivered as if another node had sent it, is refused;
+  // with its true sender it is accepted.
+  std::pair<uint64_t, std::string> m;
+  {
+    std::lock_guard<std::mutex> g(c->mu);
+    m = c->last[leader];
+  }
+  uint64_t impostor = 1;
+  while (impostor == leader || impostor == m.first) impostor++;
+  CHECK(c->node(m.first).try_step_from(impostor, m.second).status().is(raft::Code::InvalidArgument));
+  CHECK(c->node(m.first).try_step_from(leader, m.second).ok());
 
   // A follower refuses writes with NotLeader naming the leader (exception and Result forms).
   uint64_t follower = leader % 3 + 1;

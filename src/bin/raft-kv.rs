@@ -89,7 +89,8 @@ struct Args {
     #[arg(long, value_name = "MS", default_value_t = 150,
           value_parser = clap::value_parser!(u64).range(20..))]
     election_ms: u64,
-    /// Cluster id: the transport refuses connections from other clusters.
+    /// Cluster id: the transport refuses connections from other clusters, and a data
+    /// directory created for another cluster (or node) is refused at start.
     #[arg(long, value_name = "X", default_value_t = 1)]
     cluster_id: u64,
     /// Shared secret for mutual HMAC authentication of every Raft connection (visible in the
@@ -303,6 +304,7 @@ fn run(a: Args) -> Result<(), String> {
     cfg.heartbeat_interval = Duration::from_millis((a.election_ms / 5).max(10));
     cfg.tick = Duration::from_millis((a.election_ms / 15).clamp(1, 10));
     cfg.data_dir = Some(a.data_dir.clone());
+    cfg.cluster_id = a.cluster_id;
     cfg.snapshot_entries = a.snapshot_entries;
     cfg.snapshot_trailing = (a.snapshot_entries / 2).max(1);
     cfg.max_command_bytes = a.max_command_bytes as usize;

@@ -5,7 +5,8 @@
 //! agree. Exit code 0 on success, 1 on corruption or divergence, 2 on usage errors.
 
 use clap::{Parser, Subcommand};
-use raft::storage::inspect::{first_divergence, inspect_dir, Report};
+use raft::core::StorageError;
+use raft::storage::inspect::{check_owners, first_divergence, inspect_dir, Report};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -43,13 +44,15 @@ enum Cmd {
 
 fn print_report(r: &Report) {
     println!("directory: {}", r.dir.display());
-    match &r.bootstrap {
-        Some(c) => println!(
-            "bootstrap membership: voters {:?} learners {:?}",
-            c.voters, c.learners
-        ),
-        None => println!("bootstrap membership: (store.meta missing)"),
+    println!("format version: {}", r.format_version);
+    match &r.identity {
+        Some(id) => println!("identity: {id}"),
+        None => println!("identity: (not recorded yet: format version 1)"),
     }
+    println!(
+        "bootstrap membership: voters {:?} learners {:?}",
+        r.bootstrap.voters, r.bootstrap.learners
+    );
     match &r.hard_state {
         Some(hs) => println!(
             "hard state: term {} vote {} commit {}",
@@ -112,6 +115,17 @@ fn print_report(r: &Report) {
     }
 }
 
+/// Reports why a directory is refused (exit code 1): `CORRUPT` for damaged bytes,
+/// `REFUSED` for a missing path, a directory that is not a store, a store missing state its
+/// own records require, or replicas of different owners.
+fn refused(e: &StorageError) -> ExitCode {
+    match e {
+        StorageError::Io(_) => eprintln!("CORRUPT: {e}"),
+        _ => eprintln!("REFUSED: {e}"),
+    }
+    ExitCode::from(1)
+}
+
 fn main() -> ExitCode {
     match Cli::parse().cmd {
         Cmd::Inspect { dir } => match inspect_dir(&dir) {
@@ -120,21 +134,18 @@ fn main() -> ExitCode {
                 println!("all checksums OK");
                 ExitCode::SUCCESS
             }
-            Err(e) => {
-                eprintln!("CORRUPT: {e}");
-                ExitCode::from(1)
-            }
+            Err(e) => refused(&e),
         },
         Cmd::Verify { dirs } => {
             let mut reports = Vec::new();
             for d in &dirs {
                 match inspect_dir(d) {
                     Ok(r) => reports.push(r),
-                    Err(e) => {
-                        eprintln!("CORRUPT: {e}");
-                        return ExitCode::from(1);
-                    }
+                    Err(e) => return refused(&e),
                 }
+            }
+            if let Err(e) = check_owners(&reports) {
+                return refused(&e);
             }
             match first_divergence(&reports) {
                 None => {

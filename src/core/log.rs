@@ -25,14 +25,34 @@ pub struct RaftLog<S: Storage> {
 }
 
 impl<S: Storage> RaftLog<S> {
-    /// A log over `storage`, with `applied` the state machine's applied index.
-    pub fn new(storage: S, commit: u64, applied: u64) -> Self {
+    /// A log over `storage`, with `applied` the state machine's applied index. Refuses an
+    /// `applied` index beyond the log's last entry: the state machine holds entries the
+    /// storage lost (a lying disk, or a state machine paired with the wrong store), and
+    /// starting would apply different entries at those indexes a second time.
+    pub fn new(storage: S, commit: u64, applied: u64) -> Result<Self, String> {
         let last = storage.last_index();
         let first = storage.first_index();
-        // A disk that lost an fsync'd tail can hold a commit index beyond the log; clamp.
-        let committed = commit.min(last).max(first - 1);
-        let applied = applied.max(first - 1).min(committed);
-        RaftLog {
+        if applied > last {
+            return Err(format!(
+                "the state machine has applied index {applied} but the log ends at index \
+                 {last}: the storage lost entries the state machine already applied"
+            ));
+        }
+        if commit > last {
+            // Storage that lost an fsync'd tail: the commit index is relearned from the
+            // leader, the lost entries re-replicated.
+            tracing::warn!(
+                commit,
+                last,
+                "hard state commit index beyond the last log index; lowering it"
+            );
+        }
+        // Whatever the state machine applied was committed (the hard state's commit index
+        // is not rewritten on every advance), so it raises the commit index rather than
+        // being lowered to it (which would apply those entries twice).
+        let applied = applied.max(first - 1);
+        let committed = commit.min(last).max(applied);
+        Ok(RaftLog {
             storage,
             unstable: Vec::new(),
             offset: last + 1,
@@ -41,7 +61,7 @@ impl<S: Storage> RaftLog<S> {
             applying: applied,
             applied,
             persisted: last,
-        }
+        })
     }
 
     /// First index available (after the snapshot/compaction point).
@@ -288,5 +308,42 @@ impl<S: Storage> RaftLog<S> {
     /// True if [`Self::next_committed_entries`] would return something.
     pub fn has_next_committed_entries(&self) -> bool {
         self.unstable_snapshot.is_none() && self.committed.min(self.persisted) > self.applying
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{ConfState, EntryKind, MemStorage};
+
+    fn store(last: u64) -> MemStorage {
+        let s = MemStorage::new_with_conf(ConfState::with_voters([1]));
+        let es: Vec<Entry> = (1..=last)
+            .map(|i| Entry {
+                term: 1,
+                index: i,
+                kind: EntryKind::Normal,
+                data: Vec::new().into(),
+            })
+            .collect();
+        s.append(&es);
+        s
+    }
+
+    #[test]
+    fn applied_beyond_the_log_is_refused() {
+        let e = RaftLog::new(store(5), 5, 7).err().expect("refused");
+        assert!(
+            e.contains("applied index 7") && e.contains("ends at index 5"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn applied_entries_count_as_committed_and_are_not_reapplied() {
+        let log = RaftLog::new(store(5), 2, 4).unwrap();
+        assert_eq!((log.committed, log.applied, log.applying), (4, 4, 4));
+        let log = RaftLog::new(store(5), 9, 1).unwrap();
+        assert_eq!((log.committed, log.applied), (5, 1));
     }
 }

@@ -215,7 +215,7 @@ impl<S: Storage> Raft<S> {
         } else {
             bootstrap_conf
         };
-        let log = RaftLog::new(storage, hs.commit, cfg.applied);
+        let log = RaftLog::new(storage, hs.commit, cfg.applied)?;
         let mut r = Raft {
             rng: Rng::new(cfg.seed),
             term: hs.term,
@@ -990,7 +990,7 @@ impl<S: Storage> Raft<S> {
         let same = self
             .incoming
             .as_ref()
-            .is_some_and(|i| i.meta.index == meta.index && i.meta.term == meta.term);
+            .is_some_and(|i| i.meta.same_snapshot(&meta));
         if !same {
             if offset != 0 {
                 self.send(
@@ -1054,7 +1054,7 @@ impl<S: Storage> Raft<S> {
         let Some(inc) = self.incoming.take() else {
             return;
         };
-        if inc.meta.index != meta.index || inc.meta.term != meta.term {
+        if !inc.meta.same_snapshot(meta) {
             self.incoming = Some(inc);
             return;
         }

@@ -16,6 +16,17 @@ pub enum StorageError {
     SnapshotOutOfDate,
     /// An I/O or corruption error; the message names the file and offset where known.
     Io(String),
+    /// The path does not exist (nothing to open or inspect).
+    NotFound(String),
+    /// The directory is not a store directory (no store metadata, or foreign files where a
+    /// new store would be created).
+    NotADataDir(String),
+    /// The store belongs to another cluster or node than the configuration says.
+    WrongOwner(String),
+    /// A file the store's own records say must exist is gone (hard state, identity, a WAL
+    /// segment, or entries up to the recorded end of the log): refusing to start on a
+    /// partial state that would forget votes or acknowledged entries.
+    Missing(String),
 }
 
 impl fmt::Display for StorageError {
@@ -25,6 +36,10 @@ impl fmt::Display for StorageError {
             StorageError::Unavailable => write!(f, "log index unavailable"),
             StorageError::SnapshotOutOfDate => write!(f, "snapshot out of date"),
             StorageError::Io(e) => write!(f, "storage I/O error: {e}"),
+            StorageError::NotFound(e) => write!(f, "not found: {e}"),
+            StorageError::NotADataDir(e) => write!(f, "not a data directory: {e}"),
+            StorageError::WrongOwner(e) => write!(f, "data directory belongs elsewhere: {e}"),
+            StorageError::Missing(e) => write!(f, "data directory is incomplete: {e}"),
         }
     }
 }
@@ -206,7 +221,7 @@ impl MemStorage {
     pub fn write_snapshot_chunk(&self, meta: &SnapshotMeta, offset: u64, data: &[u8]) -> bool {
         let mut g = self.inner.write();
         let fresh = match &g.incoming {
-            Some((m, _)) => m.index != meta.index || m.term != meta.term,
+            Some((m, _)) => !m.same_snapshot(meta),
             None => true,
         };
         if fresh {
@@ -228,7 +243,7 @@ impl MemStorage {
         let data = {
             let g = self.inner.read();
             match &g.incoming {
-                Some((m, buf)) if m.index == meta.index && m.term == meta.term => buf.clone(),
+                Some((m, buf)) if m.same_snapshot(meta) => buf.clone(),
                 _ => return Err("no matching incoming snapshot".into()),
             }
         };

@@ -138,3 +138,16 @@ pub struct SnapshotMeta {
     /// CRC32C of the whole snapshot data.
     pub checksum: u32,
 }
+
+impl SnapshotMeta {
+    /// Whether `other` is the same snapshot: same index, term, size and data checksum. The
+    /// one identity the core and every store use to decide whether a chunk continues a
+    /// transfer, so a different snapshot at the same index and term (another leader's state
+    /// machine serialized differently) restarts the transfer everywhere at once.
+    pub fn same_snapshot(&self, other: &SnapshotMeta) -> bool {
+        self.index == other.index
+            && self.term == other.term
+            && self.size == other.size
+            && self.checksum == other.checksum
+    }
+}

@@ -563,8 +563,8 @@ pub unsafe extern "C" fn raft_config_builder_add_peer(
     })
 }
 
-/// Sets the TCP transport's cluster id: connections from other clusters are refused
-/// (default 0).
+/// Sets the cluster id (default 0): the TCP transport refuses connections from other
+/// clusters, and a data directory created for another cluster (or node) is refused at start.
 #[no_mangle]
 pub extern "C" fn raft_config_builder_set_cluster_id(
     builder: *mut raft_config_builder,

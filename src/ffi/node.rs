@@ -283,6 +283,7 @@ fn node_config(c: &ConfigData) -> NodeConfig {
     }
     nc.tick = nc.tick.min(nc.heartbeat_interval);
     nc.data_dir = d.data_dir.clone();
+    nc.cluster_id = d.cluster_id;
     if d.unsafe_no_fsync {
         nc.fsync = FsyncPolicy::UnsafeNever;
     }

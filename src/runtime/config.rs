@@ -26,6 +26,9 @@ pub struct NodeConfig {
     pub data_dir: Option<PathBuf>,
     /// fsync policy of the data directory.
     pub fsync: FsyncPolicy,
+    /// The cluster this node belongs to (default 0): recorded in a new data directory's
+    /// identity, and a data directory of another cluster (or node) is refused at start.
+    pub cluster_id: u64,
     /// Take a snapshot after this many applied entries (0 = only on demand).
     pub snapshot_entries: u64,
     /// Entries kept behind a snapshot for slow followers.
@@ -92,6 +95,7 @@ impl NodeConfig {
             heartbeat_interval: Duration::from_millis(50),
             data_dir: None,
             fsync: FsyncPolicy::Always,
+            cluster_id: 0,
             snapshot_entries: 100_000,
             snapshot_trailing: 10_000,
             max_uncommitted_bytes: 64 << 20,

@@ -126,6 +126,8 @@ impl Node {
                     DiskOptions {
                         fsync: cfg.fsync,
                         bootstrap: cfg.bootstrap.clone(),
+                        cluster_id: Some(cfg.cluster_id),
+                        node_id: Some(cfg.id),
                         ..Default::default()
                     },
                 )

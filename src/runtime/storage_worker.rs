@@ -112,7 +112,16 @@ pub(crate) fn write_job(
         let ok = store
             .write_snapshot_chunk(&c.meta, c.offset, &c.data)
             .map_err(|e| e.to_string())?;
-        if c.done && ok {
+        if !ok {
+            // The store's transfer is not where the core's is: report the chunk as failed
+            // so the core drops its transfer and the sender starts again.
+            tracing::warn!(
+                index = c.meta.index,
+                offset = c.offset,
+                "snapshot chunk refused by the store; restarting the transfer"
+            );
+            snaps.push((c.meta.clone(), false));
+        } else if c.done {
             let res = store.finish_incoming_snapshot(&c.meta);
             if let Err(e) = &res {
                 tracing::warn!(index = c.meta.index, %e, "received snapshot refused");

@@ -146,6 +146,8 @@ pub struct Sim {
     steps: checks::StepState,
     held: Vec<Message>,
     max_term: u64,
+    /// Paused nodes: (end of the pause, ticks missed so far).
+    paused: BTreeMap<NodeId, (u64, u64)>,
 }
 
 impl Sim {
@@ -193,6 +195,7 @@ impl Sim {
             steps: checks::StepState::default(),
             held: Vec::new(),
             max_term: 0,
+            paused: BTreeMap::new(),
         };
         sim.inv.set_initial_conf(conf.clone());
         for id in conf.all_members() {
@@ -294,6 +297,66 @@ impl Sim {
         }
     }
 
+    /// Pauses a node's process for `ms` (a GC or SIGSTOP pause): it gets no ticks, messages
+    /// or disk completions and serves no client until the pause ends; then it first
+    /// catches up on the ticks it missed (a runtime measures elapsed time on a monotonic
+    /// clock), then gets the messages that waited.
+    pub fn pause(&mut self, id: NodeId, ms: u64) {
+        if self.is_up(id) {
+            let until = self.now + ms;
+            if self.trace {
+                println!("{:>6}ms node {id}: paused until {until}ms", self.now);
+            }
+            let e = self.paused.entry(id).or_insert((until, 0));
+            e.0 = e.0.max(until);
+        }
+    }
+
+    /// True while the node is paused.
+    pub fn is_paused(&self, id: NodeId) -> bool {
+        self.paused.contains_key(&id)
+    }
+
+    /// Defers an event of a paused node to the end of its pause (counting missed ticks);
+    /// once the pause is over, runs the missed ticks before the event. True if deferred.
+    fn defer_while_paused(&mut self, ev: &Event) -> Result<bool, Violation> {
+        let id = match ev {
+            Event::Tick(id) | Event::Sync(id) => *id,
+            Event::Deliver(key) => match self.in_flight.get(key) {
+                Some((m, _)) => m.to,
+                None => return Ok(false),
+            },
+            // Network and crash schedules are not the paused process's own work.
+            Event::Restart(_) | Event::Isolate(_) | Event::Rejoin(_) => return Ok(false),
+        };
+        let Some(&(until, missed)) = self.paused.get(&id) else {
+            return Ok(false);
+        };
+        if self.now < until {
+            if let Event::Tick(_) = ev {
+                self.paused.insert(id, (until, missed + 1));
+                self.schedule(self.now + TICK_MS, Event::Tick(id));
+            } else {
+                self.schedule(until, ev.clone());
+            }
+            return Ok(true);
+        }
+        self.paused.remove(&id);
+        if self.trace {
+            println!(
+                "{:>6}ms node {id}: resumed, {missed} missed ticks",
+                self.now
+            );
+        }
+        for _ in 0..missed {
+            if let Some(raw) = self.nodes.get_mut(&id).and_then(|n| n.raw.as_mut()) {
+                raw.tick();
+                self.drive(id)?;
+            }
+        }
+        Ok(false)
+    }
+
     /// Restores every link.
     pub fn heal(&mut self) {
         self.cut.clear();
@@ -302,6 +365,7 @@ impl Sim {
     /// Crashes a node: volatile state and unsynced writes are lost (a random prefix of the
     /// unsynced writes may survive, as torn writes).
     pub fn crash(&mut self, id: NodeId) {
+        self.paused.remove(&id);
         let keep = self.rng.next_u64();
         if let Some(n) = self.nodes.get_mut(&id) {
             n.crash(keep);
@@ -331,6 +395,9 @@ impl Sim {
         self.next_cmd += 1;
         let data =
             crate::runtime::session::encode_plain(format!("cmd-{}", self.next_cmd).as_bytes());
+        if self.is_paused(id) {
+            return None;
+        }
         let raw = self.nodes.get_mut(&id)?.raw.as_mut()?;
         let index = raw.propose(vec![data.clone()]).ok()?;
         self.pending.push(Pending {
@@ -344,6 +411,9 @@ impl Sim {
 
     fn propose_kv(&mut self, id: NodeId, cmd: KvCommand, op: Op) -> bool {
         self.next_cmd += 1;
+        if self.is_paused(id) {
+            return false;
+        }
         // Every client write goes through a session of its own, as the runtime's
         // `propose_session` does; some are proposed twice (a client retry), and the
         // runtime's apply logic must answer the second from the session table.
@@ -406,6 +476,9 @@ impl Sim {
     pub fn client_get(&mut self, id: NodeId, key: &str) -> bool {
         self.next_ctx += 1;
         let ctx = self.next_ctx;
+        if self.is_paused(id) {
+            return false;
+        }
         let Some(raw) = self.nodes.get_mut(&id).and_then(|n| n.raw.as_mut()) else {
             return false;
         };
@@ -454,6 +527,9 @@ impl Sim {
 
     /// Proposes a membership change at `id`.
     pub fn propose_conf_change(&mut self, id: NodeId, cc: ConfChange) -> Result<u64, String> {
+        if self.is_paused(id) {
+            return Err("node paused".into());
+        }
         let raw = self
             .nodes
             .get_mut(&id)
@@ -464,6 +540,9 @@ impl Sim {
 
     /// Starts a leadership transfer at `id`.
     pub fn transfer(&mut self, id: NodeId, to: Option<NodeId>) -> Result<NodeId, String> {
+        if self.is_paused(id) {
+            return Err("node paused".into());
+        }
         let raw = self
             .nodes
             .get_mut(&id)
@@ -532,6 +611,9 @@ impl Sim {
     }
 
     fn handle(&mut self, ev: Event) -> Result<(), Violation> {
+        if self.defer_while_paused(&ev)? {
+            return Ok(());
+        }
         match ev {
             Event::Tick(id) => {
                 self.schedule(self.now + TICK_MS, Event::Tick(id));

@@ -203,6 +203,14 @@ impl ReadOracle {
                 .entry((m.to, m.from, ctx))
                 .or_insert((now, min));
         }
+        // Pre-vote messages carry the term a campaign would use, not the sender's.
+        if matches!(
+            m.body,
+            MessageBody::Vote { pre_vote: true, .. }
+                | MessageBody::VoteResponse { pre_vote: true, .. }
+        ) {
+            return;
+        }
         let e = self.any.entry(key).or_insert((m.term, now));
         if (m.term, now) >= *e {
             *e = (m.term, now);

@@ -4,6 +4,7 @@
 
 use super::fsutil::{fsync_dir, io_err};
 use super::hard_state;
+use super::identity::Identity;
 use super::record::{self, Parsed};
 use super::segment::{self, corrupt, HEADER_LEN};
 use super::snapshot_file::{self, CheckedReader, PARTIAL_FILE};
@@ -24,10 +25,32 @@ pub(super) const LOCK_FILE: &str = "LOCK";
 /// One WAL segment file.
 pub(super) struct Segment {
     pub(super) path: PathBuf,
-    /// Read handle (positional reads only).
+    /// Read/write handle for positional reads and synced-mark writes (appends go through
+    /// [`Inner::writer`]).
     pub(super) file: File,
     /// Logical length, including bytes still in the write buffer.
     pub(super) len: u64,
+    /// Format version (1: no synced-length slots; never appended to).
+    pub(super) version: u32,
+    /// Generation and value of the synced mark last written to the header.
+    pub(super) mark_gen: u32,
+    pub(super) mark: u64,
+}
+
+impl Segment {
+    /// Writes the synced mark `synced` into the next slot of a version 2 header (not synced:
+    /// the caller's next fsync of the segment carries it).
+    pub(super) fn write_mark(&mut self, synced: u64) -> io::Result<()> {
+        if self.version < 2 {
+            return Ok(());
+        }
+        let gen = self.mark_gen + 1;
+        let (off, slot) = segment::encode_slot(gen, synced);
+        self.file.write_all_at(&slot, off)?;
+        self.mark_gen = gen;
+        self.mark = synced;
+        Ok(())
+    }
 }
 
 /// Where an entry lives on disk.
@@ -79,6 +102,7 @@ pub(super) struct Inner {
     pub(super) partial: Option<Partial>,
     pub(super) poisoned: Option<String>,
     pub(super) scratch: Vec<u8>,
+    pub(super) identity: Identity,
 }
 
 /// A durable [`Storage`] + [`LogStore`] in a directory. Thread-safe; every method takes
@@ -110,6 +134,11 @@ impl DiskStorage {
     /// The current hard state.
     pub fn hard_state(&self) -> HardState {
         self.inner.lock().hs
+    }
+
+    /// Whose state this directory holds (cluster, node, incarnation).
+    pub fn identity(&self) -> Identity {
+        self.inner.lock().identity
     }
 
     /// The error that poisoned the store, if a write or fsync has failed.
@@ -165,6 +194,14 @@ impl Inner {
             self.poisoned = Some(msg.clone());
         }
         StorageError::Io(msg)
+    }
+
+    /// Records `first` (0: none) as the newest segment before newer ones are removed.
+    pub(super) fn lower_wal_head(&mut self, first: u64) -> StorageResult<()> {
+        if let Err(e) = hard_state::write_wal_head(&self.dir, first, self.fsync) {
+            return Err(self.poison("write wal.head", e));
+        }
+        Ok(())
     }
 
     fn sync_dir(&mut self) -> StorageResult<()> {
@@ -270,7 +307,9 @@ impl Inner {
             if self.fsync {
                 fsync_dir(&self.dir)?;
             }
-            File::open(&path)
+            // Only a segment that is durably in place is recorded as the newest.
+            hard_state::write_wal_head(&self.dir, first, self.fsync)?;
+            OpenOptions::new().read(true).write(true).open(&path)
         })();
         let file = match res {
             Ok(f) => f,
@@ -289,6 +328,9 @@ impl Inner {
                 path,
                 file,
                 len: HEADER_LEN,
+                version: segment::FORMAT_VERSION,
+                mark_gen: 1,
+                mark: HEADER_LEN,
             },
         );
         Ok(())
@@ -312,7 +354,8 @@ impl Inner {
     fn write_entry(&mut self, e: &Entry) -> StorageResult<()> {
         let need_new = match self.segments.values().next_back() {
             None => true,
-            Some(s) => s.len >= self.segment_bytes && s.len > HEADER_LEN,
+            // A version 1 segment (from an older build) is never appended to.
+            Some(s) => s.version < 2 || (s.len >= self.segment_bytes && s.len > HEADER_LEN),
         };
         if need_new {
             self.close_writer()?;
@@ -355,28 +398,43 @@ impl Inner {
             .range(loc.seg + 1..)
             .map(|(k, _)| *k)
             .collect();
+        if !later.is_empty() {
+            self.lower_wal_head(loc.seg)?;
+        }
         for k in later.iter().rev() {
             let s = self.segments.remove(k).expect("segment");
             if let Err(e) = fs::remove_file(&s.path) {
                 return Err(self.poison(format!("remove {}", s.path.display()), e));
             }
         }
-        let path = self.segments[&loc.seg].path.clone();
+        // The unlinks are durable before the kept segment changes: a crash can never leave
+        // a later segment after a cut one (a gap that would refuse to open).
+        if !later.is_empty() {
+            self.sync_dir()?;
+        }
+        let fsync = self.fsync;
+        let seg = self.segments.get_mut(&loc.seg).expect("segment");
+        let path = seg.path.clone();
         let res = (|| -> io::Result<()> {
-            let f = OpenOptions::new().write(true).open(&path)?;
-            f.set_len(loc.offset)?;
-            if self.fsync {
-                f.sync_all()?;
+            // Lower the synced mark durably before cutting, so the file is never shorter
+            // than its mark (which recovery refuses as a cut file).
+            if seg.mark > loc.offset {
+                seg.write_mark(loc.offset)?;
+                if fsync {
+                    seg.file.sync_data()?;
+                }
+            }
+            seg.file.set_len(loc.offset)?;
+            if fsync {
+                seg.file.sync_all()?;
             }
             Ok(())
         })();
         if let Err(e) = res {
             return Err(self.poison(format!("truncate {}", path.display()), e));
         }
-        if !later.is_empty() {
-            self.sync_dir()?;
-        }
         self.segments.get_mut(&loc.seg).expect("segment").len = loc.offset;
+
         let removed = self.last_index() - idx + 1;
         for _ in 0..removed.min(self.cache.len() as u64) {
             let e = self.cache.pop_back().expect("cache");
@@ -406,6 +464,7 @@ impl Inner {
             }
             if is_last {
                 self.close_writer()?;
+                self.lower_wal_head(0)?;
             }
             let s = self.segments.remove(&first).expect("segment");
             if let Err(e) = fs::remove_file(&s.path) {
@@ -440,6 +499,9 @@ impl Inner {
     /// Removes every segment (newest first). Call [`Inner::recompute_offset`] afterwards.
     pub(super) fn reset_log(&mut self) -> StorageResult<()> {
         self.writer = None;
+        if !self.segments.is_empty() {
+            self.lower_wal_head(0)?;
+        }
         while let Some((_, s)) = self.segments.pop_last() {
             if let Err(e) = fs::remove_file(&s.path) {
                 return Err(self.poison(format!("remove {}", s.path.display()), e));
@@ -639,7 +701,20 @@ impl LogStore for DiskStorage {
             }),
             None => Ok(()),
         };
-        res.map_err(|e| g.poison("sync WAL", e))
+        if let Err(e) = res {
+            return Err(g.poison("sync WAL", e));
+        }
+        // Record what this fsync made durable; the next fsync carries the record, and a
+        // power loss before it leaves the previous (still true) mark.
+        let inner = &mut *g;
+        if let Some(seg) = inner.segments.values_mut().next_back() {
+            if fsync && seg.mark < seg.len {
+                if let Err(e) = seg.write_mark(seg.len) {
+                    return Err(g.poison("write WAL synced mark", e));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn write_snapshot_chunk(
@@ -650,7 +725,7 @@ impl LogStore for DiskStorage {
     ) -> StorageResult<bool> {
         let mut g = self.inner.lock();
         g.check()?;
-        let fresh = !matches!(&g.partial, Some(p) if p.meta == *meta);
+        let fresh = !matches!(&g.partial, Some(p) if p.meta.same_snapshot(meta));
         if fresh {
             if offset != 0 {
                 return Ok(false);
@@ -710,7 +785,7 @@ impl LogStore for DiskStorage {
         let mut g = self.inner.lock();
         g.check()?;
         let partial_path = g.dir.join(PARTIAL_FILE);
-        let Some(p) = g.partial.as_ref().filter(|p| p.meta == *meta) else {
+        let Some(p) = g.partial.as_ref().filter(|p| p.meta.same_snapshot(meta)) else {
             return Err(StorageError::Io(format!(
                 "no incoming snapshot matching index {} term {}",
                 meta.index, meta.term
@@ -831,17 +906,24 @@ impl LogStore for DiskStorage {
     }
 
     fn open_snapshot(&self) -> StorageResult<Option<(SnapshotMeta, Box<dyn Read + Send>)>> {
-        let g = self.inner.lock();
-        let Some(sf) = g.snap_file.as_ref() else {
-            return Ok(None);
+        let (mut f, path, data_offset, meta) = {
+            let g = self.inner.lock();
+            let Some(sf) = g.snap_file.as_ref() else {
+                return Ok(None);
+            };
+            let f = sf
+                .file
+                .try_clone()
+                .map_err(|e| io_err(sf.path.display(), e))?;
+            (f, sf.path.clone(), sf.data_offset, g.snap.clone())
         };
-        let mut f = sf
-            .file
-            .try_clone()
-            .map_err(|e| io_err(sf.path.display(), e))?;
-        f.seek(SeekFrom::Start(sf.data_offset))
-            .map_err(|e| io_err(sf.path.display(), e))?;
-        let reader = CheckedReader::new(BufReader::new(f), g.snap.size, g.snap.checksum);
-        Ok(Some((g.snap.clone(), Box::new(reader))))
+        // Verified before the caller sees a byte (a restore that stops reading early must not
+        // restore damaged data); without the lock, on this handle, so a snapshot installed
+        // meanwhile does not matter and the storage thread is not held up.
+        snapshot_file::verify_data(&f, &path, &meta, data_offset)?;
+        f.seek(SeekFrom::Start(data_offset))
+            .map_err(|e| io_err(path.display(), e))?;
+        let reader = CheckedReader::new(BufReader::new(f), meta.size, meta.checksum);
+        Ok(Some((meta, Box::new(reader))))
     }
 }

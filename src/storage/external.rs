@@ -301,9 +301,7 @@ impl LogStore for ExternalStore {
         let keep_log = meta.index >= self.mirror.first_index()
             && self.mirror.term(meta.index).ok() == Some(meta.term);
         let data = match self.mirror.partial_snapshot() {
-            Some((m, _)) if m.index == meta.index && m.term == meta.term => {
-                self.mirror.incoming_data()
-            }
+            Some((m, _)) if m.same_snapshot(meta) => self.mirror.incoming_data(),
             _ => return Err(StorageError::Io("no matching incoming snapshot".into())),
         };
         if data.len() as u64 != meta.size || crate::crc32c::crc32c(&data) != meta.checksum {

@@ -4,10 +4,11 @@
 //! metadata, snapshot headers and data) without modifying anything. [`verify_dirs`] compares
 //! the logs of several replicas.
 
-use super::hard_state;
+use super::hard_state::{self, HARD_STATE_FILE, STORE_META_FILE, WAL_HEAD_FILE};
+use super::identity::{self, Identity, IDENTITY_FILE};
 use super::segment::{self, corrupt, Tail};
 use super::snapshot_file::{self, PARTIAL_FILE};
-use crate::core::{ConfState, HardState, SnapshotMeta, StorageResult};
+use crate::core::{ConfState, HardState, SnapshotMeta, StorageError, StorageResult};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -31,9 +32,13 @@ pub struct SegmentInfo {
 pub struct Report {
     /// The directory.
     pub dir: PathBuf,
-    /// Bootstrap membership from `store.meta`, `None` if absent.
-    pub bootstrap: Option<ConfState>,
-    /// Hard state, `None` if never written.
+    /// Format version of `store.meta` (1: written before identities; upgraded on open).
+    pub format_version: u32,
+    /// Bootstrap membership from `store.meta`.
+    pub bootstrap: ConfState,
+    /// Whose state the directory holds (`None` only in a version 1 store).
+    pub identity: Option<Identity>,
+    /// Hard state (`None` only in a version 1 store that never wrote one).
     pub hard_state: Option<HardState>,
     /// WAL segments, oldest first.
     pub segments: Vec<SegmentInfo>,
@@ -86,21 +91,71 @@ impl Report {
     }
 }
 
-/// Inspects `dir` read-only, checking every checksum. Corruption that would stop the store
-/// from opening is an `Err` naming the file and offset; recoverable findings are warnings.
+/// Inspects `dir` read-only, checking every checksum. What would stop the store from opening
+/// is an `Err`: [`StorageError::NotFound`] for a missing path,
+/// [`StorageError::NotADataDir`] for anything without `store.meta`,
+/// [`StorageError::Missing`] when a file or entries the store's own records require are gone,
+/// [`StorageError::Io`] naming the file and offset for corruption. Recoverable findings
+/// (torn tails, leftovers of interrupted operations) are warnings.
 pub fn inspect_dir(dir: &Path) -> StorageResult<Report> {
-    if !dir.is_dir() {
-        return Err(crate::core::StorageError::Io(format!(
-            "{}: not a directory",
-            dir.display()
-        )));
+    match std::fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(StorageError::NotFound(format!(
+                "{}: no such file or directory",
+                dir.display()
+            )))
+        }
+        Err(e) => return Err(StorageError::Io(format!("{}: {e}", dir.display()))),
+        Ok(m) if !m.is_dir() => {
+            return Err(StorageError::NotADataDir(format!(
+                "{}: not a directory",
+                dir.display()
+            )))
+        }
+        Ok(_) => {}
     }
     let mut warnings = Vec::new();
-    let bootstrap = hard_state::read_store_meta(dir)?;
-    if bootstrap.is_none() {
-        warnings.push("store.meta is missing".to_string());
+    let Some((format_version, bootstrap)) = hard_state::read_store_meta(dir)? else {
+        return Err(StorageError::NotADataDir(format!(
+            "{}: no {STORE_META_FILE}: this is not a raft-manager data directory (or its \
+             {STORE_META_FILE} was deleted)",
+            dir.display()
+        )));
+    };
+    let legacy = format_version < hard_state::STORE_VERSION;
+    if legacy {
+        warnings.push(format!(
+            "store format version {format_version}: identity and wal.head are recorded on \
+             the next open (upgrade)"
+        ));
+    }
+    let missing = |file: &str, why: &str| {
+        StorageError::Missing(format!(
+            "{}: the {file} file is missing: {why}",
+            dir.display()
+        ))
+    };
+    let identity = identity::read_identity(dir)?;
+    if identity.is_none() && !legacy {
+        return Err(missing(
+            IDENTITY_FILE,
+            "the directory no longer says whose state it holds",
+        ));
     }
     let hard_state = hard_state::read_hard_state(dir)?;
+    if hard_state.is_none() && !legacy {
+        return Err(missing(
+            HARD_STATE_FILE,
+            "the node's term and vote are lost, and starting would let it vote twice in a term",
+        ));
+    }
+    let wal_head = hard_state::read_wal_head(dir)?;
+    if wal_head.is_none() && !legacy {
+        return Err(missing(
+            WAL_HEAD_FILE,
+            "a lost WAL segment could not be detected",
+        ));
+    }
 
     let snaps = snapshot_file::list(dir)?;
     let mut snapshot = None;
@@ -152,6 +207,16 @@ pub fn inspect_dir(dir: &Path) -> StorageResult<Report> {
     let mut expected: Option<u64> = None;
     let mut prev_term = 0;
     let list = segment::list(dir)?;
+    if let Some(h) = wal_head.filter(|&h| h > 0) {
+        if !list.iter().any(|(f, _)| *f == h) {
+            return Err(StorageError::Missing(format!(
+                "{}: WAL segment {} is missing: {WAL_HEAD_FILE} records it as the newest \
+                 segment, so the log once reached it",
+                dir.display(),
+                segment::file_name(h)
+            )));
+        }
+    }
     for (k, (first, name)) in list.iter().enumerate() {
         let path = dir.join(name);
         let is_last = k + 1 == list.len();
@@ -220,9 +285,11 @@ pub fn inspect_dir(dir: &Path) -> StorageResult<Report> {
             log_first = snap_index + 1;
         }
     }
-    Ok(Report {
+    let report = Report {
         dir: dir.to_path_buf(),
+        format_version,
         bootstrap,
+        identity,
         hard_state,
         segments,
         snapshot,
@@ -231,7 +298,17 @@ pub fn inspect_dir(dir: &Path) -> StorageResult<Report> {
         log_first,
         terms,
         warnings,
-    })
+    };
+    let commit = report.hard_state.map_or(0, |h| h.commit);
+    if commit > report.last_index() {
+        return Err(StorageError::Missing(format!(
+            "{}: the hard state records commit index {commit} but the log ends at index {}: \
+             committed entries are missing",
+            dir.display(),
+            report.last_index()
+        )));
+    }
+    Ok(report)
 }
 
 /// The first index where two replicas' logs disagree.
@@ -249,14 +326,44 @@ pub struct Divergence {
     pub term_b: u64,
 }
 
-/// Checks that every pair of replicas has the same term at every index both know (log
-/// entries, or a snapshot's last entry). Returns the lowest divergence, `None` if they agree.
+/// Checks that the replicas belong to one cluster (refused with [`StorageError::WrongOwner`]
+/// otherwise, as are two directories of one node or two copies of one directory), then that
+/// every pair has the same term at every index both know (log entries, or a snapshot's last
+/// entry). Returns the lowest divergence, `None` if they agree.
 pub fn verify_dirs(dirs: &[PathBuf]) -> StorageResult<Option<Divergence>> {
     let reports = dirs
         .iter()
         .map(|d| inspect_dir(d))
         .collect::<StorageResult<Vec<_>>>()?;
+    check_owners(&reports)?;
     Ok(first_divergence(&reports))
+}
+
+/// Refuses replicas that cannot be one cluster's: different cluster ids, one node id twice,
+/// or one incarnation twice (a copied directory).
+pub fn check_owners(reports: &[Report]) -> StorageResult<()> {
+    for (k, a) in reports.iter().enumerate() {
+        for b in &reports[k + 1..] {
+            let (Some(ia), Some(ib)) = (a.identity, b.identity) else {
+                continue;
+            };
+            let what = if ia.cluster_id != ib.cluster_id {
+                "belong to different clusters"
+            } else if ia.incarnation == ib.incarnation {
+                "are copies of one directory (same incarnation)"
+            } else if ia.node_id == ib.node_id {
+                "belong to the same node"
+            } else {
+                continue;
+            };
+            return Err(StorageError::WrongOwner(format!(
+                "{} ({ia}) and {} ({ib}) {what}: they are not replicas of one cluster",
+                a.dir.display(),
+                b.dir.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The lowest divergence among already inspected replicas.

@@ -9,6 +9,7 @@ mod disk;
 mod external;
 mod fsutil;
 pub mod hard_state;
+pub mod identity;
 pub mod inspect;
 pub mod record;
 mod recovery;
@@ -61,7 +62,10 @@ pub trait LogStore: Storage {
         keep_trailing: u64,
     ) -> StorageResult<SnapshotMeta>;
     /// Opens the latest snapshot's data for reading (restore at start, or to send), `None` if
-    /// there is none. The reader fails at the end if the data does not match its checksum.
+    /// there is none. Stores that keep the data where it can rot ([`DiskStorage`]) verify
+    /// its size and checksum before returning (an error if they do not match), so a reader
+    /// that stops early never sees damaged bytes; the reader also fails at the end on a
+    /// mismatch.
     fn open_snapshot(&self) -> StorageResult<Option<(SnapshotMeta, Box<dyn Read + Send>)>>;
     /// True if a write is complete when it returns and `sync` does nothing (memory
     /// stores); the runtime then writes on the Raft thread instead of the storage thread.
@@ -96,6 +100,12 @@ pub struct DiskOptions {
     pub cache_bytes: u64,
     /// Membership of a brand-new directory (ignored when the directory already holds a store).
     pub bootstrap: ConfState,
+    /// The cluster the directory must belong to: recorded in its `identity` file when it is
+    /// created (0 if `None`), and an existing directory of another cluster is refused with
+    /// [`StorageError::WrongOwner`]. `None` (default) skips the check.
+    pub cluster_id: Option<u64>,
+    /// The node the directory must belong to, like `cluster_id`.
+    pub node_id: Option<u64>,
 }
 
 impl Default for DiskOptions {
@@ -105,6 +115,8 @@ impl Default for DiskOptions {
             segment_bytes: 64 << 20,
             cache_bytes: 64 << 20,
             bootstrap: ConfState::default(),
+            cluster_id: None,
+            node_id: None,
         }
     }
 }

@@ -2,11 +2,12 @@
 
 use super::disk::{open_writer, DiskStorage, Inner, Loc, Partial, Segment, SnapFile, LOCK_FILE};
 use super::fsutil::{fsync_dir, io_err};
-use super::hard_state::{self, HARD_STATE_FILE, STORE_META_FILE};
+use super::hard_state::{self, HARD_STATE_FILE, STORE_META_FILE, WAL_HEAD_FILE};
+use super::identity::{self, Identity, IDENTITY_FILE};
 use super::segment::{self, corrupt, Tail};
 use super::snapshot_file::{self, PARTIAL_FILE};
 use super::{DiskOptions, FsyncPolicy};
-use crate::core::{Entry, SnapshotMeta, StorageError, StorageResult};
+use crate::core::{ConfState, Entry, HardState, SnapshotMeta, StorageError, StorageResult};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
@@ -16,7 +17,11 @@ use std::path::Path;
 impl DiskStorage {
     /// Opens (creating if needed) the store in `dir`, recovering from a crash: a torn tail
     /// of the last segment is truncated (with a warning); any other damage refuses to open
-    /// with [`StorageError::Io`] naming the file and byte offset.
+    /// with [`StorageError::Io`] naming the file and byte offset. A directory of another
+    /// cluster or node ([`DiskOptions::cluster_id`], [`DiskOptions::node_id`]) is refused
+    /// with [`StorageError::WrongOwner`], one missing state its own records say it has (hard
+    /// state, identity, a WAL segment, committed entries) with [`StorageError::Missing`], and
+    /// a non-empty directory without a store with [`StorageError::NotADataDir`].
     pub fn open(dir: &Path, opts: DiskOptions) -> StorageResult<DiskStorage> {
         let fsync = opts.fsync == FsyncPolicy::Always;
         fs::create_dir_all(dir).map_err(|e| io_err(dir.display(), e))?;
@@ -43,33 +48,78 @@ impl DiskStorage {
         }
 
         // Leftover temp files are incomplete writes that never took effect.
-        let mut has_store_files = false;
+        let mut log_files = Vec::new();
+        let mut foreign = Vec::new();
         for ent in fs::read_dir(dir).map_err(|e| io_err(dir.display(), e))? {
             let ent = ent.map_err(|e| io_err(dir.display(), e))?;
             let name = ent.file_name().to_string_lossy().into_owned();
             if name.ends_with(".tmp") {
                 tracing::info!(file = %ent.path().display(), "removing leftover temp file");
                 fs::remove_file(ent.path()).map_err(|e| io_err(ent.path().display(), e))?;
-            } else if is_store_file(&name) {
-                has_store_files = true;
+            } else if is_log_file(&name) {
+                log_files.push(name);
+            } else if !is_meta_file(&name) {
+                foreign.push(name);
             }
         }
 
-        let bootstrap = match hard_state::read_store_meta(dir)? {
-            Some(c) => c,
+        let (bootstrap, identity, upgrade) = match hard_state::read_store_meta(dir)? {
+            Some((version, conf)) => {
+                let upgrade = version < hard_state::STORE_VERSION;
+                let id = match identity::read_identity(dir)? {
+                    Some(id) => id,
+                    None if upgrade => {
+                        let id = Identity::generate(
+                            opts.cluster_id.unwrap_or(0),
+                            opts.node_id.unwrap_or(0),
+                        )?;
+                        tracing::warn!(
+                            dir = %dir.display(),
+                            identity = %id,
+                            "store format version 1: recording this node's identity (upgrade)"
+                        );
+                        identity::write_identity(dir, &id, fsync)
+                            .map_err(|e| io_err(dir.join(IDENTITY_FILE).display(), e))?;
+                        id
+                    }
+                    None => {
+                        return Err(StorageError::Missing(format!(
+                            "{}: the {IDENTITY_FILE} file is missing, so the directory no \
+                             longer says whose state it holds",
+                            dir.display()
+                        )))
+                    }
+                };
+                (conf, id, upgrade)
+            }
             None => {
-                if has_store_files {
-                    return Err(StorageError::Io(format!(
-                        "{}: missing {STORE_META_FILE} in a directory holding store files",
-                        dir.display()
-                    )));
-                }
-                hard_state::write_store_meta(dir, &opts.bootstrap, fsync)
-                    .map_err(|e| io_err(dir.join(STORE_META_FILE).display(), e))?;
-                opts.bootstrap.clone()
+                let id = create_store(dir, &opts, fsync, &log_files, &foreign)?;
+                (opts.bootstrap.clone(), id, false)
             }
         };
-        let mut hs = hard_state::read_hard_state(dir)?.unwrap_or_default();
+        identity.check(dir, opts.cluster_id, opts.node_id)?;
+        let mut hs = match hard_state::read_hard_state(dir)? {
+            Some(hs) => hs,
+            None if upgrade => HardState::default(),
+            None => {
+                return Err(StorageError::Missing(format!(
+                    "{}: the {HARD_STATE_FILE} file is missing: the node's term and vote are \
+                     lost, and starting would let it vote twice in a term",
+                    dir.display()
+                )))
+            }
+        };
+        let wal_head = match hard_state::read_wal_head(dir)? {
+            Some(h) => h,
+            None if upgrade => 0,
+            None => {
+                return Err(StorageError::Missing(format!(
+                    "{}: the {WAL_HEAD_FILE} file is missing, so a lost WAL segment could \
+                     not be detected",
+                    dir.display()
+                )))
+            }
+        };
 
         // Snapshot: the newest complete one wins; older ones are leftovers of an install.
         let snaps = snapshot_file::list(dir)?;
@@ -129,6 +179,15 @@ impl DiskStorage {
         let mut expected: Option<u64> = None;
         let mut prev_term = 0u64;
         let list = segment::list(dir)?;
+        if wal_head > 0 && !list.iter().any(|(f, _)| *f == wal_head) {
+            return Err(StorageError::Missing(format!(
+                "{}: WAL segment {} is missing: {WAL_HEAD_FILE} records it as the newest \
+                 segment, so the log once reached it; starting would forget acknowledged \
+                 entries",
+                dir.display(),
+                segment::file_name(wal_head)
+            )));
+        }
         for (k, (first, name)) in list.iter().enumerate() {
             let first = *first;
             let is_last = k + 1 == list.len();
@@ -198,13 +257,21 @@ impl DiskStorage {
                     }
                 }
             }
-            let file = File::open(&path).map_err(|e| io_err(path.display(), e))?;
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(|e| io_err(path.display(), e))?;
+            let (mark_gen, mark) = scan.mark.unwrap_or((0, 0));
             segments.insert(
                 first,
                 Segment {
                     path,
                     file,
                     len: scan.valid_len,
+                    version: scan.version,
+                    mark_gen,
+                    mark,
                 },
             );
             expected = Some(first + scan.records);
@@ -230,6 +297,7 @@ impl DiskStorage {
             partial,
             poisoned: None,
             scratch: Vec::new(),
+            identity,
         };
 
         // Reconcile the log with the snapshot.
@@ -261,11 +329,33 @@ impl DiskStorage {
             hs.commit = inner.snap.index;
             inner.hs = hs;
         }
+        inner.recompute_offset();
+        if hs.commit > inner.last_index() {
+            return Err(StorageError::Missing(format!(
+                "{}: the hard state records commit index {} but the log ends at index {}: \
+                 committed entries are missing",
+                dir.display(),
+                hs.commit,
+                inner.last_index()
+            )));
+        }
+        let newest = inner.segments.keys().next_back().copied().unwrap_or(0);
+        if upgrade {
+            hard_state::write_hard_state(dir, &inner.hs, fsync)
+                .map_err(|e| io_err(dir.join(HARD_STATE_FILE).display(), e))?;
+        }
+        if upgrade || newest != wal_head {
+            hard_state::write_wal_head(dir, newest, fsync)
+                .map_err(|e| io_err(dir.join(WAL_HEAD_FILE).display(), e))?;
+        }
+        if upgrade {
+            hard_state::write_store_meta(dir, &bootstrap, fsync)
+                .map_err(|e| io_err(dir.join(STORE_META_FILE).display(), e))?;
+        }
         if let Some((_, seg)) = inner.segments.iter().next_back() {
             let path = seg.path.clone();
             inner.writer = Some(open_writer(&path).map_err(|e| io_err(path.display(), e))?);
         }
-        inner.recompute_offset();
         Ok(DiskStorage {
             inner: Mutex::new(inner),
             _lock: lock,
@@ -273,11 +363,79 @@ impl DiskStorage {
     }
 }
 
-fn is_store_file(name: &str) -> bool {
-    name == HARD_STATE_FILE
-        || name == PARTIAL_FILE
+/// WAL segments and snapshot files: the store's data.
+pub(super) fn is_log_file(name: &str) -> bool {
+    name == PARTIAL_FILE
         || segment::parse_file_name(name).is_some()
         || snapshot_file::parse_file_name(name).is_some()
+}
+
+/// The store's small bookkeeping files (and a file system's `lost+found`).
+pub(super) fn is_meta_file(name: &str) -> bool {
+    [
+        LOCK_FILE,
+        STORE_META_FILE,
+        IDENTITY_FILE,
+        HARD_STATE_FILE,
+        WAL_HEAD_FILE,
+        "lost+found",
+    ]
+    .contains(&name)
+}
+
+/// Creates a store in `dir`, which holds no `store.meta`: identity, an empty hard state and
+/// `wal.head` first, `store.meta` last (its presence marks a complete store, so a crash
+/// half-way repeats the creation). Refuses a directory holding store data or foreign files.
+fn create_store(
+    dir: &Path,
+    opts: &DiskOptions,
+    fsync: bool,
+    log_files: &[String],
+    foreign: &[String],
+) -> StorageResult<Identity> {
+    let hs = hard_state::read_hard_state(dir)?;
+    let head = hard_state::read_wal_head(dir)?;
+    if !log_files.is_empty()
+        || hs.is_some_and(|h| h != HardState::default())
+        || head.is_some_and(|h| h != 0)
+    {
+        return Err(StorageError::Missing(format!(
+            "{}: the {STORE_META_FILE} file is missing in a directory holding store state \
+             ({})",
+            dir.display(),
+            if log_files.is_empty() {
+                HARD_STATE_FILE.to_string()
+            } else {
+                log_files.join(", ")
+            }
+        )));
+    }
+    if let Some(name) = foreign.first() {
+        return Err(StorageError::NotADataDir(format!(
+            "{}: no {STORE_META_FILE}, and it holds {} entries that are not store files \
+             (e.g. {name}); a new store is only created in an empty directory",
+            dir.display(),
+            foreign.len()
+        )));
+    }
+    let id = match identity::read_identity(dir)? {
+        Some(id) => id,
+        None => {
+            let id = Identity::generate(opts.cluster_id.unwrap_or(0), opts.node_id.unwrap_or(0))?;
+            identity::write_identity(dir, &id, fsync)
+                .map_err(|e| io_err(dir.join(IDENTITY_FILE).display(), e))?;
+            id
+        }
+    };
+    let conf: &ConfState = &opts.bootstrap;
+    hard_state::write_hard_state(dir, &HardState::default(), fsync)
+        .map_err(|e| io_err(dir.join(HARD_STATE_FILE).display(), e))?;
+    hard_state::write_wal_head(dir, 0, fsync)
+        .map_err(|e| io_err(dir.join(WAL_HEAD_FILE).display(), e))?;
+    hard_state::write_store_meta(dir, conf, fsync)
+        .map_err(|e| io_err(dir.join(STORE_META_FILE).display(), e))?;
+    tracing::info!(dir = %dir.display(), identity = %id, "created a new store");
+    Ok(id)
 }
 
 fn load_partial(dir: &Path, snap: &SnapshotMeta) -> StorageResult<Option<Partial>> {

@@ -409,6 +409,7 @@ impl PyNode {
             FsyncPolicy::UnsafeNever
         };
         cfg.data_dir = data_dir;
+        cfg.cluster_id = cluster_id;
         cfg.caller_runs = caller_runs;
         cfg.max_command_bytes = max_command_bytes;
         cfg.max_snapshot_bytes = max_snapshot_bytes;
