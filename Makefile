@@ -65,8 +65,8 @@ sim-long:
 MUTANTS_ARGS ?= --file 'src/core/**/*.rs'
 mutants:
 	@command -v cargo-mutants >/dev/null 2>&1 || $(CARGO) install --locked cargo-mutants
-	$(CARGO) mutants --no-shuffle --timeout 300 --build-timeout 600 $(MUTANTS_ARGS) \
-	  -- --release --lib --test scenarios --test membership --test simulation
+	$(CARGO) mutants --no-shuffle --profile release --timeout 300 --build-timeout 1500 \
+	  $(MUTANTS_ARGS) -- --lib --test scenarios --test membership --test simulation
 
 ## Benchmarks (docs/BENCHMARKS.md): W1 (Rust API, C ABI, C++, Go), openraft peer, W2, failover,
 ## catch-up, memory, W3; then raft-manager/peer ratios and the targets (bench/ratios.py).

@@ -642,6 +642,18 @@ raft_status raft_config_builder_set_secret(struct raft_config_builder *builder,
                                            size_t len);
 
 /**
+ * Enables TLS 1.3 with mutual authentication on the TCP transport: reads this node's
+ * certificate chain, private key and the CA bundle from the three PEM files (NUL-terminated
+ * paths) now. The certificate must carry the DNS name `node-<id>.raft` (docs/TRANSPORT.md).
+ * All three NULL disables TLS. An unreadable file, invalid PEM or a key that does not match
+ * the certificate is `RAFT_STATUS_INVALID_ARGUMENT` (the last error names what is wrong).
+ */
+raft_status raft_config_builder_set_tls(struct raft_config_builder *builder,
+                                        const char *cert_path,
+                                        const char *key_path,
+                                        const char *ca_path);
+
+/**
  * Sets the `userdata` passed first to every node callback, and its finaliser (may be
  * NULL). Replacing an earlier userdata finalises the earlier one now. `userdata` must be
  * usable from any engine thread.

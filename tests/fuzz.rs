@@ -259,6 +259,7 @@ fn fuzz_handshake_parsing() {
             node_id: 2,
             secret: if with_secret { Some(b"k") } else { None },
             is_known: &known,
+            identity: None,
         };
         let mut d = Duplex {
             input: io::Cursor::new(input.clone()),

@@ -345,6 +345,7 @@ fn start(c: &ConfigData) -> Result<NodeObj, raft_status> {
             tc.peers = c.data.peers.clone();
             tc.peers.remove(&c.data.id);
             tc.secret = c.data.secret.clone();
+            tc.tls = c.data.tls.clone();
             let target: Arc<RwLock<Weak<Node>>> = Arc::new(RwLock::new(Weak::new()));
             let t2 = target.clone();
             let on_message = Arc::new(move |from: u64, bytes: Vec<u8>| {

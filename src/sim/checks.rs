@@ -17,6 +17,9 @@ pub(super) struct StepState {
     acks: BTreeMap<NodeId, (u64, u64, u64)>,
     /// node -> (role, term, commit) after its last step.
     last: BTreeMap<NodeId, (Role, u64, u64)>,
+    /// leader -> (term, configuration id, time since it led that term in that configuration
+    /// without a pause, time of its last step).
+    leading: BTreeMap<NodeId, (u64, u64, u64, u64)>,
 }
 
 impl StepState {
@@ -24,6 +27,7 @@ impl StepState {
     pub fn forget(&mut self, id: NodeId) {
         self.acks.remove(&id);
         self.last.remove(&id);
+        self.leading.remove(&id);
     }
 }
 
@@ -135,6 +139,9 @@ impl Sim {
     /// Checks after node `id` took a step: its commit index against the leader of its term
     /// and against its own leadership, and that it still holds what it acknowledged.
     pub(super) fn check_step(&mut self, id: NodeId) -> Result<(), Violation> {
+        if self.role(id) == Some(Role::Leader) {
+            self.check_leader_contact(id)?;
+        }
         let Some(raw) = self.node(id) else {
             return Ok(());
         };
@@ -176,9 +183,49 @@ impl Sim {
                 }
             }
         }
+        if role != Role::Leader {
+            self.steps.leading.remove(&id);
+        }
         self.steps.last.insert(id, (role, term, commit));
         let reads = &mut self.steps.reads;
         reads.max_commit = reads.max_commit.max(commit);
         Ok(())
+    }
+
+    /// With check-quorum on, a leader in office (same term and configuration) for more than
+    /// two election timeouts heard from a quorum within the last two.
+    fn check_leader_contact(&mut self, id: NodeId) -> Result<(), Violation> {
+        let Some(r) = self
+            .nodes
+            .get(&id)
+            .and_then(|n| n.raw.as_ref())
+            .map(|n| &n.raft)
+        else {
+            return Ok(());
+        };
+        if !r.cfg.check_quorum {
+            return Ok(());
+        }
+        let (term, conf_id, now) = (r.term, r.conf_index(), self.now);
+        let e = self
+            .steps
+            .leading
+            .entry(id)
+            .or_insert((term, conf_id, now, now));
+        // A leader not stepped for a while was paused: its ticks (and check-quorum rounds)
+        // are caught up at once on resume, so its window starts again then.
+        if (e.0, e.1) != (term, conf_id) || now > e.3 + 2 * TICK_MS {
+            *e = (term, conf_id, now, now);
+        }
+        e.3 = now;
+        let window = (2 * r.cfg.election_ticks + 2) * TICK_MS;
+        if now < e.2 + window {
+            return Ok(());
+        }
+        let reads = &self.steps.reads;
+        oracle::check_leader_heard(id, r.conf(), |n| {
+            reads.heard_since(id, n, term, now - window)
+        })
+        .map_err(|e| Violation::new(self.seed, e))
     }
 }

@@ -152,6 +152,26 @@ pub fn check_leader_commit(
     Ok(())
 }
 
+/// Check-quorum: a leader that has led (in an unchanged configuration) for longer than
+/// `window` must have heard from a quorum within the last `window`; `heard(n)` says whether
+/// a message of its term from `n` arrived in that window. (The core checks every election
+/// timeout that a quorum was active since the previous check, so a leader still in office
+/// heard a quorum within the last two timeouts.)
+pub fn check_leader_heard(
+    leader: NodeId,
+    conf: &ConfState,
+    heard: impl Fn(NodeId) -> bool,
+) -> Result<(), String> {
+    if majority(conf, |n| n == leader || heard(n)) {
+        Ok(())
+    } else {
+        Err(format!(
+            "leader {leader} still leads without having heard from a quorum of {:?} within two election timeouts",
+            conf.voters
+        ))
+    }
+}
+
 /// Reads are answered only at an index the leader proved current.
 ///
 /// A read invoked when the cluster had committed up to `min_index` must be answered at or
@@ -162,10 +182,11 @@ pub fn check_leader_commit(
 /// quorum heard within the lease window instead.
 #[derive(Default)]
 pub struct ReadOracle {
-    /// (leader, peer) -> (term, creation time) of the peer's latest heartbeat answer.
-    hb: BTreeMap<(NodeId, NodeId), (u64, u64)>,
-    /// (leader, peer) -> (term, arrival time) of the peer's latest message.
-    any: BTreeMap<(NodeId, NodeId), (u64, u64)>,
+    /// (leader, peer, term) -> creation time of the peer's latest heartbeat answer.
+    hb: BTreeMap<(NodeId, NodeId, u64), u64>,
+    /// (leader, peer, term) -> arrival time of the peer's latest message of that term
+    /// (pre-vote messages excluded: they carry a term their sender is not in).
+    any: BTreeMap<(NodeId, NodeId, u64), u64>,
     /// (leader, origin, ctx) -> (time the request reached the leader, min index).
     requests: BTreeMap<(NodeId, NodeId, u64), (u64, u64)>,
     /// (origin, ctx) -> min index at invocation, for reads forwarded to a leader.
@@ -186,12 +207,10 @@ pub enum Proof {
 impl ReadOracle {
     /// A message from `m.from` created at `sent_at` reached `m.to` at `now`.
     pub fn on_deliver(&mut self, m: &Message, sent_at: u64, now: u64) {
-        let key = (m.to, m.from);
+        let key = (m.to, m.from, m.term);
         if let MessageBody::HeartbeatResponse { .. } = m.body {
-            let e = self.hb.entry(key).or_insert((m.term, sent_at));
-            if (m.term, sent_at) >= *e {
-                *e = (m.term, sent_at);
-            }
+            let e = self.hb.entry(key).or_insert(sent_at);
+            *e = (*e).max(sent_at);
         }
         if let MessageBody::ReadIndex { ctx } = m.body {
             // A duplicated request keeps the first arrival (the answer may be to either).
@@ -203,18 +222,22 @@ impl ReadOracle {
                 .entry((m.to, m.from, ctx))
                 .or_insert((now, min));
         }
-        // Pre-vote messages carry the term a campaign would use, not the sender's.
-        if matches!(
+        let pre_vote = matches!(
             m.body,
             MessageBody::Vote { pre_vote: true, .. }
                 | MessageBody::VoteResponse { pre_vote: true, .. }
-        ) {
-            return;
+        );
+        if !pre_vote {
+            let e = self.any.entry(key).or_insert(now);
+            *e = (*e).max(now);
         }
-        let e = self.any.entry(key).or_insert((m.term, now));
-        if (m.term, now) >= *e {
-            *e = (m.term, now);
-        }
+    }
+
+    /// True if a message of `term` from `peer` reached `leader` at or after `since`.
+    pub fn heard_since(&self, leader: NodeId, peer: NodeId, term: u64, since: u64) -> bool {
+        self.any
+            .get(&(leader, peer, term))
+            .is_some_and(|&at| at >= since)
     }
 
     /// A client asked `node` for a read index `ctx`; `leader` says whether it leads.
@@ -257,14 +280,11 @@ impl ReadOracle {
         let proved = |n: NodeId| {
             n == leader
                 || match proof {
-                    Proof::Round => self
-                        .hb
-                        .get(&(leader, n))
-                        .is_some_and(|&(t, at)| t == term && at >= t0),
+                    Proof::Round => self.hb.get(&(leader, n, term)).is_some_and(|&at| at >= t0),
                     Proof::Lease(ms) => self
                         .any
-                        .get(&(leader, n))
-                        .is_some_and(|&(t, at)| t == term && at + ms >= now),
+                        .get(&(leader, n, term))
+                        .is_some_and(|&at| at + ms >= now),
                 }
         };
         if !majority(conf, proved) {
@@ -427,6 +447,38 @@ mod tests {
         assert!(check_leader_commit(4, 2, 3, Some(2)).is_err());
         assert!(check_leader_commit(4, 2, 3, Some(4)).is_ok());
         assert!(check_leader_commit(4, 3, 3, Some(2)).is_ok());
+    }
+
+    #[test]
+    fn leader_without_quorum_contact_fires() {
+        let conf = ConfState::with_voters([1, 2, 3, 4, 5]);
+        assert!(check_leader_heard(1, &conf, |n| n == 2).is_err());
+        assert!(check_leader_heard(1, &conf, |n| n == 2 || n == 5).is_ok());
+        let mut o = ReadOracle::default();
+        o.on_deliver(
+            &msg(2, 1, 3, MessageBody::HeartbeatResponse { read_ctx: 0 }),
+            5,
+            9,
+        );
+        assert!(o.heard_since(1, 2, 3, 9));
+        assert!(!o.heard_since(1, 2, 3, 10));
+        assert!(!o.heard_since(1, 2, 4, 0));
+        // A pre-vote carries a term its sender is not in: it neither counts nor hides the
+        // sender's messages in its real term.
+        let pre = MessageBody::Vote {
+            pre_vote: true,
+            last_index: 0,
+            last_term: 0,
+            transfer: false,
+        };
+        o.on_deliver(&msg(3, 1, 4, pre), 10, 11);
+        o.on_deliver(
+            &msg(3, 1, 3, MessageBody::HeartbeatResponse { read_ctx: 0 }),
+            12,
+            13,
+        );
+        assert!(!o.heard_since(1, 3, 4, 0));
+        assert!(o.heard_since(1, 3, 3, 13));
     }
 
     #[test]

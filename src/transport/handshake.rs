@@ -170,6 +170,8 @@ pub enum HandshakeError {
     AuthFailed(&'static str),
     /// The acceptor refused with this status byte.
     Rejected(u8),
+    /// The TLS handshake failed (certificate not from the CA, not naming the node, protocol).
+    Tls(String),
 }
 
 impl fmt::Display for HandshakeError {
@@ -182,6 +184,7 @@ impl fmt::Display for HandshakeError {
             HandshakeError::UnknownNode(n) => write!(f, "node {n} is not a known peer"),
             HandshakeError::WrongTarget(n) => write!(f, "peer addressed node {n}, not us"),
             HandshakeError::AuthFailed(why) => write!(f, "authentication failed: {why}"),
+            HandshakeError::Tls(why) => write!(f, "TLS handshake failed: {why}"),
             HandshakeError::Rejected(s) => {
                 let why = match *s {
                     REJECT_CLUSTER => "wrong cluster id",
@@ -329,6 +332,9 @@ pub struct AcceptPolicy<'a> {
     pub secret: Option<&'a [u8]>,
     /// Whether a node id is a currently known peer.
     pub is_known: &'a dyn Fn(u64) -> bool,
+    /// Whether the connection's own authentication (the TLS client certificate) names this
+    /// node id; `None` when the connection has none.
+    pub identity: Option<&'a dyn Fn(u64) -> bool>,
 }
 
 /// Runs the acceptor side on a freshly accepted stream; returns the authenticated peer id.
@@ -408,6 +414,12 @@ fn check_identity(hello: &Hello, policy: &AcceptPolicy<'_>) -> Option<(u8, Hands
     if hello.from == policy.node_id || !(policy.is_known)(hello.from) {
         return Some((REJECT_UNKNOWN_NODE, HandshakeError::UnknownNode(hello.from)));
     }
+    if policy.identity.is_some_and(|names| !names(hello.from)) {
+        return Some((
+            REJECT_AUTH,
+            HandshakeError::AuthFailed("the certificate does not name the claimed node"),
+        ));
+    }
     None
 }
 
@@ -430,6 +442,7 @@ mod tests {
             node_id: 1,
             secret: accept_secret,
             is_known: &known,
+            identity: None,
         };
         let acc = accept(&mut b, &policy);
         drop(b);
@@ -565,6 +578,7 @@ mod tests {
                     node_id: 1,
                     secret: Some(b"s"),
                     is_known: &known,
+                    identity: None,
                 };
                 accept(&mut b, &policy)
             });

@@ -4,6 +4,7 @@
 use super::deadline::Deadline;
 use super::frame::{self, FrameError, ReadError};
 use super::handshake::{self, AcceptPolicy, HandshakeError, Reply, HELLO_LEN, REJECT_BUSY};
+use super::tls::{self, Conn};
 use super::Inner;
 use std::io::{self, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -126,15 +127,30 @@ fn serve(reg: &Registered, stream: TcpStream, addr: SocketAddr) -> io::Result<()
         node_id: inner.node_id,
         secret: inner.secret.as_deref().map(|v| v.as_slice()),
         is_known: &is_known,
+        identity: None,
     };
-    let from = {
+    let handshaken = {
         let mut timed = Deadline::new(&stream, inner.handshake_timeout);
-        match handshake::accept(&mut timed, &policy) {
-            Ok(from) => from,
-            Err(e) => {
-                refused(inner, addr, &e);
-                return Ok(());
-            }
+        match &inner.tls {
+            None => handshake::accept(&mut timed, &policy).map(|from| (from, None)),
+            Some(ctx) => ctx.accept(&mut timed).and_then(|mut conn| {
+                let leaf = tls::peer_leaf(&conn);
+                let names = |id: u64| tls::names_node(leaf.as_ref(), id);
+                let policy = AcceptPolicy {
+                    identity: Some(&names),
+                    ..policy
+                };
+                let mut io = rustls::Stream::new(&mut conn, &mut timed);
+                let from = handshake::accept(&mut io, &policy).map_err(tls::through_tls)?;
+                Ok((from, Some(conn)))
+            }),
+        }
+    };
+    let (from, tls_conn) = match handshaken {
+        Ok(done) => done,
+        Err(e) => {
+            refused(inner, addr, &e);
+            return Ok(());
         }
     };
     stream.set_read_timeout(None)?;
@@ -150,7 +166,11 @@ fn serve(reg: &Registered, stream: TcpStream, addr: SocketAddr) -> io::Result<()
     inner.close_inbound_from(from, Some(conn_id));
     tracing::debug!(node = inner.node_id, peer = from, %addr, "inbound connection authenticated");
 
-    let mut reader = BufReader::with_capacity(READ_BUFFER, stream);
+    let conn = match tls_conn {
+        None => Conn::Plain(stream),
+        Some(c) => Conn::Server(Box::new(rustls::StreamOwned::new(c, stream))),
+    };
+    let mut reader = BufReader::with_capacity(READ_BUFFER, conn);
     loop {
         let payload = match frame::read_frame(&mut reader, inner.max_frame_bytes) {
             Ok(payload) => payload,
@@ -213,6 +233,7 @@ fn refused(inner: &Inner, addr: SocketAddr, e: &HandshakeError) {
         HandshakeError::BadVersion(_) => &stats.bad_version,
         HandshakeError::AuthFailed(_) => &stats.auth_failures,
         HandshakeError::Malformed(_) | HandshakeError::Rejected(_) => &stats.bad_handshake,
+        HandshakeError::Tls(_) => &stats.tls_failures,
     };
     counter.fetch_add(1, Ordering::Relaxed);
     tracing::warn!(node = inner.node_id, %addr, "refused inbound connection: {e}");

@@ -22,6 +22,9 @@ mod queue;
 
 pub mod frame;
 pub mod handshake;
+pub mod tls;
+
+pub use tls::TlsConfig;
 
 use parking_lot::{Mutex, RwLock};
 use peer::PeerLink;
@@ -60,6 +63,9 @@ pub struct TransportConfig {
     pub peers: HashMap<u64, SocketAddr>,
     /// Shared cluster secret; enables mutual HMAC-SHA256 challenge-response on every connection.
     pub secret: Option<Vec<u8>>,
+    /// TLS 1.3 with mutual certificate authentication on every connection (see [`tls`]);
+    /// `None` (the default) is plain TCP. Combines with `secret`.
+    pub tls: Option<TlsConfig>,
     /// Largest accepted/sent payload (default 64 MiB).
     pub max_frame_bytes: usize,
     /// Byte cap of each peer's outgoing queue (default 64 MiB).
@@ -101,6 +107,7 @@ impl TransportConfig {
             listen,
             peers: HashMap::new(),
             secret: None,
+            tls: None,
             max_frame_bytes: frame::DEFAULT_MAX_FRAME_BYTES,
             max_queue_bytes: 64 << 20,
             reconnect_backoff_min: Duration::from_millis(50),
@@ -123,6 +130,7 @@ impl fmt::Debug for TransportConfig {
             .field("listen", &self.listen)
             .field("peers", &self.peers)
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls)
             .field("max_frame_bytes", &self.max_frame_bytes)
             .field("max_queue_bytes", &self.max_queue_bytes)
             .field("max_inbound_connections", &self.max_inbound_connections)
@@ -243,6 +251,9 @@ stats! {
     handshake_timeouts,
     /// Frames dropped because the sender they claim is not the authenticated peer.
     sender_mismatch,
+    /// TLS handshakes that failed (either side): certificate not from the CA, certificate not
+    /// naming the node, protocol error.
+    tls_failures,
 }
 
 /// State shared by the transport handle and its threads.
@@ -251,6 +262,7 @@ struct Inner {
     cluster_id: u64,
     /// Wiped from memory when the transport is dropped.
     secret: Option<Zeroizing<Vec<u8>>>,
+    tls: Option<tls::TlsContext>,
     max_frame_bytes: usize,
     max_queue_bytes: usize,
     backoff_min: Duration,
@@ -332,7 +344,11 @@ impl TcpTransport {
     /// Binds and starts the listener and the per-peer writer threads. `on_message(from, bytes)`
     /// is called from transport threads for every frame received from an authenticated, known
     /// peer of the same cluster (frames from one peer arrive in order).
+    ///
+    /// Fails if the address cannot be bound or the TLS material is invalid
+    /// (`InvalidInput`, naming what is wrong).
     pub fn start(cfg: TransportConfig, on_message: OnMessage) -> io::Result<TcpTransport> {
+        let tls = cfg.tls.as_ref().map(tls::TlsContext::new).transpose()?;
         let listener = TcpListener::bind(cfg.listen)?;
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
@@ -341,6 +357,7 @@ impl TcpTransport {
             node_id: cfg.node_id,
             cluster_id: cfg.cluster_id,
             secret: cfg.secret.clone().map(Zeroizing::new),
+            tls,
             max_frame_bytes: cfg.max_frame_bytes.min(frame::MAX_ENCODABLE_PAYLOAD),
             max_queue_bytes: cfg.max_queue_bytes,
             backoff_min: min,

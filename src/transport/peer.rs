@@ -4,6 +4,7 @@ use super::deadline::Deadline;
 use super::frame;
 use super::handshake::{self, HandshakeError};
 use super::queue::{PushOutcome, SendQueue};
+use super::tls::{self, Conn};
 use super::{Inner, SendClass};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::io::{self, BufWriter, Write};
@@ -155,6 +156,10 @@ pub(crate) fn run_writer(inner: Arc<Inner>, link: Arc<PeerLink>) {
                     HandshakeError::Io(e) => {
                         tracing::debug!(node = inner.node_id, peer = link.id, %addr, "dial failed: {e}")
                     }
+                    HandshakeError::Tls(_) => {
+                        inner.count(|c| &c.tls_failures, 1);
+                        tracing::warn!(node = inner.node_id, peer = link.id, %addr, "TLS handshake failed: {e}")
+                    }
                     HandshakeError::AuthFailed(_) => {
                         inner.count(|c| &c.auth_failures, 1);
                         tracing::warn!(node = inner.node_id, peer = link.id, %addr, "handshake failed: {e}")
@@ -185,7 +190,7 @@ fn connect(
     inner: &Inner,
     link: &PeerLink,
     addr: SocketAddr,
-) -> Result<Option<TcpStream>, HandshakeError> {
+) -> Result<Option<Conn>, HandshakeError> {
     let stream = TcpStream::connect_timeout(&addr, inner.connect_timeout)?;
     stream.set_nodelay(true)?;
     {
@@ -195,16 +200,29 @@ fn connect(
         }
         st.stream = Some(stream.try_clone()?);
     }
-    handshake::dial(
-        &mut Deadline::new(&stream, inner.handshake_timeout),
-        inner.cluster_id,
-        inner.node_id,
-        link.id,
-        inner.secret.as_deref().map(|v| v.as_slice()),
-    )?;
+    let secret = inner.secret.as_deref().map(|v| v.as_slice());
+    let tls_conn = {
+        let mut timed = Deadline::new(&stream, inner.handshake_timeout);
+        match &inner.tls {
+            None => {
+                handshake::dial(&mut timed, inner.cluster_id, inner.node_id, link.id, secret)?;
+                None
+            }
+            Some(ctx) => {
+                let mut conn = ctx.connect(link.id, &mut timed)?;
+                let mut io = rustls::Stream::new(&mut conn, &mut timed);
+                handshake::dial(&mut io, inner.cluster_id, inner.node_id, link.id, secret)
+                    .map_err(tls::through_tls)?;
+                Some(conn)
+            }
+        }
+    };
     stream.set_read_timeout(None)?;
     stream.set_write_timeout(Some(inner.write_timeout))?;
-    Ok(Some(stream))
+    Ok(Some(match tls_conn {
+        None => Conn::Plain(stream),
+        Some(c) => Conn::Client(Box::new(rustls::StreamOwned::new(c, stream))),
+    }))
 }
 
 /// True if the acceptor closed its end. The acceptor never sends after the handshake, so any
@@ -233,7 +251,7 @@ fn peer_closed(stream: &TcpStream) -> bool {
 
 /// Drains the queue into the connection until it fails or the link is closed/redirected.
 /// Frames are batched in a `BufWriter`, flushed whenever the queue runs empty.
-fn write_loop(inner: &Inner, link: &PeerLink, stream: TcpStream) -> io::Result<()> {
+fn write_loop(inner: &Inner, link: &PeerLink, stream: Conn) -> io::Result<()> {
     let mut w = BufWriter::with_capacity(WRITE_BUFFER, stream);
     let mut check_peer = true;
     loop {
@@ -258,7 +276,7 @@ fn write_loop(inner: &Inner, link: &PeerLink, stream: TcpStream) -> io::Result<(
             // After idling, make sure the acceptor has not gone away (e.g. restarted) before
             // writing into a dead connection.
             check_peer = false;
-            if peer_closed(w.get_ref()) {
+            if peer_closed(w.get_ref().tcp()) {
                 // Nothing was written on this connection since idling: keep the message for
                 // the next connection.
                 link.push_front(class, bytes);

@@ -11,7 +11,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyMapping};
 use raft::core::{ConfChange, NodeId, Role, Status};
 use raft::runtime::{Error, MessageSink, Node, NodeConfig, ProposeResult};
 use raft::storage::FsyncPolicy;
-use raft::transport::{SendClass, TcpTransport, TransportConfig};
+use raft::transport::{SendClass, TcpTransport, TlsConfig, TransportConfig};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -361,7 +361,8 @@ impl PyNode {
     #[pyo3(signature = (node_id, peers, state_machine, data_dir=None, *, transport=None,
         listen=None, election_timeout=0.5, heartbeat_interval=0.05, snapshot_entries=100_000,
         fsync=true, cluster_id=0, secret=None, snapshot_trailing=10_000, join=false,
-        caller_runs=false, max_command_bytes=33_554_432, max_snapshot_bytes=68_719_476_736))]
+        caller_runs=false, max_command_bytes=33_554_432, max_snapshot_bytes=68_719_476_736,
+        tls=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -382,6 +383,7 @@ impl PyNode {
         caller_runs: bool,
         max_command_bytes: usize,
         max_snapshot_bytes: u64,
+        tls: Option<(PathBuf, PathBuf, PathBuf)>,
     ) -> PyResult<Self> {
         if node_id == 0 {
             return Err(value_error("node_id must be non-zero"));
@@ -437,9 +439,9 @@ impl PyNode {
                         "transport must have a callable send(to, message)",
                     ));
                 }
-                if listen.is_some() || secret.is_some() {
+                if listen.is_some() || secret.is_some() || tls.is_some() {
                     return Err(value_error(
-                        "listen and secret apply only to the built-in TCP transport",
+                        "listen, secret and tls apply only to the built-in TCP transport",
                     ));
                 }
                 let (s, thread) = sink::start(node_id, t.clone().unbind())?;
@@ -478,6 +480,11 @@ impl PyNode {
                         }
                     }
                     tc.secret = secret;
+                    if let Some((cert, key, ca)) = &tls {
+                        let t = TlsConfig::from_files(cert, key, ca)
+                            .map_err(|e| value_error(format!("TLS: {e}")))?;
+                        tc.tls = Some(t);
+                    }
                     let slot = node_slot.clone();
                     let on_message = Arc::new(move |from: u64, bytes: Vec<u8>| {
                         if let Some(n) = slot.get().and_then(|w| w.upgrade()) {

@@ -155,7 +155,7 @@ pub fn free_addrs(n: usize) -> std::io::Result<Vec<SocketAddr>> {
 
 impl Cluster {
     /// Lays out `n` nodes (ids 1..=n) in a fresh temporary directory; starts nothing.
-    /// `extra` arguments are passed to every server.
+    /// `extra` arguments are passed to every server, with `{id}` replaced by the node's id.
     pub fn new(bin: &Path, n: u64, election_ms: u64, extra: &[&str]) -> std::io::Result<Cluster> {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -226,7 +226,11 @@ impl Cluster {
             .arg(&spec.dir)
             .arg("--election-ms")
             .arg(self.election_ms.to_string())
-            .args(&self.extra)
+            .args(
+                self.extra
+                    .iter()
+                    .map(|x| x.replace("{id}", &id.to_string())),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

@@ -90,6 +90,8 @@ class Node:
         caller_runs: bool = False,
         max_command_bytes: int = 33_554_432,
         max_snapshot_bytes: int = 68_719_476_736,
+        tls: tuple[str | os.PathLike[str], str | os.PathLike[str], str | os.PathLike[str]]
+        | None = None,
     ) -> Node: ...
     @property
     def id(self) -> int: ...
