@@ -37,8 +37,9 @@ pub fn current() -> Option<Dispatch> {
 }
 
 /// Wraps a thread body so it runs under the spawning thread's [`scoped`] dispatcher (when
-/// there is one). Every `std::thread` the library spawns goes through this.
-pub(crate) fn inherit<R>(f: impl FnOnce() -> R + Send + 'static) -> impl FnOnce() -> R + Send
+/// there is one). Every `std::thread` the library spawns goes through this; a host or
+/// binding can use it for its own threads too.
+pub fn inherit<R>(f: impl FnOnce() -> R + Send + 'static) -> impl FnOnce() -> R + Send
 where
     R: Send + 'static,
 {

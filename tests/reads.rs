@@ -723,3 +723,19 @@ mod simulated {
         );
     }
 }
+
+/// The lease stays usable for a whole healthy term: a read on every tick, with every
+/// heartbeat round acknowledged at once, is answered locally each time.
+#[test]
+fn lease_holds_on_every_tick_of_a_healthy_term() {
+    let mut net = Net::new(3, lease_cfg);
+    let l = net.leader().unwrap();
+    for ctx in 1..=3 * ET {
+        net.tick_all();
+        net.deliver(|_| true);
+        assert!(
+            net.read_now(l, ctx).is_some_and(|r| r.index.is_some()),
+            "lease read {ctx} not served locally"
+        );
+    }
+}

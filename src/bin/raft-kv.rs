@@ -112,6 +112,13 @@ struct Args {
     /// Enables the BLOCK/UNBLOCK client commands (tests only).
     #[arg(long)]
     test_hooks: bool,
+    /// Log level on stderr (error, warn, info, debug, trace); RUST_LOG, when set, overrides
+    /// it with a full filter (e.g. `raft::transport=debug,info`).
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    log_level: tracing_subscriber::filter::LevelFilter,
+    /// Serve the node's metrics in the Prometheus text format at http://ADDR/metrics.
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_addr: Option<SocketAddr>,
     /// Longest client request line in bytes; a longer one is answered with an error and the
     /// connection is closed.
     #[arg(long, value_name = "BYTES", default_value_t = client_port::DEFAULT_MAX_LINE_BYTES,
@@ -276,9 +283,52 @@ impl Server {
     }
 }
 
+/// Logs to stderr: RUST_LOG when set, else `--log-level`.
+fn init_logging(level: tracing_subscriber::filter::LevelFilter) {
+    let filter = tracing_subscriber::EnvFilter::builder()
+        .with_default_directive(level.into())
+        .from_env_lossy();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+}
+
+/// Answers every HTTP request on `listener` with the node's metrics (Prometheus text format).
+fn serve_metrics(listener: TcpListener, node: Arc<Node>) {
+    for conn in listener.incoming() {
+        let Ok(mut s) = conn else { continue };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        // Read the request head (bounded); the path is not checked: one resource.
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while head.len() < 16 << 10 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match std::io::Read::read(&mut s, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        let (status, body) = match node.metrics() {
+            Ok(m) => ("200 OK", m.to_prometheus_text()),
+            Err(e) => ("503 Service Unavailable", format!("{e}\n")),
+        };
+        let _ = write!(
+            s,
+            "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    }
+}
+
 fn run(a: Args) -> Result<(), String> {
     // Bind the client port first so a taken port fails before any Raft state is touched.
     let client = TcpListener::bind(a.client).map_err(|e| format!("bind {}: {e}", a.client))?;
+    let metrics = match a.metrics_addr {
+        Some(addr) => Some(TcpListener::bind(addr).map_err(|e| format!("bind {addr}: {e}"))?),
+        None => None,
+    };
     std::fs::create_dir_all(&a.data_dir)
         .map_err(|e| format!("create {}: {e}", a.data_dir.display()))?;
 
@@ -332,6 +382,13 @@ fn run(a: Args) -> Result<(), String> {
         .map_err(|e| format!("node start: {e}"))?,
     );
     let _ = slot.set(node.clone());
+    if let Some(l) = metrics {
+        let node = node.clone();
+        std::thread::Builder::new()
+            .name("raft-kv-metrics".into())
+            .spawn(move || serve_metrics(l, node))
+            .map_err(|e| e.to_string())?;
+    }
 
     // A failed node (storage error, panic) must not linger half-alive: exit loudly.
     {
@@ -402,6 +459,7 @@ fn main() -> ExitCode {
         eprintln!("raft-kv: {e}");
         return ExitCode::from(2);
     }
+    init_logging(args.log_level);
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

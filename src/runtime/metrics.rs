@@ -538,6 +538,44 @@ mod tests {
     }
 
     #[test]
+    fn prometheus_text_names_types_and_values() {
+        let m = Metrics::default();
+        m.on_proposals(3, true);
+        m.on_fsync(Duration::from_millis(2));
+        let st = crate::core::Status {
+            id: 7,
+            role: Role::Leader,
+            term: 5,
+            leader: 7,
+            commit: 11,
+            applied: 10,
+            last_index: 12,
+            conf: Default::default(),
+            conf_index: 0,
+            peers: Vec::new(),
+            refused_messages: 0,
+        };
+        let text = m.snapshot(&st).to_prometheus_text();
+        for line in [
+            "# TYPE raft_term gauge",
+            "raft_term 5",
+            "raft_role 3",
+            "raft_commit_index 11",
+            "# TYPE raft_proposals counter",
+            "raft_proposals_total 3",
+            "raft_fsyncs_total 1",
+            "# TYPE raft_fsync_seconds histogram",
+            "raft_fsync_seconds_count 1",
+            "raft_append_batch_entries_bucket{le=\"4.0\"} 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line:?} missing in:\n{text}"
+            );
+        }
+    }
+
+    #[test]
     fn rate_limit_allows_a_burst_then_reports_the_suppressed() {
         let r = RateLimit::new(2, Duration::from_secs(3600));
         assert_eq!(r.allow(), Some(0));
@@ -559,5 +597,55 @@ mod tests {
         m.on_soft_state(1, ss(Role::PreCandidate, 1, 0));
         m.on_soft_state(1, ss(Role::Leader, 2, 1));
         assert_eq!(m.leader_changes.load(Relaxed), 2);
+    }
+}
+
+/// A [`NodeMetrics`] view for `prometheus-client`.
+#[derive(Debug)]
+struct Export(NodeMetrics);
+
+impl prometheus_client::collector::Collector for Export {
+    fn encode(
+        &self,
+        mut enc: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::NoLabelSet;
+        use prometheus_client::metrics::MetricType;
+        for (name, kind, help, v) in self.0.scalars() {
+            if kind == "counter" {
+                // The encoder appends `_total` to counters.
+                let base = name.strip_suffix("_total").unwrap_or(name);
+                let mut m = enc.encode_descriptor(base, help, None, MetricType::Counter)?;
+                m.encode_counter::<NoLabelSet, _, u64>(&v, None)?;
+            } else {
+                let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+                m.encode_gauge(&(v as i64))?;
+            }
+        }
+        for (name, help, h) in self.0.histograms() {
+            let mut buckets: Vec<(f64, u64)> = h
+                .bounds
+                .iter()
+                .copied()
+                .zip(h.buckets.iter().copied())
+                .collect();
+            buckets.push((f64::MAX, h.buckets.last().copied().unwrap_or(0)));
+            let mut m = enc.encode_descriptor(name, help, None, MetricType::Histogram)?;
+            m.encode_histogram::<NoLabelSet>(h.sum, h.count, &buckets, None)?;
+        }
+        Ok(())
+    }
+}
+
+impl NodeMetrics {
+    /// The metrics in the Prometheus text exposition format (via `prometheus-client`): what
+    /// `raft-kv --metrics-addr` serves and C `raft_node_metrics_text` returns.
+    pub fn to_prometheus_text(&self) -> String {
+        let mut reg = prometheus_client::registry::Registry::default();
+        reg.register_collector(Box::new(Export(self.clone())));
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &reg);
+        out
     }
 }

@@ -101,6 +101,13 @@ pub(crate) fn scoped<R>(f: impl FnOnce() -> R) -> R {
     raft::log_scope::scoped(d, f)
 }
 
+/// Wraps a thread body so it logs through the Python bridge, whichever thread starts it.
+pub(crate) fn inherit<R: Send + 'static>(
+    f: impl FnOnce() -> R + Send + 'static,
+) -> impl FnOnce() -> R + Send + 'static {
+    move || scoped(f)
+}
+
 /// Sets the lowest forwarded Python level and creates the record channel (drained by
 /// `_drain_logs`). Always True: the bridge is scoped to this module's nodes, so it cannot
 /// conflict with another global `tracing` subscriber.
@@ -122,7 +129,11 @@ pub(crate) fn _drain_logs(py: Python<'_>, timeout: f64) -> Vec<(u8, String, Stri
     let Some(ch) = CHANNEL.get() else {
         return Vec::new();
     };
-    let secs = if timeout.is_nan() { 0.0 } else { timeout.clamp(0.0, 60.0) };
+    let secs = if timeout.is_nan() {
+        0.0
+    } else {
+        timeout.clamp(0.0, 60.0)
+    };
     let wait = Duration::from_secs_f64(secs);
     let mut out = Vec::new();
     let first = py.detach(|| ch.rx.recv_timeout(wait));

@@ -299,9 +299,9 @@ impl PyNode {
         let n = node.clone();
         std::thread::Builder::new()
             .name("raft-pycall".into())
-            .spawn(move || {
+            .spawn(crate::logging::inherit(move || {
                 let _ = tx.send(f(&n, timeout.unwrap_or(FOREVER)));
-            })
+            }))
             .map_err(|e| value_error(format!("cannot start helper thread: {e}")))?;
         // The engine enforces the timeout; wait a little longer for its answer.
         let outer = timeout.map(|t| t + Duration::from_millis(500));
@@ -503,8 +503,7 @@ impl PyNode {
                 }
             }
         };
-        let started =
-            py.detach(|| crate::logging::scoped(|| Node::start(cfg, Box::new(sm), sink)));
+        let started = py.detach(|| crate::logging::scoped(|| Node::start(cfg, Box::new(sm), sink)));
         let node = match started {
             Ok(n) => Arc::new(n),
             Err(e) => {

@@ -68,7 +68,7 @@ pub(crate) fn start(
     let flag = stop.clone();
     let handle = std::thread::Builder::new()
         .name(format!("raft-pysend-{node_id}"))
-        .spawn(move || run(transport, rx, flag))
+        .spawn(crate::logging::inherit(move || run(transport, rx, flag)))
         .map_err(|e| crate::errors::value_error(format!("cannot start sender thread: {e}")))?;
     Ok((
         CallbackSink { tx },

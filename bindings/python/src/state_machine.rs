@@ -167,7 +167,9 @@ impl PyStateMachine {
         std::thread::scope(|s| {
             let helper = std::thread::Builder::new()
                 .name("raft-restore".into())
-                .spawn_scoped(s, move || self.call_restore_stream(link))
+                .spawn_scoped(s, move || {
+                    crate::logging::scoped(|| self.call_restore_stream(link))
+                })
                 .map_err(|e| format!("cannot start the restore_stream thread: {e}"))?;
             // Ends when the reader is closed (its request sender dropped).
             let mut read_error = None;
