@@ -95,7 +95,6 @@ pub(crate) struct RaftLoop {
     /// Bytes handed to the apply thread in total (the apply thread counts what it applied).
     apply_handed: u64,
     last_role: Role,
-    last_leader: NodeId,
     /// Learners to promote once they are within the given lag of the leader's log.
     auto_promote: HashMap<NodeId, u64>,
     /// The store is durable when a write returns (memory): write on this thread.
@@ -128,7 +127,6 @@ impl RaftLoop {
             storage_bytes: 0,
             apply_handed: 0,
             last_role: Role::Follower,
-            last_leader: 0,
             auto_promote: HashMap::new(),
             inline_writes: store.durable_on_write(),
             written: store.initial_state().map(|(hs, _)| hs).unwrap_or_default(),
@@ -421,7 +419,6 @@ impl RaftLoop {
                 }
                 self.last_role = ss.role;
                 self.shared.metrics.on_soft_state(self.raw.raft.id(), ss);
-                self.last_leader = ss.leader;
                 let _ = self.apply.send(ApplyJob::RoleChange(ss));
             }
             let persist = rd.needs_persist() || !rd.persisted_messages.is_empty();
