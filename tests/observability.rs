@@ -3,7 +3,6 @@
 //! producing a WARN naming the reason on both nodes within 2 election timeouts.
 
 #[path = "../src/bin/raft_kv/cluster.rs"]
-#[allow(dead_code)]
 mod cluster;
 
 use cluster::{free_addrs, request};

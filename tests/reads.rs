@@ -639,7 +639,7 @@ mod simulated {
     /// cut-off peers campaign, while clients read at every node and write at the newest leader; the
     /// history must stay linearizable. Returns the number of completed operations.
     fn run(seed: u64) -> u64 {
-        let n = if seed % 2 == 0 { 3 } else { 5 };
+        let n = if seed.is_multiple_of(2) { 3 } else { 5 };
         let mut sim = Sim::new(seed, n, Faults::none(), lease_cfg);
         assert!(sim
             .run_until(10 * et_ms(), |s| s.leader().is_some())

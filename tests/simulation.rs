@@ -792,7 +792,7 @@ fn with_stale_read(h: &History, pick: usize) -> Option<History> {
                         && p1.complete < Some(p2.invoke)
                         && p2.complete < Some(r.invoke)
                 });
-                (overwritten && r.outcome != Outcome::Get(Some(v1.clone()))).then(|| (i, v1))
+                (overwritten && r.outcome != Outcome::Get(Some(v1.clone()))).then_some((i, v1))
             })
         })
         .collect();

@@ -25,24 +25,24 @@ pub(crate) enum ApplyJob {
     Restore(SnapshotMeta),
     ReadBarrier(u64, ReadDone),
     RoleChange(SoftState),
-    /// Completions to fail (reads with `why`).
-    Fail {
+    /// Completions decided elsewhere (failures from the Raft loop), run here because user
+    /// code never runs on the Raft thread.
+    Complete {
         dones: Vec<(Completion, ProposeResult)>,
-        reads: Vec<ReadDone>,
-        why: Error,
+        reads: Vec<(ReadDone, Error)>,
     },
 }
 
 impl ApplyJob {
-    /// Runs the failures of a `Fail` job (or fails every completion of any job).
+    /// Runs the completions of a `Complete` job (or fails every completion of any job).
     pub(crate) fn run_failures(self) {
         match self {
-            ApplyJob::Fail { dones, reads, why } => {
+            ApplyJob::Complete { dones, reads } => {
                 for (d, r) in dones {
                     in_callback(|| d(r));
                 }
-                for r in reads {
-                    in_callback(|| r(Err(why.clone())));
+                for (r, e) in reads {
+                    in_callback(|| r(Err(e)));
                 }
             }
             ApplyJob::Entries(items, _) => {
@@ -255,7 +255,7 @@ impl Applier {
                 let sm = &mut self.sm;
                 in_callback(|| sm.on_role_change(ss.role, ss.term, ss.leader));
             }
-            job @ ApplyJob::Fail { .. } => job.run_failures(),
+            job @ ApplyJob::Complete { .. } => job.run_failures(),
         }
         Ok(())
     }

@@ -98,8 +98,9 @@ impl ApplyCore {
         let mut clients: Vec<u64> = Vec::new();
         // Earliest expiry among the session changes waiting in the batch.
         let mut batch_deadline = u64::MAX;
-        let mut expected = self.applied + 1;
+        let first = self.applied + 1;
         for (pos, e) in entries.iter().enumerate() {
+            let expected = first + pos as u64;
             if e.index != expected {
                 return Err(format!(
                     "entry {} handed to apply after {}",
@@ -107,7 +108,6 @@ impl ApplyCore {
                     expected - 1
                 ));
             }
-            expected += 1;
             let cut = match e.kind {
                 EntryKind::Normal => {
                     self.sessions.would_expire(e.index) || batch_deadline < e.index

@@ -95,7 +95,6 @@ pub(crate) struct RaftLoop {
     /// Bytes handed to the apply thread in total (the apply thread counts what it applied).
     apply_handed: u64,
     last_role: Role,
-    last_leader: NodeId,
     /// Learners to promote once they are within the given lag of the leader's log.
     auto_promote: HashMap<NodeId, u64>,
     /// The store is durable when a write returns (memory): write on this thread.
@@ -128,7 +127,6 @@ impl RaftLoop {
             storage_bytes: 0,
             apply_handed: 0,
             last_role: Role::Follower,
-            last_leader: 0,
             auto_promote: HashMap::new(),
             inline_writes: store.durable_on_write(),
             written: store.initial_state().map(|(hs, _)| hs).unwrap_or_default(),
@@ -197,29 +195,37 @@ impl RaftLoop {
     pub(crate) fn finish(mut self) {
         let why = self.stop.take().unwrap_or(Error::Shutdown);
         let mut dones: Vec<(Completion, ProposeResult)> = Vec::new();
-        let mut reads: Vec<ReadDone> = Vec::new();
+        let mut reads: Vec<(ReadDone, Error)> = Vec::new();
         for (_, p) in std::mem::take(&mut self.pending) {
             dones.push((p.done, Err(why.clone())));
         }
-        reads.extend(self.reads.drain().map(|(_, r)| r.done));
-        reads.extend(self.unsent_reads.drain(..).map(|r| r.done));
+        let waiting: Vec<PendingRead> = self
+            .reads
+            .drain()
+            .map(|(_, r)| r)
+            .chain(self.unsent_reads.drain(..))
+            .collect();
+        reads.extend(waiting.into_iter().map(|r| (r.done, why.clone())));
         while let Ok((i, bytes)) = self.queues.inbox.try_recv() {
             self.shared.inbox_bytes.fetch_sub(bytes, Ordering::AcqRel);
             match i {
                 Input::Propose(_, d) | Input::ConfChange(_, _, d) => {
                     dones.push((d, Err(why.clone())))
                 }
-                Input::ReadIndex(d) => reads.push(d),
+                Input::ReadIndex(d) => reads.push((d, why.clone())),
                 _ => {}
             }
         }
-        let fail = ApplyJob::Fail {
-            dones,
-            reads,
-            why: why.clone(),
-        };
-        if let Err(e) = self.apply.send(fail) {
-            // The apply thread is gone: this thread is the only one left to tell them.
+        self.hand_over(dones, reads);
+    }
+
+    /// Gives completions decided here to the apply thread to run (user code never runs on
+    /// the Raft thread); if it is gone, this is the only thread left to run them.
+    fn hand_over(&self, dones: Vec<(Completion, ProposeResult)>, reads: Vec<(ReadDone, Error)>) {
+        if dones.is_empty() && reads.is_empty() {
+            return;
+        }
+        if let Err(e) = self.apply.send(ApplyJob::Complete { dones, reads }) {
             e.into_inner().run_failures();
         }
     }
@@ -247,19 +253,11 @@ impl RaftLoop {
     }
 
     fn complete(&self, done: Completion, result: ProposeResult) {
-        let _ = self.apply.send(ApplyJob::Fail {
-            dones: vec![(done, result.clone())],
-            reads: Vec::new(),
-            why: result.err().unwrap_or(Error::Shutdown),
-        });
+        self.hand_over(vec![(done, result)], Vec::new());
     }
 
     fn fail_read(&self, done: ReadDone, why: Error) {
-        let _ = self.apply.send(ApplyJob::Fail {
-            dones: Vec::new(),
-            reads: vec![done],
-            why,
-        });
+        self.hand_over(Vec::new(), vec![(done, why)]);
     }
 
     fn handle(&mut self, input: Input, batch: &mut Vec<(Vec<u8>, Completion)>) {
@@ -374,11 +372,7 @@ impl RaftLoop {
             Err(e) => {
                 let e: Error = e.into();
                 let dones = dones.into_iter().map(|d| (d, Err(e.clone()))).collect();
-                let _ = self.apply.send(ApplyJob::Fail {
-                    dones,
-                    reads: Vec::new(),
-                    why: e,
-                });
+                self.hand_over(dones, Vec::new());
             }
         }
     }
@@ -421,15 +415,10 @@ impl RaftLoop {
                         .into_values()
                         .map(|p| (p.done, Err(Error::Dropped)))
                         .collect();
-                    let _ = self.apply.send(ApplyJob::Fail {
-                        dones,
-                        reads: Vec::new(),
-                        why: Error::Dropped,
-                    });
+                    self.hand_over(dones, Vec::new());
                 }
                 self.last_role = ss.role;
                 self.shared.metrics.on_soft_state(self.raw.raft.id(), ss);
-                self.last_leader = ss.leader;
                 let _ = self.apply.send(ApplyJob::RoleChange(ss));
             }
             let persist = rd.needs_persist() || !rd.persisted_messages.is_empty();
@@ -492,13 +481,7 @@ impl RaftLoop {
                     };
                     items.push((e, done));
                 }
-                if !dropped.is_empty() {
-                    let _ = self.apply.send(ApplyJob::Fail {
-                        dones: dropped,
-                        reads: Vec::new(),
-                        why: Error::Dropped,
-                    });
-                }
+                self.hand_over(dropped, Vec::new());
                 self.apply_handed += bytes;
                 if self.apply.send(ApplyJob::Entries(items, bytes)).is_err() {
                     self.shared.fail("apply thread stopped".into());
