@@ -88,6 +88,8 @@ class Node(_native.Node):
         caller_runs: bool = False,
         max_command_bytes: int = 33_554_432,
         max_snapshot_bytes: int = 68_719_476_736,
+        tls: tuple[str | os.PathLike[str], str | os.PathLike[str], str | os.PathLike[str]]
+        | None = None,
     ) -> None:
         # The native __new__ built the node from these same arguments (and checked them);
         # only track the node for atexit here.
