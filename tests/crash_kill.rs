@@ -9,11 +9,11 @@ use raft::core::{Entry, EntryKind, SnapshotMeta, Storage};
 use raft::storage::power_loss::PowerLossRecorder;
 use raft::storage::{DiskOptions, DiskStorage, LogStore};
 use std::io::Read;
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Same payload convention as `src/bin/raft-crash-writer.rs`.
@@ -52,7 +52,11 @@ fn check_reopened(dir: &Path, opts: &DiskOptions, acked: u64, ctx: &str) -> bool
         s.last_index()
     );
     let snap = s.snapshot_meta();
-    assert!(snap.index <= acked, "{ctx}: snapshot {} beyond acked {acked}", snap.index);
+    assert!(
+        snap.index <= acked,
+        "{ctx}: snapshot {} beyond acked {acked}",
+        snap.index
+    );
     if snap.index > 0 {
         let (m, mut r) = s.open_snapshot().unwrap().unwrap();
         let mut data = Vec::new();
@@ -168,7 +172,10 @@ fn power_loss_never_loses_acknowledged_entries() {
             in_recovery += 1;
         }
         drop(obs);
-        assert!(lost.load(Ordering::SeqCst), "round {round}: the power never failed");
+        assert!(
+            lost.load(Ordering::SeqCst),
+            "round {round}: the power never failed"
+        );
         let ctx = format!("power loss {round} (seed {seed}, fsync {fail_at})");
         if check_reopened(&image, &opts, acked, &ctx) {
             snapshots_seen += 1;

@@ -45,7 +45,9 @@ fn payload(index: u64, term: u64) -> Vec<u8> {
 }
 
 fn snap_data(index: u64) -> Vec<u8> {
-    format!("snapshot-{index};").repeat(40 + (index % 300) as usize).into_bytes()
+    format!("snapshot-{index};")
+        .repeat(40 + (index % 300) as usize)
+        .into_bytes()
 }
 
 fn entry(index: u64, term: u64) -> Entry {
@@ -134,7 +136,10 @@ fn check_image(dir: &Path, seg: u64, ex: &Expect) -> Result<(), String> {
             .entries(first, last + 1, u64::MAX)
             .map_err(|e| format!("entries {first}..={last}: {e}"))?;
         for e in &got {
-            let ok = ex.written.get(&e.index).is_some_and(|t| t.contains(&e.term));
+            let ok = ex
+                .written
+                .get(&e.index)
+                .is_some_and(|t| t.contains(&e.term));
             if !ok || e.data[..] != payload(e.index, e.term)[..] {
                 return Err(format!(
                     "entry {} term {} was never written like this",
