@@ -152,7 +152,7 @@ fn power_loss_never_loses_acknowledged_entries() {
                     break 'write;
                 }
                 acked = s.last_index();
-                if wrng.next() % 40 == 0 {
+                if wrng.next().is_multiple_of(40) {
                     let meta = SnapshotMeta {
                         index: acked,
                         term: 1,

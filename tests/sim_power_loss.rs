@@ -33,16 +33,16 @@ fn seeds(default: u64) -> Vec<u64> {
 
 /// One seeded run; returns (power losses, unsynced writes lost, acknowledged writes).
 fn run(seed: u64) -> Result<(u64, u64, u64), Violation> {
-    let n = if seed % 2 == 0 { 3 } else { 5 };
+    let n = if seed.is_multiple_of(2) { 3 } else { 5 };
     // A slow disk, so that power often fails with writes waiting for a sync.
-    let mut faults = if seed % 3 == 0 {
+    let mut faults = if seed.is_multiple_of(3) {
         Faults::none()
     } else {
         Faults::harsh()
     };
     faults.sync_ms = (5, 60);
     let mut sim = Sim::new(seed, n, faults, cfg);
-    if seed % 2 == 0 {
+    if seed.is_multiple_of(2) {
         sim.set_snapshot_policy(6 + seed % 7, seed % 4);
     }
     let (mut losses, mut lost) = (0u64, 0u64);
