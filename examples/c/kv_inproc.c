@@ -66,22 +66,9 @@ static void check_all(uint64_t skip, int upto) {
 int main(void) {
   members_init();
   for (uint64_t id = 1; id <= N; id++) {
-    raft_config_builder *b;
-    raft_config *c;
-    CHECK_OK(raft_config_builder_new(&b));
-    CHECK_OK(raft_config_builder_set_id(b, id));
-    for (uint64_t v = 1; v <= N; v++) CHECK_OK(raft_config_builder_add_voter(b, v));
-    CHECK_OK(raft_config_builder_set_election_timeout_ms(b, 300 * time_scale()));
-    CHECK_OK(raft_config_builder_set_heartbeat_ms(b, 50 * time_scale()));
-    CHECK_OK(raft_config_builder_set_userdata(b, &members[id], NULL));
-    CHECK_OK(raft_config_builder_set_send_callback(b, send_cb));
-    CHECK_OK(raft_config_builder_set_apply_callback(b, apply_cb));
+    raft_config_builder *b = member_config(id, N, apply_cb);
     CHECK_OK(raft_config_builder_set_role_change_callback(b, role_cb));
-    CHECK_OK(raft_config_builder_build(b, &c));
-    raft_node *n;
-    CHECK_OK(raft_node_start(c, &n));
-    raft_config_free(c);
-    node_publish(id, n);
+    node_publish(id, member_start(b));
   }
 
   uint64_t leader = find_leader(20000 * time_scale());

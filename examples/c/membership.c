@@ -4,31 +4,8 @@
 #define N 4
 #include "inproc.h"
 
-static int apply_cb(void *userdata, uint64_t index, const uint8_t *cmd, size_t len,
-                    raft_buf *out) {
-  member *m = userdata;
-  (void)index, (void)out;
-  return kv_apply(&m->kv, cmd, len);
-}
-
 /* Every node starts knowing voters 1..3; node 4 waits to be added. */
-static raft_node *start(uint64_t id) {
-  raft_config_builder *b;
-  raft_config *c;
-  raft_node *n;
-  CHECK_OK(raft_config_builder_new(&b));
-  CHECK_OK(raft_config_builder_set_id(b, id));
-  for (uint64_t v = 1; v <= 3; v++) CHECK_OK(raft_config_builder_add_voter(b, v));
-  CHECK_OK(raft_config_builder_set_election_timeout_ms(b, 300 * time_scale()));
-  CHECK_OK(raft_config_builder_set_heartbeat_ms(b, 50 * time_scale()));
-  CHECK_OK(raft_config_builder_set_userdata(b, &members[id], NULL));
-  CHECK_OK(raft_config_builder_set_send_callback(b, send_cb));
-  CHECK_OK(raft_config_builder_set_apply_callback(b, apply_cb));
-  CHECK_OK(raft_config_builder_build(b, &c));
-  CHECK_OK(raft_node_start(c, &n));
-  raft_config_free(c);
-  return n;
-}
+static raft_node *start(uint64_t id) { return member_start(member_config(id, 3, member_apply)); }
 
 static int is_voter(raft_node *n, uint64_t id) {
   uint64_t ids[8];

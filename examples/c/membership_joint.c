@@ -6,30 +6,9 @@
 #define N 5
 #include "inproc.h"
 
-static int apply_cb(void *userdata, uint64_t index, const uint8_t *cmd, size_t len,
-                    raft_buf *out) {
-  member *m = userdata;
-  (void)index, (void)out;
-  return kv_apply(&m->kv, cmd, len);
-}
-
 /* Every node starts knowing voters 1..3; nodes 4 and 5 wait to be added. */
 static void start(uint64_t id) {
-  raft_config_builder *b;
-  raft_config *c;
-  raft_node *n;
-  CHECK_OK(raft_config_builder_new(&b));
-  CHECK_OK(raft_config_builder_set_id(b, id));
-  for (uint64_t v = 1; v <= 3; v++) CHECK_OK(raft_config_builder_add_voter(b, v));
-  CHECK_OK(raft_config_builder_set_election_timeout_ms(b, 300 * time_scale()));
-  CHECK_OK(raft_config_builder_set_heartbeat_ms(b, 50 * time_scale()));
-  CHECK_OK(raft_config_builder_set_userdata(b, &members[id], NULL));
-  CHECK_OK(raft_config_builder_set_send_callback(b, send_cb));
-  CHECK_OK(raft_config_builder_set_apply_callback(b, apply_cb));
-  CHECK_OK(raft_config_builder_build(b, &c));
-  CHECK_OK(raft_node_start(c, &n));
-  raft_config_free(c);
-  node_publish(id, n);
+  node_publish(id, member_start(member_config(id, 3, member_apply)));
 }
 
 /* A node's view of the configuration: its id, then voters and learners (ascending). */
