@@ -2,71 +2,16 @@
 //! durable state in an embedder-side model completed asynchronously from another thread;
 //! that node restarts from the model and catches up. A failed write fails the node.
 
+mod support;
+
 use parking_lot::{Mutex, RwLock};
-use raft::core::{ConfState, Entry, HardState, MemStorage, NodeId, Role, SnapshotMeta, Storage};
-use raft::runtime::{Committed, MessageSink, Node, NodeConfig, StateMachine};
+use raft::core::{ConfState, Entry, HardState, MemStorage, NodeId, SnapshotMeta, Storage};
+use raft::runtime::{Node, NodeConfig};
 use raft::storage::conformance::conformance_suite;
 use raft::storage::{Completer, ExternalStore, LogStore, Persister};
-use raft::transport::SendClass;
-use std::collections::HashMap;
-use std::io::{Read, Write};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
-
-#[derive(Default)]
-struct Net {
-    nodes: RwLock<HashMap<NodeId, Arc<Node>>>,
-}
-
-struct Sink {
-    net: Arc<Net>,
-}
-
-impl MessageSink for Sink {
-    fn send(&self, to: NodeId, bytes: Vec<u8>, _class: SendClass) {
-        let n = self.net.nodes.read().get(&to).cloned();
-        if let Some(n) = n {
-            let _ = n.step(&bytes);
-        }
-    }
-}
-
-/// Records applied commands; snapshots are the whole list.
-struct Log(Arc<RwLock<Vec<Vec<u8>>>>);
-
-impl StateMachine for Log {
-    fn apply(&mut self, batch: &[Committed<'_>]) -> Result<Vec<Option<Vec<u8>>>, String> {
-        let mut a = self.0.write();
-        Ok(batch
-            .iter()
-            .map(|c| {
-                a.push(c.data.to_vec());
-                None
-            })
-            .collect())
-    }
-    fn snapshot(&mut self, out: &mut dyn Write) -> Result<(), String> {
-        for c in self.0.read().iter() {
-            out.write_all(&(c.len() as u32).to_le_bytes())
-                .map_err(|e| e.to_string())?;
-            out.write_all(c).map_err(|e| e.to_string())?;
-        }
-        Ok(())
-    }
-    fn restore(&mut self, input: &mut dyn Read) -> Result<(), String> {
-        let mut buf = Vec::new();
-        input.read_to_end(&mut buf).map_err(|e| e.to_string())?;
-        let mut a = self.0.write();
-        a.clear();
-        let mut p = 0;
-        while p + 4 <= buf.len() {
-            let n = u32::from_le_bytes(buf[p..p + 4].try_into().unwrap()) as usize;
-            a.push(buf[p + 4..p + 4 + n].to_vec());
-            p += 4 + n;
-        }
-        Ok(())
-    }
-}
+use support::{Counter, Net, Sink};
 
 /// The embedder's "durable" state.
 #[derive(Default, Clone)]
@@ -161,20 +106,8 @@ impl Persister for AsyncPersister {
     }
 }
 
-fn cfg(id: NodeId) -> NodeConfig {
-    let mut c = NodeConfig::new(id, [1, 2, 3]);
-    c.election_timeout = Duration::from_millis(150);
-    c.heartbeat_interval = Duration::from_millis(30);
-    c.seed = Some(id * 7919);
-    c
-}
-
 fn start_plain(net: &Arc<Net>, id: NodeId) -> Arc<RwLock<Vec<Vec<u8>>>> {
-    let applied = Arc::new(RwLock::new(Vec::new()));
-    let sink = Arc::new(Sink { net: net.clone() });
-    let node = Node::start(cfg(id), Box::new(Log(applied.clone())), sink).expect("start");
-    net.nodes.write().insert(id, Arc::new(node));
-    applied
+    support::start(net, id, Duration::ZERO)
 }
 
 /// Starts node 3 over an [`ExternalStore`] loaded from `durable`.
@@ -184,28 +117,25 @@ fn start_external(net: &Arc<Net>, durable: &Arc<Mutex<Durable>>) -> Arc<RwLock<V
     let p = Arc::new(AsyncPersister::start(durable.clone(), slot.clone()));
     let store = Arc::new(ExternalStore::new(durable.lock().to_mem(), p));
     *slot.lock() = Arc::downgrade(&store);
-    let mut c = cfg(3);
+    let mut c = support::cfg(3, false);
     c.snapshot_entries = 15;
     c.snapshot_trailing = 5;
-    let sink = Arc::new(Sink { net: net.clone() });
-    let node = Node::start_with_store(c, Box::new(Log(applied.clone())), sink, store)
-        .expect("start external");
+    let sink = Arc::new(Sink {
+        net: net.clone(),
+        from: 3,
+    });
+    let sm = Counter {
+        applied: applied.clone(),
+        delay: Duration::ZERO,
+    };
+    let node = Node::start_with_store(c, Box::new(sm), sink, store).expect("start external");
     net.nodes.write().insert(3, Arc::new(node));
     applied
 }
 
 fn leader(net: &Net) -> Arc<Node> {
-    let end = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < end {
-        let nodes: Vec<_> = net.nodes.read().values().cloned().collect();
-        for n in nodes {
-            if n.status().map(|s| s.role == Role::Leader).unwrap_or(false) {
-                return n;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("no leader");
+    let id = support::leader(net, Duration::from_secs(10)).expect("no leader");
+    support::node(net, id)
 }
 
 fn propose(net: &Net, cmd: Vec<u8>) {
@@ -300,13 +230,15 @@ fn failed_write_fails_the_node() {
         p.clone(),
     ));
     *p.0.lock() = Arc::downgrade(&store);
-    let net = Arc::new(Net::default());
     let mut c = NodeConfig::new(1, [1]);
     c.election_timeout = Duration::from_millis(100);
     c.heartbeat_interval = Duration::from_millis(20);
-    let applied = Arc::new(RwLock::new(Vec::new()));
-    let node = Node::start_with_store(c, Box::new(Log(applied)), Arc::new(Sink { net }), store)
-        .expect("start");
+    let sm = Counter {
+        applied: Arc::new(RwLock::new(Vec::new())),
+        delay: Duration::ZERO,
+    };
+    let node =
+        Node::start_with_store(c, Box::new(sm), Arc::new(support::Nowhere), store).expect("start");
     // The first write (the vote of its own election) fails: the node stops.
     wait_for("the node to fail", || node.failure().is_some());
     assert!(node.failure().unwrap().contains("failed"));

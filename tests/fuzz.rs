@@ -21,40 +21,11 @@ use raft::codec;
 use raft::core::{ConfState, Entry, EntryKind, MemStorage, Message, MessageBody, SnapshotMeta};
 use raft::transport::frame::{self, Decoded, ReadError};
 use raft::transport::handshake::{self, Hello, Reply, REPLY_LEN};
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{self, Read, Write};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-// ---------------------------------------------------------------------------------------------
-// Allocation tracking: the largest single allocation made by this test process.
-
-struct TrackingAlloc;
-
-static LARGEST_ALLOC: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for TrackingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LARGEST_ALLOC.fetch_max(layout.size(), Ordering::Relaxed);
-        System.alloc(layout)
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        LARGEST_ALLOC.fetch_max(layout.size(), Ordering::Relaxed);
-        System.alloc_zeroed(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LARGEST_ALLOC.fetch_max(new_size, Ordering::Relaxed);
-        System.realloc(ptr, layout, new_size)
-    }
-}
-
-#[global_allocator]
-static GLOBAL: TrackingAlloc = TrackingAlloc;
-
-/// No input of these targets legitimately needs an allocation anywhere near this large.
-const ALLOC_LIMIT: usize = 16 << 20;
+#[path = "support/largest_alloc.rs"]
+mod largest_alloc;
+use largest_alloc::assert_small_allocations;
 
 const CLUSTER: u64 = 77;
 
@@ -74,11 +45,6 @@ fn rng(target_seed: u64) -> XorShift {
         .unwrap_or(0);
     eprintln!("fuzz seed: RAFT_FUZZ_SEED={user} (target seed {target_seed:#x})");
     XorShift((target_seed ^ user.wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1)
-}
-
-fn assert_small_allocations() {
-    let largest = LARGEST_ALLOC.load(Ordering::Relaxed);
-    assert!(largest < ALLOC_LIMIT, "largest allocation {largest}");
 }
 
 // ---------------------------------------------------------------------------------------------

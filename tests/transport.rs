@@ -4,43 +4,15 @@ use parking_lot::{Condvar, Mutex};
 use raft::transport::frame;
 use raft::transport::handshake::{self, Hello, Reply, HELLO_LEN, PROOF_LEN, REPLY_LEN};
 use raft::transport::{SendClass, TcpTransport, TransportConfig, TransportError};
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-// ---------------------------------------------------------------------------------------------
-// Allocation tracking: the largest single allocation made by this test process.
-
-struct TrackingAlloc;
-
-static LARGEST_ALLOC: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for TrackingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LARGEST_ALLOC.fetch_max(layout.size(), Ordering::Relaxed);
-        System.alloc(layout)
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        LARGEST_ALLOC.fetch_max(layout.size(), Ordering::Relaxed);
-        System.alloc_zeroed(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LARGEST_ALLOC.fetch_max(new_size, Ordering::Relaxed);
-        System.realloc(ptr, layout, new_size)
-    }
-}
-
-#[global_allocator]
-static GLOBAL: TrackingAlloc = TrackingAlloc;
-
-/// No test in this binary legitimately allocates anywhere near this much in one piece.
-const ALLOC_LIMIT: usize = 16 << 20;
+#[path = "support/largest_alloc.rs"]
+mod largest_alloc;
+use largest_alloc::assert_small_allocations;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
@@ -610,8 +582,7 @@ fn oversized_length_header_closes_without_allocating() {
     assert!(closed_by_peer(&mut s));
     wait_until("oversized", || b.stats().oversized == 1);
     assert_eq!(b_in.wait_len(1), vec![(7, b"fine".to_vec())]);
-    let largest = LARGEST_ALLOC.load(Ordering::Relaxed);
-    assert!(largest < ALLOC_LIMIT, "largest allocation {largest}");
+    assert_small_allocations();
 }
 
 #[test]

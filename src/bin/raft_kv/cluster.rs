@@ -5,9 +5,12 @@
 //! and, on Linux, by the kernel if the process that started them dies.
 #![allow(dead_code)]
 
+#[path = "line_client.rs"]
+mod line_client;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -63,26 +66,7 @@ impl Status {
     }
 }
 
-/// Sends one request line to `addr` on a fresh connection and returns the answer line.
-pub fn request(addr: SocketAddr, line: &str, timeout: Duration) -> Result<String, String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500))
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    let _ = s.set_nodelay(true);
-    s.set_read_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    s.write_all(format!("{line}\n").as_bytes())
-        .map_err(|e| format!("send to {addr}: {e}"))?;
-    let mut answer = String::new();
-    BufReader::new(s)
-        .read_line(&mut answer)
-        .map_err(|e| format!("read from {addr}: {e}"))?;
-    if answer.is_empty() {
-        return Err(format!("{addr} closed the connection"));
-    }
-    Ok(answer.trim_end().to_string())
-}
+pub use line_client::exchange as request;
 
 /// Where one node listens and keeps its data.
 #[derive(Debug, Clone)]

@@ -1,8 +1,10 @@
 //! `raft-manager kv`: one request line to a `raft-kv` cluster, from any machine that can
 //! reach the client ports (no `nc` needed).
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
+#[path = "../raft_kv/line_client.rs"]
+mod line_client;
+use line_client::exchange;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// Sends `line` to the servers in turn and returns the first answer that is not a redirect
@@ -22,7 +24,7 @@ pub fn request(servers: &[SocketAddr], line: &str, timeout: Duration) -> Result<
     for attempt in 0.. {
         let addr = servers[attempt % servers.len()];
         let left = end.saturating_duration_since(Instant::now());
-        last = once(addr, line, left.max(Duration::from_millis(100)));
+        last = exchange(addr, line, left.max(Duration::from_millis(100)));
         let retry = match &last {
             Ok(a) => {
                 a.starts_with("ERR NOTLEADER") || a == "ERR BUSY" || (is_read && a == "ERR TIMEOUT")
@@ -38,22 +40,4 @@ pub fn request(servers: &[SocketAddr], line: &str, timeout: Duration) -> Result<
         }
     }
     last
-}
-
-/// One exchange on a fresh connection.
-fn once(addr: SocketAddr, line: &str, timeout: Duration) -> Result<String, String> {
-    let mut s = TcpStream::connect_timeout(&addr, timeout.min(Duration::from_secs(2)))
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    s.set_read_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    s.write_all(format!("{line}\n").as_bytes())
-        .map_err(|e| format!("send to {addr}: {e}"))?;
-    let mut answer = String::new();
-    BufReader::new(s)
-        .read_line(&mut answer)
-        .map_err(|e| format!("read from {addr}: {e}"))?;
-    if answer.is_empty() {
-        return Err(format!("{addr} closed the connection"));
-    }
-    Ok(answer.trim_end().to_string())
 }
