@@ -253,11 +253,6 @@ def _fails_on_snapshot(sm: KV) -> Node:
     return node
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open: log records from engine threads are not forwarded after the final merges "
-    "(session 3 closing note)",
-)
 def test_snapshot_stream_read_returning_str_fails_node(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger="raft_manager")
     streams: list[io.StringIO] = []
