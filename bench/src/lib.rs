@@ -657,3 +657,16 @@ pub fn floor_samples(
     let _ = echo.join();
     (sync_ns, rtt_ns)
 }
+
+/// Context switches (voluntary + involuntary) and CPU time (user + system, seconds) of this
+/// whole process so far (getrusage), to report switches and CPU per operation.
+pub fn process_usage() -> (u64, f64) {
+    // SAFETY: getrusage writes into the zeroed struct we own.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (
+        (ru.ru_nvcsw + ru.ru_nivcsw) as u64,
+        secs(ru.ru_utime) + secs(ru.ru_stime),
+    )
+}

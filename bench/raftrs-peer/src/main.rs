@@ -351,6 +351,18 @@ fn closed_loop(leader: &Sender<Msg>, window: usize, warmup: Duration, dur: Durat
     }
 }
 
+/// Context switches and CPU seconds of this process so far (getrusage).
+fn process_usage() -> (u64, f64) {
+    // SAFETY: getrusage writes into the zeroed struct we own.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (
+        (ru.ru_nvcsw + ru.ru_nivcsw) as u64,
+        secs(ru.ru_utime) + secs(ru.ru_stime),
+    )
+}
+
 fn pct_us(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
