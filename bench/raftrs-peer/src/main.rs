@@ -464,11 +464,23 @@ fn w1(a: &Args) {
     drop(chans);
     let mut rows = Vec::new();
     for w in a.windows() {
+        let (cs0, cpu0) = process_usage();
         let r = closed_loop(
             &leader,
             w,
             Duration::from_secs_f64(warmup),
             Duration::from_secs_f64(secs),
+        );
+        let (cs1, cpu1) = process_usage();
+        // Over warm-up and measurement; ops of the measured window scaled to the whole run.
+        let total_ops = (r.ops as f64 * (secs + warmup) / secs).max(1.0);
+        println!(
+            "BENCH name=w1.raftrs.c{w}.switches_per_op value={:.3} unit=switches",
+            (cs1 - cs0) as f64 / total_ops
+        );
+        println!(
+            "BENCH name=w1.raftrs.c{w}.cpu_per_op value={:.3} unit=us",
+            (cpu1 - cpu0) * 1e6 / total_ops
         );
         let ops = r.ops as f64 / r.secs;
         let (p50, p99, p999) = (
