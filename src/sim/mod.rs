@@ -11,9 +11,14 @@ pub mod linearizability;
 mod node;
 pub mod oracle;
 pub mod porcupine;
+pub mod user;
 
 pub use bias::Bias;
 pub use invariants::Violation;
+pub use user::{
+    kv, Check, ClientCtx, Failure, Fault, FaultConfig, KvModel, Model, OpKind, Operation, Report,
+    Request, Scheduled, Shrunk, SimBuilder, SimStateMachine, Simulation,
+};
 
 use crate::core::rng::Rng;
 use crate::core::{ConfChange, ConfState, Config, Message, MessageBody, NodeId, ReadState, Role};
