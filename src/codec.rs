@@ -91,6 +91,8 @@ mod tests {
 
     fn sample() -> Message {
         Message {
+            from_incarnation: 0,
+            to_incarnation: 0,
             from: 1,
             to: 2,
             term: 7,

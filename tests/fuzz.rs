@@ -258,6 +258,8 @@ fn fuzz_handshake_parsing() {
 /// One valid message of every body kind.
 fn sample_messages(rng: &mut XorShift) -> Vec<Message> {
     let mut m = |body| Message {
+        from_incarnation: 0,
+        to_incarnation: 0,
         from: rng.below(300),
         to: rng.below(300),
         term: rng.next(),
@@ -397,6 +399,8 @@ fn snapshot_chunks(rng: &mut XorShift, size: usize, chunk: usize) -> (SnapshotMe
     loop {
         let end = (offset + chunk).min(size);
         out.push(codec::encode(&Message {
+            from_incarnation: 0,
+            to_incarnation: 0,
             from: 1,
             to: 2,
             term: 2,
@@ -433,6 +437,8 @@ fn fuzz_snapshot_chunks() {
                 c
             };
             let Ok(Message {
+                from_incarnation: 0,
+                to_incarnation: 0,
                 body:
                     MessageBody::Snapshot {
                         meta,

@@ -131,6 +131,8 @@ fn max_term_messages_are_refused_and_counted() {
             ];
             for (from, to) in pairs {
                 net.inject(Message {
+                    from_incarnation: 0,
+                    to_incarnation: 0,
                     from,
                     to,
                     term,
@@ -174,6 +176,8 @@ fn node_at_max_term_never_wraps() {
             }
             // A pre-vote from a peer at the same term must not overflow either.
             n.step(Message {
+                from_incarnation: 0,
+                to_incarnation: 0,
                 from: 2,
                 to: 1,
                 term,
@@ -202,6 +206,8 @@ fn non_member_with_higher_term_does_not_disrupt() {
     for body in all_bodies(last) {
         for to in 1..=3 {
             net.inject(Message {
+                from_incarnation: 0,
+                to_incarnation: 0,
                 from: 9,
                 to,
                 term: terms[0] + 1_000_000,
@@ -240,6 +246,8 @@ fn oversized_snapshot_is_refused() {
     ] {
         let n = net.nodes.get_mut(&to).unwrap();
         n.step(Message {
+            from_incarnation: 0,
+            to_incarnation: 0,
             from: leader,
             to,
             term,
@@ -328,6 +336,8 @@ fn oversized_command_is_refused_with_too_large() {
 fn step_from_refuses_a_forged_sender() {
     let node = leader_node();
     let m = Message {
+        from_incarnation: 0,
+        to_incarnation: 0,
         from: 2,
         to: 1,
         term: 1,

@@ -166,6 +166,8 @@ fn one_way_partition_old_leader_serves_no_stale_lease_read() {
 
 fn vote_request(from: NodeId, to: NodeId, term: u64, pre_vote: bool, transfer: bool) -> Message {
     Message {
+        from_incarnation: 0,
+        to_incarnation: 0,
         from,
         to,
         term,
@@ -275,6 +277,8 @@ fn forwarded_read_is_answered_by_the_leader() {
 
 fn read_response(from: NodeId, to: NodeId, term: u64, ctx: u64, index: u64) -> Message {
     Message {
+        from_incarnation: 0,
+        to_incarnation: 0,
         from,
         to,
         term,

@@ -475,6 +475,8 @@ fn removed_node_messages_are_refused() {
         net.node(2).raft.log.last_term(),
     );
     net.nodes.get_mut(&2).unwrap().step(Message {
+        from_incarnation: 0,
+        to_incarnation: 0,
         from: 3,
         to: 2,
         term: term + 5,

@@ -51,6 +51,8 @@ fn meta_of(data: &[u8]) -> SnapshotMeta {
 fn chunk(from: u64, term: u64, meta: &SnapshotMeta, data: &[u8], at: usize, n: usize) -> Message {
     let end = (at + n).min(data.len());
     Message {
+        from_incarnation: 0,
+        to_incarnation: 0,
         from,
         to: 2,
         term,

@@ -534,6 +534,8 @@ fn forged_sender_is_dropped_and_counted() {
     use raft::core::{Message, MessageBody};
     let encode = |from: u64| {
         raft::codec::encode(&Message {
+            from_incarnation: 0,
+            to_incarnation: 0,
             from,
             to: 51,
             term: 1,

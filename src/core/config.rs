@@ -45,6 +45,13 @@ pub struct Config {
     /// Forwarded read-index requests tracked at once; more are refused as busy (default
     /// 4096, about 40 bytes each).
     pub max_forwarded_reads: usize,
+    /// This node's incarnation: a random id of its data directory (0, the default: not
+    /// tracked). Messages carry it; a voter that comes back with another one is not counted
+    /// until it is re-admitted (see `raft::incarnation`).
+    pub incarnation: u64,
+    /// The incarnations of voters this node heard from before (node id -> incarnation), as
+    /// stored by the caller from [`crate::core::Raft::take_incarnation_changes`].
+    pub peer_incarnations: std::collections::BTreeMap<NodeId, u64>,
 }
 
 impl Config {
@@ -69,6 +76,8 @@ impl Config {
             lease_read_max_drift: None,
             forwarded_read_timeout_ticks: None,
             max_forwarded_reads: 4096,
+            incarnation: 0,
+            peer_incarnations: Default::default(),
         }
     }
 

@@ -14,6 +14,11 @@ pub struct Message {
     pub term: u64,
     /// What the message says.
     pub body: MessageBody,
+    /// The sender's incarnation (a random id of its data directory; 0 if not tracked).
+    /// Stamped by [`super::RawNode::ready`]; leave it 0 when building messages by hand.
+    pub from_incarnation: u64,
+    /// The incarnation the sender knows the recipient by (0 if none).
+    pub to_incarnation: u64,
 }
 
 /// The payload of a [`Message`].

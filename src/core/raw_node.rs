@@ -250,6 +250,8 @@ impl<S: Storage> RawNode<S> {
         }
         rd.messages = std::mem::take(&mut r.msgs);
         rd.persisted_messages = std::mem::take(&mut r.msgs_after_persist);
+        r.stamp_incarnations(&mut rd.messages);
+        r.stamp_incarnations(&mut rd.persisted_messages);
         rd.read_states = std::mem::take(&mut r.read_states);
         self.in_flight.push_back(InFlight {
             number: rd.number,

@@ -82,6 +82,13 @@ pub struct NodeConfig {
     /// [`Node::step`]: super::Node::step
     /// [`Node::step_message`]: super::Node::step_message
     pub caller_runs: bool,
+    /// Automatic rejoin of a voter that lost its state (it comes back with a new
+    /// incarnation: a wiped data directory under the same id). `Some(lag)` (the default,
+    /// 64): the leader demotes it to learner, catches it up by snapshot and log, and
+    /// promotes it once its log is within `lag` entries of the leader's. `None`: the
+    /// operator re-adds it (remove it, then add it again); until then it is not counted.
+    /// Either way its votes and acknowledgements are ignored until it is re-admitted.
+    pub auto_rejoin: Option<u64>,
 }
 
 impl NodeConfig {
@@ -111,6 +118,7 @@ impl NodeConfig {
             session_expiry_entries: 100_000,
             lease_reads_max_clock_drift: None,
             caller_runs: false,
+            auto_rejoin: Some(64),
         }
     }
 

@@ -169,6 +169,8 @@ impl Node {
         core_cfg.max_msg_bytes = cfg.max_msg_bytes;
         core_cfg.max_snapshot_bytes = cfg.max_snapshot_bytes;
         core_cfg.applied = snap.index;
+        core_cfg.incarnation = store.incarnation();
+        core_cfg.peer_incarnations = store.peer_incarnations();
         core_cfg.lease_read_max_drift = cfg.lease_reads_max_clock_drift.map(|d| {
             // Round the drift up to whole ticks (a larger margin is the safe direction).
             let tick = cfg.tick.as_micros().max(1);
@@ -210,6 +212,7 @@ impl Node {
                 apply_bytes: cfg.apply_queue_bytes,
             },
             incarnation,
+            auto_rejoin: cfg.auto_rejoin,
         });
         let inbox = Driver::start(lp, in_tx, ctl_tx, cfg.caller_runs, cfg.inbox_bytes);
         let driver = Driver::of(&inbox);
@@ -693,6 +696,14 @@ pub(crate) fn promotion(conf: &crate::core::ConfState, id: NodeId) -> ConfChange
     let mut voters = conf.voters.clone();
     voters.push(id);
     let learners = conf.learners.iter().copied().filter(|&l| l != id).collect();
+    ConfChange::Enter { voters, learners }
+}
+
+/// The change that moves voter `id` to the learners.
+pub(crate) fn demotion(conf: &crate::core::ConfState, id: NodeId) -> ConfChange {
+    let voters = conf.voters.iter().copied().filter(|&v| v != id).collect();
+    let mut learners = conf.learners.clone();
+    learners.push(id);
     ConfChange::Enter { voters, learners }
 }
 

@@ -302,6 +302,8 @@ mod tests {
 
     fn msg(from: NodeId, to: NodeId, term: u64, body: MessageBody) -> Message {
         Message {
+            from_incarnation: 0,
+            to_incarnation: 0,
             from,
             to,
             term,

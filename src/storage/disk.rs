@@ -923,6 +923,28 @@ impl LogStore for DiskStorage {
         Ok(meta)
     }
 
+    fn incarnation(&self) -> u64 {
+        let id = self.inner.lock().identity.incarnation;
+        u64::from_le_bytes(id[..8].try_into().expect("8 bytes")).max(1)
+    }
+
+    fn peer_incarnations(&self) -> BTreeMap<u64, u64> {
+        let dir = self.inner.lock().dir.clone();
+        super::identity::read_peers(&dir).unwrap_or_else(|e| {
+            tracing::warn!(%e, "peers' incarnations unreadable; learning them again");
+            BTreeMap::new()
+        })
+    }
+
+    fn set_peer_incarnations(&self, peers: &BTreeMap<u64, u64>) -> StorageResult<()> {
+        let mut g = self.inner.lock();
+        g.check()?;
+        if let Err(e) = super::identity::write_peers(&g.dir, peers, g.fsync) {
+            return Err(g.poison("write peers", e));
+        }
+        Ok(())
+    }
+
     fn open_snapshot(&self) -> StorageResult<Option<(SnapshotMeta, Box<dyn Read + Send>)>> {
         let (mut f, path, data_offset, meta) = {
             let g = self.inner.lock();

@@ -9,6 +9,7 @@
 use super::fsutil::{io_err, le_u32, le_u64, write_atomic};
 use crate::core::{StorageError, StorageResult};
 use crate::crc32c::crc32c;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
@@ -140,9 +141,67 @@ pub fn write_identity(dir: &Path, id: &Identity, fsync: bool) -> std::io::Result
     write_atomic(dir, IDENTITY_FILE, &id.encode(), fsync)
 }
 
+/// File of the peers' incarnations this node has seen (see [`read_peers`]).
+pub const PEERS_FILE: &str = "peers";
+const PEERS_MAGIC: &[u8; 4] = b"RPEE";
+
+/// Reads `dir/peers`: the incarnation of each voter this node has heard from (node id ->
+/// incarnation), empty if absent. Format: magic `RPEE`, u32 version 1, u32 count, count ×
+/// (u64 id, u64 incarnation), u32 crc32c of everything before it (little endian).
+pub fn read_peers(dir: &Path) -> StorageResult<BTreeMap<u64, u64>> {
+    let path = dir.join(PEERS_FILE);
+    let b = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(io_err(path.display(), e)),
+    };
+    let bad = |why: &str| StorageError::Io(format!("{}: byte offset 0: {why}", path.display()));
+    if b.len() < 16 || &b[..4] != PEERS_MAGIC || le_u32(&b, 4) != 1 {
+        return Err(bad("not a peers file of version 1"));
+    }
+    let n = le_u32(&b, 8) as usize;
+    if n > 1 << 16 || b.len() != 12 + 16 * n + 4 {
+        return Err(bad("wrong length"));
+    }
+    if crc32c(&b[..b.len() - 4]) != le_u32(&b, b.len() - 4) {
+        return Err(bad("checksum mismatch"));
+    }
+    Ok((0..n)
+        .map(|k| (le_u64(&b, 12 + 16 * k), le_u64(&b, 20 + 16 * k)))
+        .collect())
+}
+
+/// Atomically writes `dir/peers` (see [`read_peers`]).
+pub fn write_peers(dir: &Path, peers: &BTreeMap<u64, u64>, fsync: bool) -> std::io::Result<()> {
+    let mut b = Vec::with_capacity(16 + 16 * peers.len());
+    b.extend_from_slice(PEERS_MAGIC);
+    b.extend_from_slice(&1u32.to_le_bytes());
+    b.extend_from_slice(&(peers.len() as u32).to_le_bytes());
+    for (id, inc) in peers {
+        b.extend_from_slice(&id.to_le_bytes());
+        b.extend_from_slice(&inc.to_le_bytes());
+    }
+    let crc = crc32c(&b);
+    b.extend_from_slice(&crc.to_le_bytes());
+    write_atomic(dir, PEERS_FILE, &b, fsync)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peers_round_trip() {
+        let dir = std::env::temp_dir().join(format!("raft-peers-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(read_peers(&dir).unwrap().is_empty());
+        let m: BTreeMap<u64, u64> = [(2, 0xdead), (3, 7)].into();
+        write_peers(&dir, &m, false).unwrap();
+        assert_eq!(read_peers(&dir).unwrap(), m);
+        std::fs::write(dir.join(PEERS_FILE), b"RPEE\x01\0\0\0garbage").unwrap();
+        assert!(read_peers(&dir).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn round_trip_and_random_incarnation() {

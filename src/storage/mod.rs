@@ -73,6 +73,25 @@ pub trait LogStore: Storage {
     fn durable_on_write(&self) -> bool {
         false
     }
+    /// The incarnation of this store: a non-zero random id drawn when it was created (a
+    /// wiped and recreated store has another), carried in every message so peers can tell
+    /// a voter that lost its state. 0 (the default): not tracked.
+    fn incarnation(&self) -> u64 {
+        0
+    }
+    /// The incarnations of the voters this node has heard from (node id -> incarnation), as
+    /// last stored with [`LogStore::set_peer_incarnations`]; empty by default.
+    fn peer_incarnations(&self) -> std::collections::BTreeMap<u64, u64> {
+        Default::default()
+    }
+    /// Stores the voters' incarnations (so that a restarted node still recognises a voter
+    /// that came back with a new one). The default keeps nothing.
+    fn set_peer_incarnations(
+        &self,
+        _peers: &std::collections::BTreeMap<u64, u64>,
+    ) -> StorageResult<()> {
+        Ok(())
+    }
     /// Called once when the node shuts down, before its threads are joined: a store whose
     /// writes wait on someone else (e.g. [`ExternalStore`]) abandons those waits so the
     /// threads can exit. The default does nothing.

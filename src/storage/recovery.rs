@@ -421,6 +421,7 @@ pub(super) fn is_meta_file(name: &str) -> bool {
         LOCK_FILE,
         STORE_META_FILE,
         IDENTITY_FILE,
+        identity::PEERS_FILE,
         HARD_STATE_FILE,
         WAL_HEAD_FILE,
         "lost+found",

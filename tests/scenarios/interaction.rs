@@ -94,6 +94,8 @@ fn older_shorter_append_does_not_truncate() {
         .map(|i| leader.log.slice(i, i + 1, u64::MAX).unwrap().remove(0))
         .collect();
     let m = Message {
+        from_incarnation: 0,
+        to_incarnation: 0,
         from: 1,
         to: 2,
         term: leader.term,

@@ -112,6 +112,8 @@ impl<S: Storage> Raft<S> {
                     to,
                     term,
                     body,
+                    from_incarnation: 0,
+                    to_incarnation: 0,
                 });
             } else {
                 // The candidate's own term and vote must be durable before it asks.
@@ -151,9 +153,11 @@ impl<S: Storage> Raft<S> {
         li: u64,
         lt: u64,
     ) {
-        let can_vote = self.vote == from
-            || (self.vote == NO_NODE && self.leader == NO_NODE)
-            || (pre_vote && term > self.term);
+        // A node whose state was lost (see `incarnation`) grants nothing until re-admitted.
+        let can_vote = !self.amnesiac
+            && (self.vote == from
+                || (self.vote == NO_NODE && self.leader == NO_NODE)
+                || (pre_vote && term > self.term));
         // Tie-break concurrent pre-campaigns for the same term with equal logs: the higher
         // id goes ahead, so two nodes that time out together do not split the real vote.
         let yield_to_higher = pre_vote
@@ -173,6 +177,8 @@ impl<S: Storage> Raft<S> {
                         pre_vote: true,
                         reject: false,
                     },
+                    from_incarnation: 0,
+                    to_incarnation: 0,
                 });
             } else {
                 self.election_elapsed = 0;

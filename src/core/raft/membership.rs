@@ -80,8 +80,12 @@ impl<S: Storage> Raft<S> {
 
     pub(super) fn prune_confs(&mut self) {
         let c = self.log.committed;
+        let before = self.confs.len();
         while self.confs.len() > 1 && self.confs[1].0 <= c {
             self.confs.remove(0);
+        }
+        if self.confs.len() != before {
+            self.forget_non_voter_incarnations();
         }
         if self.role != Role::Leader {
             return;
@@ -92,6 +96,7 @@ impl<S: Storage> Raft<S> {
     }
 
     pub(super) fn on_conf_changed(&mut self) {
+        self.forget_non_voter_incarnations();
         if self.role == Role::Leader {
             let last = self.log.last_index();
             for id in self.member_ids() {

@@ -9,6 +9,7 @@
 //! read-index and lease reads.
 
 mod election;
+mod incarnation;
 mod membership;
 mod reads;
 mod replication;
@@ -187,6 +188,16 @@ pub struct Raft<S: Storage> {
     /// Messages refused because their term is above [`MAX_TERM`], or because a node outside
     /// the latest configuration tried to raise the term of a healthy cluster.
     pub refused_messages: u64,
+    /// Incarnations of the voters this node has heard from (see [`incarnation`]).
+    peer_incarnations: BTreeMap<NodeId, u64>,
+    /// `peer_incarnations` changed since [`Raft::take_incarnation_changes`].
+    incarnations_changed: bool,
+    /// Voters that came back with a new incarnation: id -> (known, new).
+    replaced: BTreeMap<NodeId, (u64, u64)>,
+    /// A peer knows this node by another incarnation; not re-admitted yet.
+    amnesiac: bool,
+    /// Re-admitted after coming back with a new incarnation (stale mismatches are ignored).
+    readmitted: bool,
 }
 
 impl<S: Storage> Raft<S> {
@@ -243,6 +254,11 @@ impl<S: Storage> Raft<S> {
             lease_revoked: false,
             removed: false,
             refused_messages: 0,
+            peer_incarnations: cfg.peer_incarnations.clone(),
+            incarnations_changed: false,
+            replaced: BTreeMap::new(),
+            amnesiac: false,
+            readmitted: false,
             cfg,
         };
         // Replay configuration entries after the snapshot (they took effect when appended);
@@ -306,7 +322,7 @@ impl<S: Storage> Raft<S> {
 
     /// True if this node may campaign (a voter of the configuration in force).
     pub fn promotable(&self) -> bool {
-        self.conf().is_voter(self.id()) && !self.removed
+        self.conf().is_voter(self.id()) && !self.removed && !self.amnesiac
     }
 
     fn reset_timeout(&mut self) {
@@ -321,6 +337,8 @@ impl<S: Storage> Raft<S> {
             to,
             term: self.term,
             body,
+            from_incarnation: 0,
+            to_incarnation: 0,
         });
     }
 
@@ -330,6 +348,8 @@ impl<S: Storage> Raft<S> {
             to,
             term,
             body,
+            from_incarnation: 0,
+            to_incarnation: 0,
         });
     }
 
@@ -397,6 +417,9 @@ impl<S: Storage> Raft<S> {
     /// Handles one message from a peer.
     pub fn step(&mut self, m: Message) {
         if m.to != self.id() || m.from == NO_NODE || m.from == self.id() {
+            return;
+        }
+        if !self.check_incarnations(&m) {
             return;
         }
         // A node whose removal is committed here is refused, even if it comes back with old
