@@ -39,11 +39,13 @@ mod buf;
 mod config;
 mod handle;
 mod log;
+mod metrics;
 mod node;
 
 pub use buf::*;
 pub use config::*;
 pub use log::*;
+pub use metrics::*;
 pub use node::*;
 
 use std::cell::{Cell, RefCell};

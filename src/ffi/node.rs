@@ -91,7 +91,7 @@ pub type raft_propose_callback = Option<
 
 /// What a `raft_node` handle owns.
 pub(crate) struct NodeObj {
-    node: Arc<Node>,
+    pub(crate) node: Arc<Node>,
     store: Option<Arc<ExternalStore>>,
     transport: Option<Arc<TcpTransport>>,
     _userdata: Arc<Userdata>,
@@ -433,7 +433,7 @@ pub unsafe extern "C" fn raft_node_start(
     })
 }
 
-fn with_node(
+pub(crate) fn with_node(
     node: *const raft_node,
     blocking: bool,
     f: impl FnOnce(&NodeObj) -> raft_status,
@@ -1031,6 +1031,9 @@ pub struct raft_peer_progress {
     pub next_index: u64,
     /// 0 = probe, 1 = replicate, 2 = snapshot.
     pub state: u8,
+    /// 1 if the member is a learner, 0 if a voter (placed in what was padding: the
+    /// struct's size and the other fields' offsets are unchanged).
+    pub learner: u8,
 }
 
 /// Leader only: copies every member's replication progress (including the leader's own
@@ -1062,6 +1065,7 @@ pub unsafe extern "C" fn raft_node_peer_progress(
                             "replicate" => 1,
                             _ => 2,
                         },
+                        learner: u8::from(p.learner),
                     })
                     .collect();
                 // SAFETY: checked non-NULL; `out` holds `cap` entries.
