@@ -24,6 +24,11 @@
 #define RAFT_VERSION_STRING "0.1.0"
 
 /**
+ * Number of `raft_drop_reason` values (the length of `raft_node_metrics.dropped_total`).
+ */
+#define RAFT_DROP_REASON_COUNT 5
+
+/**
  * Voter ids reported inline by [`raft_node_status`]; use [`raft_node_voters`] for more.
  */
 #define RAFT_STATUS_MAX_VOTERS 16
@@ -397,6 +402,116 @@ typedef struct raft_log_record {
 typedef void (*raft_log_callback)(void *userdata, const struct raft_log_record *record);
 
 /**
+ * A node's gauges and counters, filled by [`raft_node_metrics`]. Each field is the metric
+ * of the same name prefixed `raft_` (docs/OBSERVABILITY.md). Set `size` to
+ * `sizeof(raft_node_metrics)` before the call: the library writes only the fields that fit
+ * in `size` bytes, so a program built against an older, shorter struct keeps working when
+ * fields are appended in a later release (fields are only ever appended).
+ */
+typedef struct raft_node_metrics {
+  /**
+   * Set by the caller: `sizeof(raft_node_metrics)` as compiled.
+   */
+  size_t size;
+  /**
+   * Current term.
+   */
+  uint64_t term;
+  /**
+   * Role: 0 follower, 1 precandidate, 2 candidate, 3 leader (`raft_role`).
+   */
+  uint64_t role;
+  /**
+   * Known leader id (0 if none).
+   */
+  uint64_t leader_id;
+  /**
+   * Commit index.
+   */
+  uint64_t commit_index;
+  /**
+   * Applied index.
+   */
+  uint64_t applied_index;
+  /**
+   * Last log index.
+   */
+  uint64_t last_index;
+  /**
+   * Candidate voted for in the current term (0 if none).
+   */
+  uint64_t voted_for;
+  /**
+   * Id of the configuration in force (index of its entry; 0 for the initial one).
+   */
+  uint64_t conf_id;
+  /**
+   * 1 if this node is a learner of the configuration in force, else 0.
+   */
+  uint64_t learner;
+  /**
+   * Times a different leader became known.
+   */
+  uint64_t leader_changes_total;
+  /**
+   * Commands accepted into the log through this node.
+   */
+  uint64_t proposals_total;
+  /**
+   * Commands refused by the core.
+   */
+  uint64_t proposals_dropped_total;
+  /**
+   * Committed entries handed to the state machine.
+   */
+  uint64_t entries_committed_total;
+  /**
+   * Read-index requests made on this node.
+   */
+  uint64_t reads_total;
+  /**
+   * Raft messages received.
+   */
+  uint64_t messages_received_total;
+  /**
+   * Bytes of the Raft messages received.
+   */
+  uint64_t received_bytes_total;
+  /**
+   * Inbound messages refused.
+   */
+  uint64_t messages_refused_total;
+  /**
+   * Raft messages handed to the transport.
+   */
+  uint64_t messages_sent_total;
+  /**
+   * Encoded bytes of the Raft messages sent.
+   */
+  uint64_t sent_bytes_total;
+  /**
+   * Snapshot transfers started as leader.
+   */
+  uint64_t snapshots_sent_total;
+  /**
+   * Snapshots of the state machine stored.
+   */
+  uint64_t snapshots_taken_total;
+  /**
+   * Snapshots received and restored.
+   */
+  uint64_t snapshots_installed_total;
+  /**
+   * fsync calls of the log.
+   */
+  uint64_t fsyncs_total;
+  /**
+   * Drops by reason, indexed by `raft_drop_reason`.
+   */
+  uint64_t dropped_total[RAFT_DROP_REASON_COUNT];
+} raft_node_metrics;
+
+/**
  * Completion of [`raft_node_propose_async`]: `status` is `RAFT_STATUS_OK` with the state
  * machine's response (borrowed for the call; NULL/0 when none) once applied on this node,
  * or an error. Runs exactly once: on the apply thread on success, otherwise on an engine
@@ -470,6 +585,11 @@ typedef struct raft_peer_progress {
    * 0 = probe, 1 = replicate, 2 = snapshot.
    */
   uint8_t state;
+  /**
+   * 1 if the member is a learner, 0 if a voter (placed in what was padding: the
+   * struct's size and the other fields' offsets are unchanged).
+   */
+  uint8_t learner;
 } raft_peer_progress;
 
 #ifdef __cplusplus
@@ -758,6 +878,23 @@ void raft_config_free(struct raft_config *config);
  * installed one) is left alone. Thread-safe.
  */
 raft_status raft_set_log_callback(raft_log_callback cb, uint32_t max_level, void *userdata);
+
+/**
+ * Fills `*out` with the node's gauges and counters. `out->size` must be set by the caller
+ * (`INVALID_ARGUMENT` if it is smaller than the `size` field itself); only the first
+ * `min(out->size, sizeof(raft_node_metrics))` bytes are written. Histograms and per-peer
+ * bytes are in [`raft_node_metrics_text`]. `SHUT_DOWN` after shutdown; `WOULD_DEADLOCK`
+ * inside a callback.
+ */
+raft_status raft_node_metrics(const struct raft_node *node, struct raft_node_metrics *out);
+
+/**
+ * Writes every metric of the node (gauges, counters, labelled counters, histograms) in the
+ * Prometheus text exposition format (UTF-8, `len` bytes, not NUL-terminated) to `*out`;
+ * free it with `raft_buf_free`. `*out` is written only on success. `SHUT_DOWN` after
+ * shutdown; `WOULD_DEADLOCK` inside a callback.
+ */
+raft_status raft_node_metrics_text(const struct raft_node *node, struct raft_buf *out);
 
 /**
  * Starts a node from `config` (which stays valid) and writes its handle to `*out_node`:

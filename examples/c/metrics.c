@@ -1,5 +1,5 @@
 /* Metrics and monitoring status from C: three nodes in one process, a fourth added as a
- * learner. Reads raft_node_metrics (size-prefixed struct), raft_node_metrics_text
+ * learner. Reads raft_node_metrics (size-prefixed raft_node_metrics_info), raft_node_metrics_text
  * (Prometheus text with the names every language uses) and the learner flag of
  * raft_node_peer_progress. */
 #define _POSIX_C_SOURCE 200809L
@@ -32,7 +32,7 @@ int main(void) {
   for (int i = 0; i < 5; i++) CHECK_OK(propose_retry(l, "a=1", 5000 * time_scale()));
 
   /* The struct: the caller sets size; counters and gauges of the same names as the text. */
-  raft_node_metrics m;
+  raft_node_metrics_info m;
   memset(&m, 0, sizeof m);
   CHECK(raft_node_metrics(l, &m) == RAFT_STATUS_INVALID_ARGUMENT); /* size not set */
   m.size = sizeof m;
@@ -46,9 +46,9 @@ int main(void) {
          (unsigned long long)m.sent_bytes_total);
 
   /* A shorter (older) struct gets only the fields that fit. */
-  raft_node_metrics small;
+  raft_node_metrics_info small;
   memset(&small, 0xAB, sizeof small);
-  small.size = offsetof(raft_node_metrics, role);
+  small.size = offsetof(raft_node_metrics_info, role);
   CHECK_OK(raft_node_metrics(l, &small));
   CHECK(small.term == m.term || small.term > m.term);
   uint64_t untouched;
@@ -59,7 +59,7 @@ int main(void) {
   uint64_t follower = leader % 3 + 1;
   CHECK(raft_node_propose(node_of(follower), (const uint8_t *)"x=1", 3, 1000, NULL) ==
         RAFT_STATUS_NOT_LEADER);
-  raft_node_metrics fm;
+  raft_node_metrics_info fm;
   memset(&fm, 0, sizeof fm);
   fm.size = sizeof fm;
   CHECK_OK(raft_node_metrics(node_of(follower), &fm));
@@ -92,7 +92,7 @@ int main(void) {
     seen += pr[i].id == 4;
   }
   CHECK(seen == 1);
-  raft_node_metrics m4;
+  raft_node_metrics_info m4;
   int learner = 0;
   for (uint64_t end = now_ms() + 10000 * time_scale(); !learner && now_ms() < end; sleep_ms(20)) {
     memset(&m4, 0, sizeof m4);

@@ -7,7 +7,7 @@ use super::node::{raft_node, with_node};
 use super::{fail, from_error, raft_status};
 use crate::runtime::{DropReason, NodeMetrics};
 
-/// Why something was dropped: the index into `raft_node_metrics.dropped_total` and the
+/// Why something was dropped: the index into `raft_node_metrics_info.dropped_total` and the
 /// `reason` label of `raft_dropped_total`.
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,18 +24,18 @@ pub enum raft_drop_reason {
     InvalidMessage = 4,
 }
 
-/// Number of `raft_drop_reason` values (the length of `raft_node_metrics.dropped_total`).
+/// Number of `raft_drop_reason` values (the length of `raft_node_metrics_info.dropped_total`).
 pub const RAFT_DROP_REASON_COUNT: usize = 5;
 
 /// A node's gauges and counters, filled by [`raft_node_metrics`]. Each field is the metric
 /// of the same name prefixed `raft_` (docs/OBSERVABILITY.md). Set `size` to
-/// `sizeof(raft_node_metrics)` before the call: the library writes only the fields that fit
+/// `sizeof(raft_node_metrics_info)` before the call: the library writes only the fields that fit
 /// in `size` bytes, so a program built against an older, shorter struct keeps working when
 /// fields are appended in a later release (fields are only ever appended).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
-pub struct raft_node_metrics {
-    /// Set by the caller: `sizeof(raft_node_metrics)` as compiled.
+pub struct raft_node_metrics_info {
+    /// Set by the caller: `sizeof(raft_node_metrics_info)` as compiled.
     pub size: usize,
     /// Current term.
     pub term: u64,
@@ -87,7 +87,7 @@ pub struct raft_node_metrics {
     pub dropped_total: [u64; RAFT_DROP_REASON_COUNT],
 }
 
-impl raft_node_metrics {
+impl raft_node_metrics_info {
     fn from_metrics(m: &NodeMetrics, size: usize) -> Self {
         let c = &m.counters;
         let mut dropped = [0; RAFT_DROP_REASON_COUNT];
@@ -96,7 +96,7 @@ impl raft_node_metrics {
         }
         // The C enum mirrors the Rust one value for value.
         const _: () = assert!(DropReason::InvalidMessage as usize == RAFT_DROP_REASON_COUNT - 1);
-        raft_node_metrics {
+        raft_node_metrics_info {
             size,
             term: m.term,
             role: crate::runtime::metrics::role_code(m.role),
@@ -128,13 +128,13 @@ impl raft_node_metrics {
 
 /// Fills `*out` with the node's gauges and counters. `out->size` must be set by the caller
 /// (`INVALID_ARGUMENT` if it is smaller than the `size` field itself); only the first
-/// `min(out->size, sizeof(raft_node_metrics))` bytes are written. Histograms and per-peer
+/// `min(out->size, sizeof(raft_node_metrics_info))` bytes are written. Histograms and per-peer
 /// bytes are in [`raft_node_metrics_text`]. `SHUT_DOWN` after shutdown; `WOULD_DEADLOCK`
 /// inside a callback.
 #[no_mangle]
 pub unsafe extern "C" fn raft_node_metrics(
     node: *const raft_node,
-    out: *mut raft_node_metrics,
+    out: *mut raft_node_metrics_info,
 ) -> raft_status {
     with_node(node, true, |n| {
         if out.is_null() {
@@ -148,14 +148,14 @@ pub unsafe extern "C" fn raft_node_metrics(
         }
         match n.node.metrics() {
             Ok(m) => {
-                let full = std::mem::size_of::<raft_node_metrics>();
+                let full = std::mem::size_of::<raft_node_metrics_info>();
                 let n = size.min(full);
-                let v = raft_node_metrics::from_metrics(&m, n);
+                let v = raft_node_metrics_info::from_metrics(&m, n);
                 // SAFETY: `v` is a plain `repr(C)` value of `full` bytes; the caller's
                 // buffer holds `size` bytes; `n` is at most both.
                 unsafe {
                     std::ptr::copy_nonoverlapping(
-                        (&v as *const raft_node_metrics).cast::<u8>(),
+                        (&v as *const raft_node_metrics_info).cast::<u8>(),
                         out.cast::<u8>(),
                         n,
                     )
