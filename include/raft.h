@@ -24,7 +24,7 @@
 #define RAFT_VERSION_STRING "0.1.0"
 
 /**
- * Number of `raft_drop_reason` values (the length of `raft_node_metrics.dropped_total`).
+ * Number of `raft_drop_reason` values (the length of `raft_node_metrics_info.dropped_total`).
  */
 #define RAFT_DROP_REASON_COUNT 5
 
@@ -404,13 +404,13 @@ typedef void (*raft_log_callback)(void *userdata, const struct raft_log_record *
 /**
  * A node's gauges and counters, filled by [`raft_node_metrics`]. Each field is the metric
  * of the same name prefixed `raft_` (docs/OBSERVABILITY.md). Set `size` to
- * `sizeof(raft_node_metrics)` before the call: the library writes only the fields that fit
+ * `sizeof(raft_node_metrics_info)` before the call: the library writes only the fields that fit
  * in `size` bytes, so a program built against an older, shorter struct keeps working when
  * fields are appended in a later release (fields are only ever appended).
  */
-typedef struct raft_node_metrics {
+typedef struct raft_node_metrics_info {
   /**
-   * Set by the caller: `sizeof(raft_node_metrics)` as compiled.
+   * Set by the caller: `sizeof(raft_node_metrics_info)` as compiled.
    */
   size_t size;
   /**
@@ -509,7 +509,7 @@ typedef struct raft_node_metrics {
    * Drops by reason, indexed by `raft_drop_reason`.
    */
   uint64_t dropped_total[RAFT_DROP_REASON_COUNT];
-} raft_node_metrics;
+} raft_node_metrics_info;
 
 /**
  * Completion of [`raft_node_propose_async`]: `status` is `RAFT_STATUS_OK` with the state
@@ -776,6 +776,20 @@ raft_status raft_config_builder_set_tls(struct raft_config_builder *builder,
                                         const char *ca_path);
 
 /**
+ * Validates and consumes `builder` (whether or not this succeeds, unless the handle is
+ * invalid), writing the configuration to `*out_config`. Fails with
+ * `RAFT_STATUS_INVALID_ARGUMENT` (see `raft_last_error_message`) when the id, voters, apply
+ * callback or transport (send callback or listen address) is missing or timeouts conflict.
+ */
+raft_status raft_config_builder_build(struct raft_config_builder *builder,
+                                      struct raft_config **out_config);
+
+/**
+ * Frees a configuration. Nodes started from it are unaffected. NULL is a no-op.
+ */
+void raft_config_free(struct raft_config *config);
+
+/**
  * Sets the `userdata` passed first to every node callback, and its finaliser (may be
  * NULL). Replacing an earlier userdata finalises the earlier one now. `userdata` must be
  * usable from any engine thread.
@@ -856,20 +870,6 @@ raft_status raft_config_builder_load_entry(struct raft_config_builder *builder,
                                            size_t len);
 
 /**
- * Validates and consumes `builder` (whether or not this succeeds, unless the handle is
- * invalid), writing the configuration to `*out_config`. Fails with
- * `RAFT_STATUS_INVALID_ARGUMENT` (see `raft_last_error_message`) when the id, voters, apply
- * callback or transport (send callback or listen address) is missing or timeouts conflict.
- */
-raft_status raft_config_builder_build(struct raft_config_builder *builder,
-                                      struct raft_config **out_config);
-
-/**
- * Frees a configuration. Nodes started from it are unaffected. NULL is a no-op.
- */
-void raft_config_free(struct raft_config *config);
-
-/**
  * Installs (or, with `cb == NULL` or `max_level == RAFT_LOG_LEVEL_OFF`, removes) the
  * process-wide log callback receiving events up to `max_level` (a `raft_log_level`).
  * `userdata` is passed to `cb` and must stay valid until the callback is replaced; it is
@@ -880,13 +880,75 @@ void raft_config_free(struct raft_config *config);
 raft_status raft_set_log_callback(raft_log_callback cb, uint32_t max_level, void *userdata);
 
 /**
+ * Leader only: adds node `id` as a learner (it receives the log but does not vote) and
+ * blocks up to `timeout_ms` until the change is applied here. With `auto_promote_lag` > 0
+ * the leader promotes it to voter by itself once its log is within that many entries. The
+ * new node must be started with the existing voters (it waits to be added). A change made
+ * while another is still in flight waits for that one to commit first. Errors:
+ * `NOT_LEADER`, `INVALID_ARGUMENT` (already a member, a removed id, or the configuration
+ * moved meanwhile: nothing proposed), `BUSY` (the change in flight did not commit within
+ * `timeout_ms`: nothing proposed), `TIMEOUT` (may still apply), `DROPPED`, `SHUT_DOWN`,
+ * `WOULD_DEADLOCK` inside a callback.
+ */
+raft_status raft_node_add_learner(const struct raft_node *node,
+                                  uint64_t id,
+                                  uint64_t auto_promote_lag,
+                                  uint64_t timeout_ms);
+
+/**
+ * Leader only: promotes learner `id` to voter once its log is within `max_lag` entries of
+ * the leader's (waiting up to `timeout_ms` for it to catch up and for the change to apply).
+ * Errors as `raft_node_add_learner`.
+ */
+raft_status raft_node_promote_learner(const struct raft_node *node,
+                                      uint64_t id,
+                                      uint64_t max_lag,
+                                      uint64_t timeout_ms);
+
+/**
+ * Leader only: removes member `id` (a leader may remove itself: it keeps replicating until
+ * the change commits, then hands over and steps down). The id can never be added again.
+ * Errors as `raft_node_add_learner`.
+ */
+raft_status raft_node_remove_member(const struct raft_node *node, uint64_t id, uint64_t timeout_ms);
+
+/**
+ * Leader only: moves the cluster to the configuration of voters `voters[0..voter_count]`
+ * (at least one) and learners `learners[0..learner_count]` (ids copied; an array may be
+ * NULL when its count is 0), blocking up to `timeout_ms` until the change is applied here.
+ * Every member left out is removed for good (ids are never reused), learners included:
+ * list the current ones (`raft_node_learners`) to keep them. When more than one voter
+ * changes, the cluster goes through joint consensus: C_old,new (elections and commits need
+ * a majority of the old and of the new voters), then C_new, which the leader appends by
+ * itself once C_old,new commits; the call returns once C_old,new is applied. New voters
+ * should join as learners first and catch up. This node may be left out: it keeps leading
+ * until C_new commits, then hands over and steps down. With `expected_conf_id` non-zero
+ * the change is made only if the configuration id (`raft_node_conf_id`) still has that
+ * value; 0 means no check (the initial configuration has id 0, so a cluster's first change
+ * cannot be checked). A change made while another is still in flight (including C_new of
+ * a joint change) waits for that one to commit first. Errors: `NULL_ARGUMENT` (a NULL
+ * array with a non-zero count), `INVALID_ARGUMENT` (no voters, id 0, an id listed twice or
+ * in both lists, a removed id, or the configuration id is not `expected_conf_id`: nothing
+ * proposed), `NOT_LEADER`, `BUSY` (the change in flight did not commit within
+ * `timeout_ms`: nothing proposed), `TIMEOUT` (may still apply), `DROPPED`, `SHUT_DOWN`,
+ * `WOULD_DEADLOCK` inside a callback.
+ */
+raft_status raft_node_change_membership(const struct raft_node *node,
+                                        const uint64_t *voters,
+                                        size_t voter_count,
+                                        const uint64_t *learners,
+                                        size_t learner_count,
+                                        uint64_t expected_conf_id,
+                                        uint64_t timeout_ms);
+
+/**
  * Fills `*out` with the node's gauges and counters. `out->size` must be set by the caller
  * (`INVALID_ARGUMENT` if it is smaller than the `size` field itself); only the first
- * `min(out->size, sizeof(raft_node_metrics))` bytes are written. Histograms and per-peer
+ * `min(out->size, sizeof(raft_node_metrics_info))` bytes are written. Histograms and per-peer
  * bytes are in [`raft_node_metrics_text`]. `SHUT_DOWN` after shutdown; `WOULD_DEADLOCK`
  * inside a callback.
  */
-raft_status raft_node_metrics(const struct raft_node *node, struct raft_node_metrics *out);
+raft_status raft_node_metrics(const struct raft_node *node, struct raft_node_metrics_info *out);
 
 /**
  * Writes every metric of the node (gauges, counters, labelled counters, histograms) in the
@@ -917,6 +979,21 @@ raft_status raft_node_start(const struct raft_config *config, struct raft_node *
 raft_status raft_node_persisted(const struct raft_node *node,
                                 uint64_t token,
                                 int ok);
+
+/**
+ * Stops the node: fails pending calls with `SHUT_DOWN`, stops the transport and joins the
+ * engine threads. Idempotent (a second call returns `RAFT_STATUS_OK`); the handle stays
+ * valid until [`raft_node_free`]. `RAFT_STATUS_WOULD_DEADLOCK` from inside a callback.
+ */
+raft_status raft_node_shutdown(const struct raft_node *node);
+
+/**
+ * Shuts the node down (if needed) and frees the handle; the userdata finaliser runs here
+ * when nothing else references it. NULL is a no-op (`RAFT_STATUS_OK`). Refused with
+ * `RAFT_STATUS_WOULD_DEADLOCK` (handle left valid) from inside a callback; a freed handle
+ * gives `RAFT_STATUS_INVALID_HANDLE`.
+ */
+raft_status raft_node_free(struct raft_node *node);
 
 /**
  * Delivers message bytes (copied) received from a peer. Any thread, including inside
@@ -1036,68 +1113,6 @@ raft_status raft_node_learners(const struct raft_node *node,
 raft_status raft_node_conf_id(const struct raft_node *node, uint64_t *out_conf_id);
 
 /**
- * Leader only: adds node `id` as a learner (it receives the log but does not vote) and
- * blocks up to `timeout_ms` until the change is applied here. With `auto_promote_lag` > 0
- * the leader promotes it to voter by itself once its log is within that many entries. The
- * new node must be started with the existing voters (it waits to be added). A change made
- * while another is still in flight waits for that one to commit first. Errors:
- * `NOT_LEADER`, `INVALID_ARGUMENT` (already a member, a removed id, or the configuration
- * moved meanwhile: nothing proposed), `BUSY` (the change in flight did not commit within
- * `timeout_ms`: nothing proposed), `TIMEOUT` (may still apply), `DROPPED`, `SHUT_DOWN`,
- * `WOULD_DEADLOCK` inside a callback.
- */
-raft_status raft_node_add_learner(const struct raft_node *node,
-                                  uint64_t id,
-                                  uint64_t auto_promote_lag,
-                                  uint64_t timeout_ms);
-
-/**
- * Leader only: promotes learner `id` to voter once its log is within `max_lag` entries of
- * the leader's (waiting up to `timeout_ms` for it to catch up and for the change to apply).
- * Errors as `raft_node_add_learner`.
- */
-raft_status raft_node_promote_learner(const struct raft_node *node,
-                                      uint64_t id,
-                                      uint64_t max_lag,
-                                      uint64_t timeout_ms);
-
-/**
- * Leader only: removes member `id` (a leader may remove itself: it keeps replicating until
- * the change commits, then hands over and steps down). The id can never be added again.
- * Errors as `raft_node_add_learner`.
- */
-raft_status raft_node_remove_member(const struct raft_node *node, uint64_t id, uint64_t timeout_ms);
-
-/**
- * Leader only: moves the cluster to the configuration of voters `voters[0..voter_count]`
- * (at least one) and learners `learners[0..learner_count]` (ids copied; an array may be
- * NULL when its count is 0), blocking up to `timeout_ms` until the change is applied here.
- * Every member left out is removed for good (ids are never reused), learners included:
- * list the current ones (`raft_node_learners`) to keep them. When more than one voter
- * changes, the cluster goes through joint consensus: C_old,new (elections and commits need
- * a majority of the old and of the new voters), then C_new, which the leader appends by
- * itself once C_old,new commits; the call returns once C_old,new is applied. New voters
- * should join as learners first and catch up. This node may be left out: it keeps leading
- * until C_new commits, then hands over and steps down. With `expected_conf_id` non-zero
- * the change is made only if the configuration id (`raft_node_conf_id`) still has that
- * value; 0 means no check (the initial configuration has id 0, so a cluster's first change
- * cannot be checked). A change made while another is still in flight (including C_new of
- * a joint change) waits for that one to commit first. Errors: `NULL_ARGUMENT` (a NULL
- * array with a non-zero count), `INVALID_ARGUMENT` (no voters, id 0, an id listed twice or
- * in both lists, a removed id, or the configuration id is not `expected_conf_id`: nothing
- * proposed), `NOT_LEADER`, `BUSY` (the change in flight did not commit within
- * `timeout_ms`: nothing proposed), `TIMEOUT` (may still apply), `DROPPED`, `SHUT_DOWN`,
- * `WOULD_DEADLOCK` inside a callback.
- */
-raft_status raft_node_change_membership(const struct raft_node *node,
-                                        const uint64_t *voters,
-                                        size_t voter_count,
-                                        const uint64_t *learners,
-                                        size_t learner_count,
-                                        uint64_t expected_conf_id,
-                                        uint64_t timeout_ms);
-
-/**
  * Leader only: copies every member's replication progress (including the leader's own
  * durable index) into `out[0..cap]` and their count into `*out_n` (0 on a follower). When
  * `cap` is too small returns `RAFT_STATUS_BUFFER_TOO_SMALL` and writes the needed count to
@@ -1107,21 +1122,6 @@ raft_status raft_node_peer_progress(const struct raft_node *node,
                                     struct raft_peer_progress *out,
                                     size_t cap,
                                     size_t *out_n);
-
-/**
- * Stops the node: fails pending calls with `SHUT_DOWN`, stops the transport and joins the
- * engine threads. Idempotent (a second call returns `RAFT_STATUS_OK`); the handle stays
- * valid until [`raft_node_free`]. `RAFT_STATUS_WOULD_DEADLOCK` from inside a callback.
- */
-raft_status raft_node_shutdown(const struct raft_node *node);
-
-/**
- * Shuts the node down (if needed) and frees the handle; the userdata finaliser runs here
- * when nothing else references it. NULL is a no-op (`RAFT_STATUS_OK`). Refused with
- * `RAFT_STATUS_WOULD_DEADLOCK` (handle left valid) from inside a callback; a freed handle
- * gives `RAFT_STATUS_INVALID_HANDLE`.
- */
-raft_status raft_node_free(struct raft_node *node);
 
 #ifdef __cplusplus
 }  // extern "C"
