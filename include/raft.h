@@ -190,6 +190,44 @@ typedef uint32_t raft_log_level;
 #endif // __cplusplus
 
 /**
+ * Why something was dropped: the index into `raft_node_metrics_info.dropped_total` and the
+ * `reason` label of `raft_dropped_total`.
+ */
+enum raft_drop_reason
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * A proposal reached a node that is not the leader (`not_leader`).
+   */
+  RAFT_DROP_REASON_NOT_LEADER = 0,
+  /**
+   * A proposal refused by the leader's flow control (`busy`).
+   */
+  RAFT_DROP_REASON_BUSY = 1,
+  /**
+   * An input refused because the node's inbox was full (`inbox_full`).
+   */
+  RAFT_DROP_REASON_INBOX_FULL = 2,
+  /**
+   * A command above `max_command_bytes` (`too_large`).
+   */
+  RAFT_DROP_REASON_TOO_LARGE = 3,
+  /**
+   * An inbound message undecodable, from a forged sender or refused (`invalid_message`).
+   */
+  RAFT_DROP_REASON_INVALID_MESSAGE = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum raft_drop_reason raft_drop_reason;
+#else
+typedef uint32_t raft_drop_reason;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * Opaque, immutable node configuration; may start several nodes and be shared between
  * threads. Released by [`raft_config_free`] (nodes started from it keep what they need).
  */
