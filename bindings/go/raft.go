@@ -666,7 +666,7 @@ type Metrics struct {
 // Metrics returns the node's gauges and counters (raft_node_metrics).
 func (n *Node) Metrics() (Metrics, error) {
 	var m msgBuf
-	var c C.raft_node_metrics_info_info
+	var c C.raft_node_metrics_info
 	if s := C.rgo_metrics(n.h, &c, m.ptr()); s != C.RAFT_STATUS_OK {
 		return Metrics{}, newError("metrics", s, &m)
 	}
