@@ -11,16 +11,44 @@ use super::Settings;
 use crate::core::rng::Rng;
 use crate::core::{ConfChange, ConfState, Config, Message, ProposeError, Role};
 use crate::runtime::session::{encode_plain, encode_session, SessionId, DEFAULT_EXPIRY_ENTRIES};
-use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone)]
 enum Ev {
-    Tick(u64),
-    Deliver(u64),
+    /// Every node's clock ticks (one event for all: fewer queue operations).
+    Tick,
+    Deliver(Box<Message>),
     Sync(u64),
     Fault(usize),
     Wake(u64, u64),
+}
+
+/// A queued event, ordered by time, then by the order it was scheduled in.
+struct Queued {
+    at: u64,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+
+impl Eq for Queued {}
+
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+impl Ord for Queued {
+    /// Reversed, so that the max-heap pops the earliest event.
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (o.at, o.seq).cmp(&(self.at, self.seq))
+    }
 }
 
 /// A failure found by the engine: (check, node, index, message).
@@ -34,9 +62,8 @@ pub(super) struct Engine<'a> {
     net: Rng,
     work_rng: Rng,
     nodes: BTreeMap<u64, Replica>,
-    queue: BinaryHeap<Reverse<(u64, u64, Ev)>>,
+    queue: BinaryHeap<Queued>,
     seq: u64,
-    in_flight: HashMap<u64, Message>,
     link_clock: HashMap<(u64, u64), u64>,
     cut: HashSet<(u64, u64)>,
     paused: BTreeMap<u64, (u64, u64)>,
@@ -73,7 +100,6 @@ impl<'a> Engine<'a> {
             nodes: BTreeMap::new(),
             queue: BinaryHeap::new(),
             seq: 0,
-            in_flight: HashMap::new(),
             link_clock: HashMap::new(),
             cut: HashSet::new(),
             paused: BTreeMap::new(),
@@ -97,11 +123,10 @@ impl<'a> Engine<'a> {
             r.snapshot_every = faults.snapshot_every;
             r.snapshot_trailing = faults.snapshot_trailing;
             e.nodes.insert(id, r);
-            let phase = e.net.range(1, s.tick_ms + 1);
-            e.schedule(phase, Ev::Tick(id));
         }
-        for (i, f) in schedule.iter().enumerate() {
-            e.schedule(f.at_ms, Ev::Fault(i));
+        e.schedule(s.tick_ms, Ev::Tick);
+        if let Some(f) = schedule.first() {
+            e.schedule(f.at_ms, Ev::Fault(0));
         }
         for c in 1..=s.clients {
             e.schedule(c, Ev::Wake(c, 0));
@@ -119,7 +144,11 @@ impl<'a> Engine<'a> {
 
     fn schedule(&mut self, at: u64, ev: Ev) {
         self.seq += 1;
-        self.queue.push(Reverse((at, self.seq, ev)));
+        self.queue.push(Queued {
+            at,
+            seq: self.seq,
+            ev,
+        });
     }
 
     /// True once every client is done.
@@ -133,11 +162,11 @@ impl<'a> Engine<'a> {
         deadline: u64,
         stop: impl Fn(&Engine<'_>) -> bool,
     ) -> Result<bool, Found> {
-        while let Some(&Reverse((at, _, ev))) = self.queue.peek() {
-            if at > deadline {
+        while let Some(q) = self.queue.peek() {
+            if q.at > deadline {
                 break;
             }
-            self.queue.pop();
+            let Queued { at, ev, .. } = self.queue.pop().expect("peeked");
             self.now = at;
             self.handle(ev)?;
             if stop(self) {
@@ -149,28 +178,36 @@ impl<'a> Engine<'a> {
     }
 
     fn handle(&mut self, ev: Ev) -> Result<(), Found> {
-        if self.defer_while_paused(ev)? {
-            return Ok(());
-        }
+        let ev = match self.defer_while_paused(ev)? {
+            Some(ev) => ev,
+            None => return Ok(()),
+        };
         match ev {
-            Ev::Tick(id) => {
-                self.schedule(self.now + self.s.tick_ms, Ev::Tick(id));
-                if let Some(raw) = self.raw(id) {
-                    raw.tick();
-                    self.drive(id)?;
+            Ev::Tick => {
+                self.schedule(self.now + self.s.tick_ms, Ev::Tick);
+                let ids: Vec<u64> = self.nodes.keys().copied().collect();
+                for id in ids {
+                    if let Some((until, missed)) = self.paused.get_mut(&id) {
+                        if self.now < *until {
+                            *missed += 1;
+                            continue;
+                        }
+                    }
+                    self.resume(id)?;
+                    if let Some(raw) = self.raw(id) {
+                        raw.tick();
+                        self.drive(id)?;
+                    }
                 }
             }
-            Ev::Deliver(key) => {
-                let Some(m) = self.in_flight.remove(&key) else {
-                    return Ok(());
-                };
+            Ev::Deliver(m) => {
                 if self.cut.contains(&(m.from, m.to)) {
                     return Ok(());
                 }
                 let to = m.to;
                 if let Some(raw) = self.nodes.get_mut(&to).and_then(|n| n.raw.as_mut()) {
                     self.delivered += 1;
-                    raw.step(m);
+                    raw.step(*m);
                     self.drive(to)?;
                 }
             }
@@ -190,6 +227,9 @@ impl<'a> Engine<'a> {
             Ev::Fault(_) if self.settling => {}
             Ev::Fault(i) => {
                 self.injected = self.injected.max(i + 1);
+                if let Some(f) = self.schedule.get(i + 1) {
+                    self.schedule(f.at_ms.max(self.now), Ev::Fault(i + 1));
+                }
                 let f = self.schedule[i].fault.clone();
                 self.inject(&f)?;
             }
@@ -206,37 +246,42 @@ impl<'a> Engine<'a> {
         self.nodes.get(&id).is_some_and(|n| n.raw.is_some()) && !self.paused.contains_key(&id)
     }
 
-    /// A paused node gets no ticks (counted), messages or syncs until its pause ends; then
-    /// it runs the missed ticks first, as a runtime measuring elapsed time would.
-    fn defer_while_paused(&mut self, ev: Ev) -> Result<bool, Found> {
-        let id = match ev {
-            Ev::Tick(id) | Ev::Sync(id) => id,
-            Ev::Deliver(key) => match self.in_flight.get(&key) {
-                Some(m) => m.to,
-                None => return Ok(false),
-            },
-            Ev::Fault(_) | Ev::Wake(..) => return Ok(false),
+    /// A paused node gets no ticks (counted at [`Ev::Tick`]), messages or syncs until its
+    /// pause ends: those wait for the end (`None`: deferred).
+    fn defer_while_paused(&mut self, ev: Ev) -> Result<Option<Ev>, Found> {
+        let id = match &ev {
+            Ev::Sync(id) => *id,
+            Ev::Deliver(m) => m.to,
+            Ev::Tick | Ev::Fault(_) | Ev::Wake(..) => return Ok(Some(ev)),
         };
-        let Some(&(until, missed)) = self.paused.get(&id) else {
-            return Ok(false);
-        };
-        if self.now < until {
-            if let Ev::Tick(_) = ev {
-                self.paused.insert(id, (until, missed + 1));
-                self.schedule(self.now + self.s.tick_ms, ev);
-            } else {
+        match self.paused.get(&id) {
+            Some(&(until, _)) if self.now < until => {
                 self.schedule(until, ev);
+                Ok(None)
             }
-            return Ok(true);
-        }
-        self.paused.remove(&id);
-        for _ in 0..missed {
-            if let Some(raw) = self.raw(id) {
-                raw.tick();
-                self.drive(id)?;
+            _ => {
+                self.resume(id)?;
+                Ok(Some(ev))
             }
         }
-        Ok(false)
+    }
+
+    /// Ends `id`'s pause if it is over: it first runs the ticks it missed, as a runtime
+    /// measuring elapsed time on a monotonic clock would.
+    fn resume(&mut self, id: u64) -> Result<(), Found> {
+        match self.paused.get(&id) {
+            Some(&(until, missed)) if self.now >= until => {
+                self.paused.remove(&id);
+                for _ in 0..missed {
+                    if let Some(raw) = self.raw(id) {
+                        raw.tick();
+                        self.drive(id)?;
+                    }
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Puts a message on the wire: maybe dropped, maybe duplicated, delayed; FIFO per link
@@ -258,10 +303,7 @@ impl<'a> Engine<'a> {
                 at = at.max(*last);
                 *last = at;
             }
-            self.seq += 1;
-            let key = self.seq;
-            self.in_flight.insert(key, m.clone());
-            self.schedule(at, Ev::Deliver(key));
+            self.schedule(at, Ev::Deliver(Box::new(m.clone())));
         }
     }
 
