@@ -40,11 +40,13 @@ mod config;
 mod handle;
 mod log;
 mod node;
+mod sim;
 
 pub use buf::*;
 pub use config::*;
 pub use log::*;
 pub use node::*;
+pub use sim::*;
 
 use std::cell::{Cell, RefCell};
 use std::ffi::c_char;
