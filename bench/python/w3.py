@@ -83,15 +83,16 @@ def drive(propose, threads, secs, warmup=0.5):
 
 def drive_async(submit, window, secs, warmup=0.5):
     """Keeps `window` asynchronous proposals in flight for `secs` seconds; `submit(cmd, done)`
-    must call `done()` from any thread when the proposal completes. Returns ops/s."""
+    must call `done(ok)` from any thread when the proposal completes (ok: it committed).
+    Returns committed ops/s (failed proposals are resubmitted but not counted)."""
     lock = threading.Lock()
     state = {"done": 0, "stop": False}
     cmd = b"y" * 64
     measuring = threading.Event()
 
-    def on_done(*_args):
+    def on_done(ok):
         with lock:
-            if measuring.is_set():
+            if measuring.is_set() and ok:
                 state["done"] += 1
             stop = state["stop"]
         if not stop:
@@ -155,7 +156,7 @@ def bench_raft_manager(thread_counts, secs, async_windows=(256,)):
             out.append((t, ops, lats, errs))
 
         def submit(c, done):
-            leader.propose_async(c).add_done_callback(done)
+            leader.propose_async(c).add_done_callback(lambda f: done(f.exception() is None))
 
         async_ops = {w: drive_async(submit, w, secs) for w in async_windows}
         return out, async_ops
@@ -208,7 +209,7 @@ def bench_pysyncobj(thread_counts, secs, tune=None, batch=False, async_windows=(
             out.append((t, ops, lats, errs))
 
         def submit(c, done):
-            leader.add(c, callback=lambda res, err: done())
+            leader.add(c, callback=lambda res, err: done(err == 0))
 
         async_ops = {w: drive_async(submit, w, secs) for w in async_windows}
         return out, async_ops

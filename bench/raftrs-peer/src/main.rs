@@ -351,6 +351,18 @@ fn closed_loop(leader: &Sender<Msg>, window: usize, warmup: Duration, dur: Durat
     }
 }
 
+/// Context switches and CPU seconds of this process so far (getrusage).
+fn process_usage() -> (u64, f64) {
+    // SAFETY: getrusage writes into the zeroed struct we own.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (
+        (ru.ru_nvcsw + ru.ru_nivcsw) as u64,
+        secs(ru.ru_utime) + secs(ru.ru_stime),
+    )
+}
+
 fn pct_us(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -452,11 +464,23 @@ fn w1(a: &Args) {
     drop(chans);
     let mut rows = Vec::new();
     for w in a.windows() {
+        let (cs0, cpu0) = process_usage();
         let r = closed_loop(
             &leader,
             w,
             Duration::from_secs_f64(warmup),
             Duration::from_secs_f64(secs),
+        );
+        let (cs1, cpu1) = process_usage();
+        // Over warm-up and measurement; ops of the measured window scaled to the whole run.
+        let total_ops = (r.ops as f64 * (secs + warmup) / secs).max(1.0);
+        println!(
+            "BENCH name=w1.raftrs.c{w}.switches_per_op value={:.3} unit=switches",
+            (cs1 - cs0) as f64 / total_ops
+        );
+        println!(
+            "BENCH name=w1.raftrs.c{w}.cpu_per_op value={:.3} unit=us",
+            (cpu1 - cpu0) * 1e6 / total_ops
         );
         let ops = r.ops as f64 / r.secs;
         let (p50, p99, p999) = (

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! bench-node --id N --peers 1=127.0.0.1:P1,2=...,3=... [--data-dir DIR] [--fsync always|never]
-//!            [--election-ms 150] [--snapshot-entries 100000]
+//!            [--election-ms 150] [--snapshot-entries 100000] [--caller-runs]
 //! ```
 //! Commands: `STATUS`, `LOAD <window> <secs> <warmup>`, `FILL <n> <window>`,
 //! `AWAIT <old_leader> <timeout_ms>`, `RSS`, `QUIT`.
@@ -64,6 +64,7 @@ fn main() {
     };
     cfg.snapshot_entries = a.num("snapshot-entries", 100_000);
     cfg.snapshot_trailing = a.num("snapshot-trailing", 10_000);
+    cfg.caller_runs = a.str("caller-runs").is_some_and(|v| v != "0");
     let (sm, applied) = CountSm::new();
     let node = Arc::new(Node::start(cfg, Box::new(sm), transport.clone()).expect("node start"));
     let _ = slot.set(node.clone());

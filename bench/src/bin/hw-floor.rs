@@ -8,9 +8,6 @@
 //! `hw-floor [--syncs 1000] [--pings 10000] [--rounds 4] [--bytes 100]`
 
 use raft_bench::*;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::time::Instant;
 
 fn main() {
     let a = Args::parse();
@@ -19,46 +16,12 @@ fn main() {
     let rounds = a.num("rounds", 4).max(1);
     let bytes = a.num("bytes", 100) as usize;
     let dir = scratch_dir("hw-floor");
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("append.log"))
-        .expect("open probe file");
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().unwrap();
-    let echo = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().expect("accept");
-        s.set_nodelay(true).unwrap();
-        let mut b = [0u8; 64];
-        while s.read_exact(&mut b).is_ok() {
-            if s.write_all(&b).is_err() {
-                break;
-            }
-        }
-    });
-    let mut conn = TcpStream::connect(addr).expect("connect");
-    conn.set_nodelay(true).unwrap();
-    let record = vec![0x5au8; bytes];
     let (mut sync_ns, mut rtt_ns) = (Vec::new(), Vec::new());
-    let mut b = [0u8; 64];
     for _ in 0..rounds {
-        for _ in 0..syncs / rounds {
-            let t = Instant::now();
-            file.write_all(&record).expect("append");
-            file.sync_data().expect("fdatasync");
-            sync_ns.push(t.elapsed().as_nanos() as u64);
-        }
-        for i in 0..pings / rounds {
-            b[..8].copy_from_slice(&i.to_le_bytes());
-            let t = Instant::now();
-            conn.write_all(&b).expect("ping");
-            conn.read_exact(&mut b).expect("pong");
-            rtt_ns.push(t.elapsed().as_nanos() as u64);
-        }
+        let (s, r) = floor_samples(&dir, syncs / rounds, pings / rounds, bytes);
+        sync_ns.extend(s);
+        rtt_ns.extend(r);
     }
-    drop(conn);
-    let _ = echo.join();
-    drop(file);
     let _ = std::fs::remove_dir_all(&dir);
     sync_ns.sort_unstable();
     rtt_ns.sort_unstable();
