@@ -228,6 +228,114 @@ typedef uint32_t raft_drop_reason;
 #endif // __cplusplus
 
 /**
+ * Which check of a simulation run failed. Values are stable.
+ */
+enum raft_sim_check
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Every check passed.
+   */
+  RAFT_SIM_CHECK_NONE = 0,
+  /**
+   * Replicas answered differently at one log index or hashed differently at one applied
+   * index: the state machine is not deterministic.
+   */
+  RAFT_SIM_CHECK_DETERMINISM = 1,
+  /**
+   * A state machine restored from a snapshot answered or hashed differently.
+   */
+  RAFT_SIM_CHECK_SNAPSHOT_ROUND_TRIP = 2,
+  /**
+   * The clients' history is not linearizable under the model.
+   */
+  RAFT_SIM_CHECK_LINEARIZABILITY = 3,
+  /**
+   * A client command reached a state machine at two log indexes.
+   */
+  RAFT_SIM_CHECK_EXACTLY_ONCE = 4,
+  /**
+   * A state machine callback failed (non-zero return).
+   */
+  RAFT_SIM_CHECK_STATE_MACHINE = 5,
+  /**
+   * The cluster did not converge once every fault was healed.
+   */
+  RAFT_SIM_CHECK_LIVENESS = 6,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum raft_sim_check raft_sim_check;
+#else
+typedef uint32_t raft_sim_check;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * How a simulated client's request travels. Values are stable.
+ */
+enum raft_sim_request_kind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * A write proposed in the client's session (exactly-once under retries).
+   */
+  RAFT_SIM_REQUEST_KIND_WRITE = 0,
+  /**
+   * A linearizable read: read index, then the replica's query callback.
+   */
+  RAFT_SIM_REQUEST_KIND_READ = 1,
+  /**
+   * DELIBERATELY UNSAFE: a write whose retries are new plain commands.
+   */
+  RAFT_SIM_REQUEST_KIND_WRITE_WITHOUT_SESSION = 2,
+  /**
+   * DELIBERATELY UNSAFE: a read from the reached replica's local state, no read index.
+   */
+  RAFT_SIM_REQUEST_KIND_READ_LOCAL = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum raft_sim_request_kind raft_sim_request_kind;
+#else
+typedef uint32_t raft_sim_request_kind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * The sequential model the history is checked against. Values are stable.
+ */
+enum raft_sim_model_kind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * No linearizability check.
+   */
+  RAFT_SIM_MODEL_KIND_NONE = 0,
+  /**
+   * The built-in key-value model (`put K V`, `append K S`, `del K`, `get K`), per key.
+   */
+  RAFT_SIM_MODEL_KIND_KV = 1,
+  /**
+   * The `model_step` callback of [`raft_sim_options`] (states are byte strings).
+   */
+  RAFT_SIM_MODEL_KIND_CUSTOM = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum raft_sim_model_kind raft_sim_model_kind;
+#else
+typedef uint32_t raft_sim_model_kind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * Opaque, immutable node configuration; may start several nodes and be shared between
  * threads. Released by [`raft_config_free`] (nodes started from it keep what they need).
  */
@@ -559,6 +667,224 @@ typedef void (*raft_propose_callback)(void *cb_userdata,
                                       raft_status status,
                                       const uint8_t *response,
                                       size_t response_len);
+
+/**
+ * A custom sequential model step: from `state[0..state_len]` (empty at first), runs
+ * the write (`is_write` 1) or read `input[0..input_len]`; writes the new state to
+ * `out_state` and the output a client would see to `out_output` (both with
+ * `raft_buf_set`); returns 0.
+ */
+typedef int (*raft_sim_model_step_callback)(void *userdata,
+                                            const uint8_t *state,
+                                            size_t state_len,
+                                            int is_write,
+                                            const uint8_t *input,
+                                            size_t input_len,
+                                            struct raft_buf *out_state,
+                                            struct raft_buf *out_output);
+
+/**
+ * Settings of a simulation; [`raft_sim_options_default`] fills every field.
+ */
+typedef struct raft_sim_options {
+  /**
+   * Nodes, 1 to 7 (default 3).
+   */
+  uint64_t nodes;
+  /**
+   * Simulated clients (default 3).
+   */
+  uint64_t clients;
+  /**
+   * Requests per client (default 30).
+   */
+  uint64_t ops_per_client;
+  /**
+   * Messages dropped / duplicated per 1000 (default 20 / 10).
+   */
+  uint64_t drop_per_mille;
+  /**
+   * See `drop_per_mille`.
+   */
+  uint64_t dup_per_mille;
+  /**
+   * Message delay range in virtual ms (default 1..20).
+   */
+  uint64_t delay_min_ms;
+  /**
+   * See `delay_min_ms`.
+   */
+  uint64_t delay_max_ms;
+  /**
+   * Disk sync latency range in virtual ms (default 1..10).
+   */
+  uint64_t sync_min_ms;
+  /**
+   * See `sync_min_ms`.
+   */
+  uint64_t sync_max_ms;
+  /**
+   * Time between scheduled faults, virtual ms (default 200..1500).
+   */
+  uint64_t fault_interval_min_ms;
+  /**
+   * See `fault_interval_min_ms`.
+   */
+  uint64_t fault_interval_max_ms;
+  /**
+   * How long a partition, crash, pause or demotion lasts (default 100..1500).
+   */
+  uint64_t fault_duration_min_ms;
+  /**
+   * See `fault_duration_min_ms`.
+   */
+  uint64_t fault_duration_max_ms;
+  /**
+   * Snapshot every this many applied entries, 0 never (default 30).
+   */
+  uint64_t snapshot_every;
+  /**
+   * Entries kept behind a snapshot (default 5).
+   */
+  uint64_t snapshot_trailing;
+  /**
+   * Fault switches, each 0 or 1 (default all 1).
+   */
+  uint8_t reorder;
+  /**
+   * Symmetric partitions.
+   */
+  uint8_t partitions;
+  /**
+   * One-way link cuts.
+   */
+  uint8_t one_way;
+  /**
+   * Bridge partitions.
+   */
+  uint8_t bridges;
+  /**
+   * Crashes losing unsynced writes, then restarts.
+   */
+  uint8_t crashes;
+  /**
+   * Process pauses.
+   */
+  uint8_t pauses;
+  /**
+   * Voters demoted to learners and promoted back.
+   */
+  uint8_t membership;
+  /**
+   * Leadership transfers.
+   */
+  uint8_t transfers;
+  /**
+   * The model ([`raft_sim_model_kind`], default `RAFT_SIM_MODEL_KIND_NONE`).
+   */
+  uint32_t model;
+  /**
+   * The custom model's step (with `RAFT_SIM_MODEL_KIND_CUSTOM`).
+   */
+  raft_sim_model_step_callback model_step;
+  /**
+   * Passed to `model_step`.
+   */
+  void *model_userdata;
+  /**
+   * Passed to `raft_sim_machine::create`.
+   */
+  void *machine_userdata;
+  /**
+   * The command a failure's replay line runs after `RAFT_SIM_SEED=<seed>` (NUL
+   * terminated; NULL: the program's name is unknown, the line says `<your test>`).
+   */
+  const char *replay_hint;
+} raft_sim_options;
+
+/**
+ * The state machine of every simulated node: `create` makes an empty instance (one per
+ * node and per restart or snapshot check), the other callbacks get that instance as their
+ * `userdata`. `apply`, `snapshot` and `restore` are exactly the callbacks a real node
+ * takes. All callbacks run on the thread calling [`raft_sim_run`], one at a time.
+ */
+typedef struct raft_sim_machine {
+  /**
+   * Returns a new, empty instance (NULL fails the run); `userdata` is
+   * [`raft_sim_options::machine_userdata`].
+   */
+  void *(*create)(void *userdata);
+  /**
+   * Frees an instance (optional).
+   */
+  void (*destroy)(void *instance);
+  /**
+   * Applies a committed command (required).
+   */
+  raft_apply_callback apply;
+  /**
+   * Writes the whole state (required).
+   */
+  raft_snapshot_callback snapshot;
+  /**
+   * Replaces the state with a snapshot (required).
+   */
+  raft_restore_callback restore;
+  /**
+   * Answers the read-only query `q[0..len]` from local state into `out` with
+   * `raft_buf_set` (required); return 0 on success.
+   */
+  int (*query)(void *instance, const uint8_t *q, size_t len, struct raft_buf *out);
+  /**
+   * Optional: writes a hash of the whole state to `out_hash` and returns 0; without it
+   * the snapshot bytes are hashed (they must then be canonical).
+   */
+  int (*state_hash)(void *instance, uint64_t *out_hash);
+} raft_sim_machine;
+
+/**
+ * Picks the next request of simulated client `client` (1-based), which issued `op`
+ * requests before; `random` is drawn from the seed (use no other randomness). Write the
+ * kind ([`raft_sim_request_kind`]) to `out_kind` and the bytes with `raft_buf_set(out_data,
+ * ...)`, and return 0; return non-zero when the client is done.
+ */
+typedef int (*raft_sim_workload_callback)(void *userdata,
+                                          uint64_t client,
+                                          uint64_t op,
+                                          uint64_t random,
+                                          uint32_t *out_kind,
+                                          struct raft_buf *out_data);
+
+/**
+ * The outcome of [`raft_sim_run`].
+ */
+typedef struct raft_sim_report {
+  /**
+   * Seed of the (first failing, or last) run.
+   */
+  uint64_t seed;
+  /**
+   * Seeds run.
+   */
+  uint64_t seeds_run;
+  /**
+   * Virtual ms simulated over all seeds.
+   */
+  uint64_t virtual_ms;
+  /**
+   * Client requests completed with a known outcome, over all seeds.
+   */
+  uint64_t completed;
+  /**
+   * The failed check ([`raft_sim_check`]), `RAFT_SIM_CHECK_NONE` if all passed.
+   */
+  uint32_t check;
+  /**
+   * The failure in words, with the fault schedule and the replay line (empty when all
+   * passed); release with `raft_buf_free`.
+   */
+  struct raft_buf failure;
+} raft_sim_report;
 
 /**
  * A snapshot of a node's state, filled by [`raft_node_status`].
@@ -1111,6 +1437,26 @@ raft_status raft_node_read_index(const struct raft_node *node,
  * `raft_node_status`. `NOT_LEADER` on followers; `WOULD_DEADLOCK` inside a callback.
  */
 raft_status raft_node_transfer_leader(const struct raft_node *node, uint64_t to);
+
+/**
+ * Fills `out` with the default settings (everything on, no model).
+ */
+raft_status raft_sim_options_default(struct raft_sim_options *out);
+
+/**
+ * Runs seeds `first_seed .. first_seed + count` (or only `RAFT_SIM_SEED`, with
+ * `RAFT_SIM_SCHEDULE`, when the environment names one) until one fails, and writes the
+ * verdict to `out_report` (release its `failure` with `raft_buf_free`). Returns
+ * `RAFT_STATUS_OK` whether or not a check failed (see `out_report->check`);
+ * `RAFT_STATUS_INVALID_ARGUMENT` for bad settings or missing callbacks.
+ */
+raft_status raft_sim_run(const struct raft_sim_options *options,
+                         const struct raft_sim_machine *machine,
+                         raft_sim_workload_callback workload,
+                         void *workload_userdata,
+                         uint64_t first_seed,
+                         uint64_t count,
+                         struct raft_sim_report *out_report);
 
 /**
  * Fills `*out` with the node's current status. `SHUT_DOWN` after shutdown;

@@ -44,6 +44,7 @@ mod membership;
 mod metrics;
 mod node;
 mod ops;
+mod sim;
 mod status;
 
 pub use buf::*;
@@ -54,6 +55,7 @@ pub use membership::*;
 pub use metrics::*;
 pub use node::*;
 pub use ops::*;
+pub use sim::*;
 pub use status::*;
 
 use std::cell::{Cell, RefCell};
