@@ -381,6 +381,19 @@ impl Sim {
         self.pending_reads.retain(|r| r.node != id);
     }
 
+    /// Cuts a node's power: like [`Sim::crash`], but the disk loses unsynced writes
+    /// non-prefix (any subset of them survives), as after a power loss; returns how many
+    /// unsynced writes were lost.
+    pub fn power_loss(&mut self, id: NodeId) -> usize {
+        self.paused.remove(&id);
+        let seed = self.rng.next_u64();
+        let lost = self.nodes.get_mut(&id).map_or(0, |n| n.power_loss(seed));
+        self.pending.retain(|p| p.node != id);
+        self.steps.forget(id);
+        self.pending_reads.retain(|r| r.node != id);
+        lost
+    }
+
     /// Restarts a crashed node from its durable state.
     pub fn restart(&mut self, id: NodeId) -> Result<(), Violation> {
         let seed = self.rng.next_u64();
