@@ -173,7 +173,7 @@ fn search<M: Model + ?Sized>(model: &M, ops: &[Operation], ids: &[usize]) -> Res
         } else {
             // An operation completed before anything left could be placed: back up.
             let Some((k, before)) = stack.pop() else {
-                return Err(explain(ops, ids, &best, &entries, k));
+                return Err(explain(ops, ids, &best, &entries));
             };
             state = before;
             done[k / 64] &= !(1 << (k % 64));
@@ -191,7 +191,6 @@ fn explain(
     ids: &[usize],
     best: &[usize],
     entries: &[(u64, u8, usize)],
-    stuck: usize,
 ) -> String {
     let placed: HashSet<usize> = best.iter().copied().collect();
     let mut out = format!(
@@ -210,11 +209,14 @@ fn explain(
             shown += 1;
         }
     }
-    let s = &ops[ids[stuck]];
-    if let Some(t) = s.complete {
+    let deadline = (0..ids.len())
+        .filter(|k| !placed.contains(k) && ops[ids[*k]].output.is_some())
+        .filter_map(|k| ops[ids[k]].complete.map(|t| (t, k)))
+        .min();
+    if let Some((t, k)) = deadline {
         out.push_str(&format!(
             "\n(op #{} completed at {t}ms, so one of them had to take effect by then)",
-            ids[stuck]
+            ids[k]
         ));
     }
     out

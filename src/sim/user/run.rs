@@ -175,6 +175,11 @@ impl Simulation {
         self.schedule = schedule;
     }
 
+    /// Sets the command a failure's replay line runs after `RAFT_SIM_SEED=<seed>`.
+    pub fn set_replay_hint(&mut self, cmd: impl Into<String>) {
+        self.replay_hint = cmd.into();
+    }
+
     /// The fault knobs in force.
     pub fn faults_mut(&mut self) -> &mut FaultConfig {
         &mut self.faults
