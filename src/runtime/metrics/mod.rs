@@ -479,6 +479,8 @@ mod tests {
         m.on_step(Some(2), 100, true, false);
         m.on_step(None, 7, false, true);
         m.on_send(&Message {
+            from_incarnation: 0,
+            to_incarnation: 0,
             from: 7,
             to: 2,
             term: 5,
@@ -528,6 +530,8 @@ mod tests {
             );
         }
         let sent = crate::codec::encode(&Message {
+            from_incarnation: 0,
+            to_incarnation: 0,
             from: 7,
             to: 2,
             term: 5,
