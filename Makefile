@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 
 .PHONY: fuzz demo test test-rust test-porcupine test-c test-python test-go test-docs lint \
-	header sim-long mutants build bench bench-python-deps install wheel
+	header sim-long mutants build bench bench-rounds bench-python-deps install wheel
 
 ## Run the main job: a local 3-node replicated key-value cluster, leader killed and recovered.
 demo:
@@ -110,6 +110,16 @@ bench:
 	  .venv/bin/python bench/python/w3.py 2>&1 | tee -a $$out || echo "w3 failed"; \
 	echo; echo "== all figures"; grep '^BENCH ' $$out; \
 	echo; echo "== ratios and targets"; python3 bench/ratios.py $$out
+
+## ROUNDS (3) interleaved rounds of the performance issue's workloads (bench/rounds.sh):
+## every round runs raft-manager and its peers back to back; prints each round's targets and
+## the median [min-max] over the rounds (docs/BENCHMARKS.md).
+ROUNDS ?= 3
+bench-rounds:
+	$(CARGO) build --release -p raft-bench -p openraft-peer -p raftrs-peer
+	bash bench/c/build.sh
+	$(MAKE) --no-print-directory bench-python-deps
+	ROUNDS=$(ROUNDS) bash bench/rounds.sh
 
 ## The Python binding built in release mode plus PySyncObj, for the W3 benchmark.
 bench-python-deps:

@@ -2,6 +2,7 @@
 """Prints raft-manager / peer ratios and the benchmark issue's targets from BENCH lines.
 
 Usage: python3 bench/ratios.py target/bench-results.txt
+       python3 bench/ratios.py ROUND1.txt ROUND2.txt ROUND3.txt   (median [min-max] per row)
 
 Reads every `BENCH name=... value=... unit=...` line (the last value wins when a name
 repeats), compares each raft-manager W1 variant with the peers' W1 from the same file
@@ -77,28 +78,8 @@ def w1_table(fig: dict[str, float], peer: str, peer_name: str) -> None:
     print()
 
 
-def main() -> int:
-    if len(sys.argv) != 2:
-        print(__doc__, file=sys.stderr)
-        return 2
-    fig = load(sys.argv[1])
-    for peer, peer_name in (("w1.openraft", "openraft"), ("w1.raftrs", "raft-rs")):
-        if f"{peer}.c1.ops" in fig or f"{peer}.c256.ops" in fig:
-            w1_table(fig, peer, peer_name)
-
-    capi_rows = [(label, p) for label, p in OVER_CAPI if f"{p}.c1.ops" in fig or f"{p}.c256.ops" in fig]
-    if capi_rows:
-        print("W1 language layers / C ABI (same run): ops/s ratio per in-flight count")
-        print("| layer | " + " | ".join(f"x at {w}" for w in WINDOWS) + " |")
-        print("|---|" + "---:|" * len(WINDOWS))
-        for label, prefix in capi_rows:
-            cells = []
-            for w in WINDOWS:
-                a, b = fig.get(f"{prefix}.c{w}.ops"), fig.get(f"w1.capi.c{w}.ops")
-                cells.append(f"{a / b:.2f}" if a is not None and b else "-")
-            print(f"| {label} | " + " | ".join(cells) + " |")
-        print()
-
+def targets(fig: dict[str, float]) -> list[tuple[str, str, str, str, bool | None]]:
+    """The performance issue's rows: (workload, ours, same-run reference, ratio, verdict)."""
     def get(name: str) -> float | None:
         return fig.get(name)
 
@@ -213,6 +194,65 @@ def main() -> int:
     row("failover worst (ms)", f"{fmax:.0f}" if fmax is not None else "-", "goal < 450", "-",
         fmax < 450 if fmax is not None else None)
 
+    return rows
+
+
+def first_number(text: str) -> float | None:
+    m = re.search(r"-?[0-9][0-9,]*\.?[0-9]*", text)
+    return float(m.group(0).replace(",", "")) if m else None
+
+
+def summary(paths: list[str]) -> None:
+    """Median [min-max] of every target row over several runs (rounds), each a same-run ratio."""
+    runs = [targets(load(p)) for p in paths]
+    print(f"Targets over {len(runs)} rounds: median [min-max] of each round's figures and ratio")
+    print("| workload | raft-manager | reference | ratio | met in |")
+    print("|---|---:|---:|---|---:|")
+
+    def med(v: list[float]) -> str:
+        if not v:
+            return "-"
+        v = sorted(v)
+        m = v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+        fmt = (lambda x: f"{x:,.0f}") if m >= 100 else (lambda x: f"{x:.2f}")
+        return f"{fmt(m)} [{fmt(v[0])}-{fmt(v[-1])}]"
+
+    for i, (what, *_rest) in enumerate(runs[0]):
+        cells = [r[i] for r in runs if i < len(r) and r[i][0] == what]
+        ours = [x for x in (first_number(c[1]) for c in cells) if x is not None]
+        ref = [x for x in (first_number(c[2].replace("floor ", "")) for c in cells) if x is not None]
+        ratio = [x for x in (first_number(c[3]) for c in cells) if x is not None]
+        met = sum(1 for c in cells if c[4])
+        known = sum(1 for c in cells if c[4] is not None)
+        print(f"| {what} | {med(ours)} | {med(ref)} | {med(ratio)} | {met}/{known} |")
+
+
+def main() -> int:
+    if len(sys.argv) < 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    if len(sys.argv) > 2:
+        summary(sys.argv[1:])
+        return 0
+    fig = load(sys.argv[1])
+    for peer, peer_name in (("w1.openraft", "openraft"), ("w1.raftrs", "raft-rs")):
+        if f"{peer}.c1.ops" in fig or f"{peer}.c256.ops" in fig:
+            w1_table(fig, peer, peer_name)
+
+    capi_rows = [(label, p) for label, p in OVER_CAPI if f"{p}.c1.ops" in fig or f"{p}.c256.ops" in fig]
+    if capi_rows:
+        print("W1 language layers / C ABI (same run): ops/s ratio per in-flight count")
+        print("| layer | " + " | ".join(f"x at {w}" for w in WINDOWS) + " |")
+        print("|---|" + "---:|" * len(WINDOWS))
+        for label, prefix in capi_rows:
+            cells = []
+            for w in WINDOWS:
+                a, b = fig.get(f"{prefix}.c{w}.ops"), fig.get(f"w1.capi.c{w}.ops")
+                cells.append(f"{a / b:.2f}" if a is not None and b else "-")
+            print(f"| {label} | " + " | ".join(cells) + " |")
+        print()
+
+    rows = targets(fig)
     print("Targets (same run)")
     print("| workload | raft-manager | reference, same run | ratio | verdict |")
     print("|---|---:|---|---|---|")

@@ -3,7 +3,7 @@
 //! faults, and get a verdict naming what broke and the line that replays it.
 
 use super::buf::{raft_buf, with_reader, with_writer};
-use super::config::{raft_apply_callback, raft_restore_callback, raft_snapshot_callback};
+use super::config_callbacks::{raft_apply_callback, raft_restore_callback, raft_snapshot_callback};
 use super::{boundary, callback_scope, fail, raft_status};
 use crate::runtime::{Committed, StateMachine};
 use crate::sim::user::{

@@ -108,6 +108,9 @@ impl Inbox {
         let before = shared.inbox_bytes.fetch_add(bytes, Ordering::AcqRel);
         if before.saturating_add(bytes) > self.driver.inbox_limit {
             shared.inbox_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            shared
+                .metrics
+                .on_drop(super::metrics::DropReason::InboxFull);
             return Err((input, Error::Busy));
         }
         let proposal = matches!(input, Input::Propose(..));
