@@ -8,7 +8,12 @@
 //! target p50 <= 1.2 x (fdatasync p50 + RTT p50) is judged against these samples
 //! (`w2.floor.*` lines).
 //!
-//! `w2 [--secs 4] [--warmup 1] [--windows 1,16,64,256] [--fsync always|never] [--caller-runs]`
+//! With `--tls` the peers use mutually authenticated TLS 1.3 (certificates generated for the
+//! run with `rcgen`, one CA, each node's certificate naming it); rows are tagged `.tls`
+//! instead of `.tcp`.
+//!
+//! `w2 [--secs 4] [--warmup 1] [--windows 1,16,64,256] [--fsync always|never] [--caller-runs]
+//!     [--tls]`
 
 use raft_bench::*;
 use std::time::Duration;
@@ -30,6 +35,14 @@ fn main() {
     if caller_runs {
         extra.push("--caller-runs".into());
     }
+    let tls = a.str("tls").is_some_and(|v| v != "0");
+    if tls {
+        let tls_dir = dir.join("tls");
+        write_certs(&tls_dir, 3);
+        extra.push("--tls-dir".into());
+        extra.push(tls_dir.display().to_string());
+    }
+    let net = if tls { "tls" } else { "tcp" };
     let mut procs = spawn_cluster(Some(&dir), &extra);
     let mode = if caller_runs { ".caller_runs" } else { "" };
     let (mut floor_sync, mut floor_rtt) = (Vec::new(), Vec::new());
@@ -57,7 +70,7 @@ fn main() {
             "unexpected answer: {r}"
         );
         let ops = v[0] / v[2];
-        let tag = format!("w2.disk-fsync-{fsync}.tcp{mode}.c{w}");
+        let tag = format!("w2.disk-fsync-{fsync}.{net}{mode}.c{w}");
         bench_line(&format!("{tag}.ops"), ops, "ops/s");
         bench_line(&format!("{tag}.p50"), v[3], "us");
         bench_line(&format!("{tag}.p99"), v[4], "us");
@@ -82,7 +95,7 @@ fn main() {
         );
     }
     table(
-        &format!("W2{mode}: raft-manager, 3 processes over TCP (127.0.0.1), DiskStorage fsync={fsync}, load inside the leader, {secs} s per row"),
+        &format!("W2{mode}: raft-manager, 3 processes over {net} (127.0.0.1), DiskStorage fsync={fsync}, load inside the leader, {secs} s per row"),
         &["in flight", "ops/s", "p50 us", "p99 us", "p999 us", "errors"],
         &rows,
     );
@@ -90,4 +103,31 @@ fn main() {
         p.quit();
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A CA and one certificate per node (naming it as the transport expects) in `dir`:
+/// `ca.pem`, `node-N.pem`, `node-N.key`.
+fn write_certs(dir: &std::path::Path, nodes: u64) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair,
+    };
+    std::fs::create_dir_all(dir).expect("create the TLS directory");
+    let mut p = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name.push(DnType::CommonName, "w2 bench CA");
+    let ca = CertifiedIssuer::self_signed(p, KeyPair::generate().expect("CA key")).expect("CA");
+    std::fs::write(dir.join("ca.pem"), ca.pem()).expect("write ca.pem");
+    for id in 1..=nodes {
+        let key = KeyPair::generate().expect("node key");
+        let mut p =
+            CertificateParams::new(vec![raft::transport::tls::node_name(id)]).expect("node params");
+        p.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let cert = p.signed_by(&key, &ca).expect("node certificate");
+        std::fs::write(dir.join(format!("node-{id}.pem")), cert.pem()).expect("write cert");
+        std::fs::write(dir.join(format!("node-{id}.key")), key.serialize_pem()).expect("write key");
+    }
 }
