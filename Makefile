@@ -83,9 +83,9 @@ sim-long:
 ## holding tests/scenarios.rs, tests/membership.rs and tests/simulation.rs (tests/mutants.rs),
 ## the simulation at 200 short seeds (RAFT_SIM_SEEDS; the issue-12 closing note has the
 ## table's bugs caught by seed 126) and its 4 default long seeds. The test targets go in
-## --cargo-arg: arguments after `--` would reach the test binaries, not cargo. Built with the `mutants` cargo profile
-## (release, incremental, no debug info): about one minute per mutant on a quiet 2-core
-## machine, ~1,200 mutants, so run it a file at a time, e.g.
+## --cargo-arg (arguments after `--` would reach the test binaries, not cargo). Built with
+## the `mutants` cargo profile (release, incremental, no debug info): about one minute per
+## mutant on a quiet 2-core machine, ~1,200 mutants, so run it a file at a time, e.g.
 ## MUTANTS_ARGS="--file src/core/quorum.rs". Installs cargo-mutants when absent.
 MUTANTS_ARGS ?= --file 'src/core/**/*.rs' --file src/runtime/apply_core.rs \
   --file src/runtime/session.rs --file src/runtime/clock.rs
