@@ -4,6 +4,7 @@
 //! concern, over a small cluster of `RawNode`s driven by hand.
 
 mod election;
+mod membership;
 mod reads;
 
 use crate::core::{ConfState, Config, MemStorage, Message, NodeId, RawNode, ReadState, Role};
