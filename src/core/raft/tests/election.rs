@@ -162,10 +162,11 @@ fn ticks_to_campaign(c: &mut Cluster, id: NodeId) -> (u64, Vec<Message>) {
 }
 
 /// After losing its leader a follower pre-campaigns within [et, 2 et); if that round
-/// fails, the first retry comes after [et/4, et/2) ticks (a peer that heard the dead leader
+/// fails, the first retry comes after a random [et/4, et/2) ticks (a peer that heard the dead leader
 /// a tick later may still have refused), and the next after a whole timeout again.
 #[test]
 fn first_prevote_retry_is_quick_then_a_full_timeout() {
+    let mut quick_retries = std::collections::BTreeSet::new();
     for seed in 1..=20 {
         let mut c = Cluster::new(3, |c| {
             c.election_ticks = 20;
@@ -184,9 +185,12 @@ fn first_prevote_retry_is_quick_then_a_full_timeout() {
         assert_eq!(c.node(2).raft.role, Role::PreCandidate);
         let (quick, _) = ticks_to_campaign(&mut c, 2);
         assert!((5..10).contains(&quick), "seed {seed}: retry after {quick}");
+        quick_retries.insert(quick);
         let (again, _) = ticks_to_campaign(&mut c, 2);
         assert!((20..40).contains(&again), "seed {seed}: then after {again}");
     }
+    // Randomized over the whole range, so that nodes retrying together spread out.
+    assert!(quick_retries.len() >= 3, "{quick_retries:?}");
 }
 
 /// A candidate refused by a quorum steps down and counts the lost election (its next
