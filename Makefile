@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 
 .PHONY: fuzz demo test test-rust test-porcupine test-c test-python test-go test-docs lint \
-	header sim-long mutants build bench bench-python-deps install wheel
+	header sim-long mutants build bench bench-rounds bench-python-deps install wheel
 
 ## Run the main job: a local 3-node replicated key-value cluster, leader killed and recovered.
 demo:
@@ -96,18 +96,21 @@ mutants:
 	  --timeout 120 --build-timeout 900 --cargo-arg=--lib --cargo-arg=--test=mutants \
 	  $(MUTANTS_ARGS)
 
-## Benchmarks (docs/BENCHMARKS.md): W1 (Rust API, C ABI, C++, Go), openraft peer, W2, failover,
-## catch-up, memory, W3; then raft-manager/peer ratios and the targets (bench/ratios.py).
+## Benchmarks (docs/BENCHMARKS.md): W1 (Rust API, C ABI, C++, Go), the openraft and raft-rs
+## peers, the hardware floor (fdatasync, loopback RTT), W2 (ours and raft-rs's), failover,
+## catch-up, memory (loaded and 1,000 idle nodes), W3; then every target of the performance
+## issue with its same-run ratio and a met/MISSED verdict (bench/ratios.py).
 ## Each program prints a table and `BENCH name=... value=... unit=...` lines; the summary of
 ## every BENCH line is printed at the end and kept in target/bench-results.txt.
 bench:
-	$(CARGO) build --release -p raft-bench -p openraft-peer
+	$(CARGO) build --release -p raft-bench -p openraft-peer -p raftrs-peer
 	bash bench/c/build.sh
 	bash bench/cpp/build.sh
 	@if command -v go >/dev/null; then bash bench/go/build.sh; fi
 	@set -o pipefail; out=target/bench-results.txt; : > $$out; \
-	for prog in w1 openraft-peer w1-capi "w1-capi --caller-runs 1" w1-cpp w1-go \
-	    "w1-go -mode goroutines" w2 failover catchup "catchup --tcp" memory storage-crc; do \
+	for prog in w1 openraft-peer raftrs-peer w1-capi "w1-capi --caller-runs 1" w1-cpp w1-go \
+	    "w1-go -mode goroutines" hw-floor w2 "raftrs-peer w2" failover catchup "catchup --tcp" \
+	    memory "memory --idle 1000" storage-crc; do \
 	  echo "== $$prog"; \
 	  if [ ! -x "./target/release/$${prog%% *}" ]; then echo "(not built: no go)"; continue; fi; \
 	  ./target/release/$$prog 2>&1 | tee -a $$out || exit 1; \
@@ -116,6 +119,16 @@ bench:
 	  .venv/bin/python bench/python/w3.py 2>&1 | tee -a $$out || echo "w3 failed"; \
 	echo; echo "== all figures"; grep '^BENCH ' $$out; \
 	echo; echo "== ratios and targets"; python3 bench/ratios.py $$out
+
+## ROUNDS (3) interleaved rounds of the performance issue's workloads (bench/rounds.sh):
+## every round runs raft-manager and its peers back to back; prints each round's targets and
+## the median [min-max] over the rounds (docs/BENCHMARKS.md).
+ROUNDS ?= 3
+bench-rounds:
+	$(CARGO) build --release -p raft-bench -p openraft-peer -p raftrs-peer
+	bash bench/c/build.sh
+	$(MAKE) --no-print-directory bench-python-deps
+	ROUNDS=$(ROUNDS) bash bench/rounds.sh
 
 ## The Python binding built in release mode plus PySyncObj, for the W3 benchmark.
 bench-python-deps:

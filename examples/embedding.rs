@@ -3,11 +3,11 @@
 //! transport on 127.0.0.1, with durable data directories. Built by `cargo test` and run by
 //! `make test-docs`: `cargo run --release --example embedding`.
 
-use raft::runtime::{Committed, Error, Node, NodeConfig, StateMachine};
-use raft::transport::{OnMessage, TcpTransport, TransportConfig};
+use raft::runtime::{Committed, Error, Node, NodeConfig, NodeSlot, StateMachine};
+use raft::transport::{TcpTransport, TransportConfig};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The replicated state: shared with the code that reads it after `read_index`.
@@ -83,22 +83,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ids = [1u64, 2, 3];
 
     // 1. Transports first: each listens on a free port; received bytes go to the node,
-    //    which does not exist yet (a once-cell breaks the cycle; Raft tolerates the loss
+    //    which does not exist yet (a NodeSlot breaks the cycle; Raft tolerates the loss
     //    of anything that arrives before it is set).
     let mut slots = BTreeMap::new();
     let mut transports = BTreeMap::new();
     for id in ids {
-        let slot: Arc<OnceLock<Arc<Node>>> = Arc::new(OnceLock::new());
-        let on_message: OnMessage = {
-            let slot = slot.clone();
-            Arc::new(move |_from, bytes| {
-                if let Some(node) = slot.get() {
-                    let _ = node.step(&bytes); // malformed bytes are refused, nothing else
-                }
-            })
-        };
+        let slot = NodeSlot::new();
         let cfg = TransportConfig::new(id, 42, "127.0.0.1:0".parse()?);
-        transports.insert(id, Arc::new(TcpTransport::start(cfg, on_message)?));
+        transports.insert(id, Arc::new(TcpTransport::start(cfg, slot.on_message())?));
         slots.insert(id, slot);
     }
     for (&id, t) in &transports {

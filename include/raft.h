@@ -24,6 +24,11 @@
 #define RAFT_VERSION_STRING "0.1.0"
 
 /**
+ * Number of `raft_drop_reason` values (the length of `raft_node_metrics_info.dropped_total`).
+ */
+#define RAFT_DROP_REASON_COUNT 5
+
+/**
  * Voter ids reported inline by [`raft_node_status`]; use [`raft_node_voters`] for more.
  */
 #define RAFT_STATUS_MAX_VOTERS 16
@@ -181,6 +186,152 @@ enum raft_log_level
 typedef enum raft_log_level raft_log_level;
 #else
 typedef uint32_t raft_log_level;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Why something was dropped: the index into `raft_node_metrics_info.dropped_total` and the
+ * `reason` label of `raft_dropped_total`.
+ */
+enum raft_drop_reason
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * A proposal reached a node that is not the leader (`not_leader`).
+   */
+  RAFT_DROP_REASON_NOT_LEADER = 0,
+  /**
+   * A proposal refused by the leader's flow control (`busy`).
+   */
+  RAFT_DROP_REASON_BUSY = 1,
+  /**
+   * An input refused because the node's inbox was full (`inbox_full`).
+   */
+  RAFT_DROP_REASON_INBOX_FULL = 2,
+  /**
+   * A command above `max_command_bytes` (`too_large`).
+   */
+  RAFT_DROP_REASON_TOO_LARGE = 3,
+  /**
+   * An inbound message undecodable, from a forged sender or refused (`invalid_message`).
+   */
+  RAFT_DROP_REASON_INVALID_MESSAGE = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum raft_drop_reason raft_drop_reason;
+#else
+typedef uint32_t raft_drop_reason;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Which check of a simulation run failed. Values are stable.
+ */
+enum raft_sim_check
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Every check passed.
+   */
+  RAFT_SIM_CHECK_NONE = 0,
+  /**
+   * Replicas answered differently at one log index or hashed differently at one applied
+   * index: the state machine is not deterministic.
+   */
+  RAFT_SIM_CHECK_DETERMINISM = 1,
+  /**
+   * A state machine restored from a snapshot answered or hashed differently.
+   */
+  RAFT_SIM_CHECK_SNAPSHOT_ROUND_TRIP = 2,
+  /**
+   * The clients' history is not linearizable under the model.
+   */
+  RAFT_SIM_CHECK_LINEARIZABILITY = 3,
+  /**
+   * A client command reached a state machine at two log indexes.
+   */
+  RAFT_SIM_CHECK_EXACTLY_ONCE = 4,
+  /**
+   * A state machine callback failed (non-zero return).
+   */
+  RAFT_SIM_CHECK_STATE_MACHINE = 5,
+  /**
+   * The cluster did not converge once every fault was healed.
+   */
+  RAFT_SIM_CHECK_LIVENESS = 6,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum raft_sim_check raft_sim_check;
+#else
+typedef uint32_t raft_sim_check;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * How a simulated client's request travels. Values are stable.
+ */
+enum raft_sim_request_kind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * A write proposed in the client's session (exactly-once under retries).
+   */
+  RAFT_SIM_REQUEST_KIND_WRITE = 0,
+  /**
+   * A linearizable read: read index, then the replica's query callback.
+   */
+  RAFT_SIM_REQUEST_KIND_READ = 1,
+  /**
+   * DELIBERATELY UNSAFE: a write whose retries are new plain commands.
+   */
+  RAFT_SIM_REQUEST_KIND_WRITE_WITHOUT_SESSION = 2,
+  /**
+   * DELIBERATELY UNSAFE: a read from the reached replica's local state, no read index.
+   */
+  RAFT_SIM_REQUEST_KIND_READ_LOCAL = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum raft_sim_request_kind raft_sim_request_kind;
+#else
+typedef uint32_t raft_sim_request_kind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * The sequential model the history is checked against. Values are stable.
+ */
+enum raft_sim_model_kind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * No linearizability check.
+   */
+  RAFT_SIM_MODEL_KIND_NONE = 0,
+  /**
+   * The built-in key-value model (`put K V`, `append K S`, `del K`, `get K`), per key.
+   */
+  RAFT_SIM_MODEL_KIND_KV = 1,
+  /**
+   * The `model_step` callback of [`raft_sim_options`] (states are byte strings).
+   */
+  RAFT_SIM_MODEL_KIND_CUSTOM = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum raft_sim_model_kind raft_sim_model_kind;
+#else
+typedef uint32_t raft_sim_model_kind;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -397,6 +548,116 @@ typedef struct raft_log_record {
 typedef void (*raft_log_callback)(void *userdata, const struct raft_log_record *record);
 
 /**
+ * A node's gauges and counters, filled by [`raft_node_metrics`]. Each field is the metric
+ * of the same name prefixed `raft_` (docs/OBSERVABILITY.md). Set `size` to
+ * `sizeof(raft_node_metrics_info)` before the call: the library writes only the fields that fit
+ * in `size` bytes, so a program built against an older, shorter struct keeps working when
+ * fields are appended in a later release (fields are only ever appended).
+ */
+typedef struct raft_node_metrics_info {
+  /**
+   * Set by the caller: `sizeof(raft_node_metrics_info)` as compiled.
+   */
+  size_t size;
+  /**
+   * Current term.
+   */
+  uint64_t term;
+  /**
+   * Role: 0 follower, 1 precandidate, 2 candidate, 3 leader (`raft_role`).
+   */
+  uint64_t role;
+  /**
+   * Known leader id (0 if none).
+   */
+  uint64_t leader_id;
+  /**
+   * Commit index.
+   */
+  uint64_t commit_index;
+  /**
+   * Applied index.
+   */
+  uint64_t applied_index;
+  /**
+   * Last log index.
+   */
+  uint64_t last_index;
+  /**
+   * Candidate voted for in the current term (0 if none).
+   */
+  uint64_t voted_for;
+  /**
+   * Id of the configuration in force (index of its entry; 0 for the initial one).
+   */
+  uint64_t conf_id;
+  /**
+   * 1 if this node is a learner of the configuration in force, else 0.
+   */
+  uint64_t learner;
+  /**
+   * Times a different leader became known.
+   */
+  uint64_t leader_changes_total;
+  /**
+   * Commands accepted into the log through this node.
+   */
+  uint64_t proposals_total;
+  /**
+   * Commands refused by the core.
+   */
+  uint64_t proposals_dropped_total;
+  /**
+   * Committed entries handed to the state machine.
+   */
+  uint64_t entries_committed_total;
+  /**
+   * Read-index requests made on this node.
+   */
+  uint64_t reads_total;
+  /**
+   * Raft messages received.
+   */
+  uint64_t messages_received_total;
+  /**
+   * Bytes of the Raft messages received.
+   */
+  uint64_t received_bytes_total;
+  /**
+   * Inbound messages refused.
+   */
+  uint64_t messages_refused_total;
+  /**
+   * Raft messages handed to the transport.
+   */
+  uint64_t messages_sent_total;
+  /**
+   * Encoded bytes of the Raft messages sent.
+   */
+  uint64_t sent_bytes_total;
+  /**
+   * Snapshot transfers started as leader.
+   */
+  uint64_t snapshots_sent_total;
+  /**
+   * Snapshots of the state machine stored.
+   */
+  uint64_t snapshots_taken_total;
+  /**
+   * Snapshots received and restored.
+   */
+  uint64_t snapshots_installed_total;
+  /**
+   * fsync calls of the log.
+   */
+  uint64_t fsyncs_total;
+  /**
+   * Drops by reason, indexed by `raft_drop_reason`.
+   */
+  uint64_t dropped_total[RAFT_DROP_REASON_COUNT];
+} raft_node_metrics_info;
+
+/**
  * Completion of [`raft_node_propose_async`]: `status` is `RAFT_STATUS_OK` with the state
  * machine's response (borrowed for the call; NULL/0 when none) once applied on this node,
  * or an error. Runs exactly once: on the apply thread on success, otherwise on an engine
@@ -406,6 +667,224 @@ typedef void (*raft_propose_callback)(void *cb_userdata,
                                       raft_status status,
                                       const uint8_t *response,
                                       size_t response_len);
+
+/**
+ * A custom sequential model step: from `state[0..state_len]` (empty at first), runs
+ * the write (`is_write` 1) or read `input[0..input_len]`; writes the new state to
+ * `out_state` and the output a client would see to `out_output` (both with
+ * `raft_buf_set`); returns 0.
+ */
+typedef int (*raft_sim_model_step_callback)(void *userdata,
+                                            const uint8_t *state,
+                                            size_t state_len,
+                                            int is_write,
+                                            const uint8_t *input,
+                                            size_t input_len,
+                                            struct raft_buf *out_state,
+                                            struct raft_buf *out_output);
+
+/**
+ * Settings of a simulation; [`raft_sim_options_default`] fills every field.
+ */
+typedef struct raft_sim_options {
+  /**
+   * Nodes, 1 to 7 (default 3).
+   */
+  uint64_t nodes;
+  /**
+   * Simulated clients (default 3).
+   */
+  uint64_t clients;
+  /**
+   * Requests per client (default 30).
+   */
+  uint64_t ops_per_client;
+  /**
+   * Messages dropped / duplicated per 1000 (default 20 / 10).
+   */
+  uint64_t drop_per_mille;
+  /**
+   * See `drop_per_mille`.
+   */
+  uint64_t dup_per_mille;
+  /**
+   * Message delay range in virtual ms (default 1..20).
+   */
+  uint64_t delay_min_ms;
+  /**
+   * See `delay_min_ms`.
+   */
+  uint64_t delay_max_ms;
+  /**
+   * Disk sync latency range in virtual ms (default 1..10).
+   */
+  uint64_t sync_min_ms;
+  /**
+   * See `sync_min_ms`.
+   */
+  uint64_t sync_max_ms;
+  /**
+   * Time between scheduled faults, virtual ms (default 200..1500).
+   */
+  uint64_t fault_interval_min_ms;
+  /**
+   * See `fault_interval_min_ms`.
+   */
+  uint64_t fault_interval_max_ms;
+  /**
+   * How long a partition, crash, pause or demotion lasts (default 100..1500).
+   */
+  uint64_t fault_duration_min_ms;
+  /**
+   * See `fault_duration_min_ms`.
+   */
+  uint64_t fault_duration_max_ms;
+  /**
+   * Snapshot every this many applied entries, 0 never (default 30).
+   */
+  uint64_t snapshot_every;
+  /**
+   * Entries kept behind a snapshot (default 5).
+   */
+  uint64_t snapshot_trailing;
+  /**
+   * Fault switches, each 0 or 1 (default all 1).
+   */
+  uint8_t reorder;
+  /**
+   * Symmetric partitions.
+   */
+  uint8_t partitions;
+  /**
+   * One-way link cuts.
+   */
+  uint8_t one_way;
+  /**
+   * Bridge partitions.
+   */
+  uint8_t bridges;
+  /**
+   * Crashes losing unsynced writes, then restarts.
+   */
+  uint8_t crashes;
+  /**
+   * Process pauses.
+   */
+  uint8_t pauses;
+  /**
+   * Voters demoted to learners and promoted back.
+   */
+  uint8_t membership;
+  /**
+   * Leadership transfers.
+   */
+  uint8_t transfers;
+  /**
+   * The model ([`raft_sim_model_kind`], default `RAFT_SIM_MODEL_KIND_NONE`).
+   */
+  uint32_t model;
+  /**
+   * The custom model's step (with `RAFT_SIM_MODEL_KIND_CUSTOM`).
+   */
+  raft_sim_model_step_callback model_step;
+  /**
+   * Passed to `model_step`.
+   */
+  void *model_userdata;
+  /**
+   * Passed to `raft_sim_machine::create`.
+   */
+  void *machine_userdata;
+  /**
+   * The command a failure's replay line runs after `RAFT_SIM_SEED=<seed>` (NUL
+   * terminated; NULL: the program's name is unknown, the line says `<your test>`).
+   */
+  const char *replay_hint;
+} raft_sim_options;
+
+/**
+ * The state machine of every simulated node: `create` makes an empty instance (one per
+ * node and per restart or snapshot check), the other callbacks get that instance as their
+ * `userdata`. `apply`, `snapshot` and `restore` are exactly the callbacks a real node
+ * takes. All callbacks run on the thread calling [`raft_sim_run`], one at a time.
+ */
+typedef struct raft_sim_machine {
+  /**
+   * Returns a new, empty instance (NULL fails the run); `userdata` is
+   * [`raft_sim_options::machine_userdata`].
+   */
+  void *(*create)(void *userdata);
+  /**
+   * Frees an instance (optional).
+   */
+  void (*destroy)(void *instance);
+  /**
+   * Applies a committed command (required).
+   */
+  raft_apply_callback apply;
+  /**
+   * Writes the whole state (required).
+   */
+  raft_snapshot_callback snapshot;
+  /**
+   * Replaces the state with a snapshot (required).
+   */
+  raft_restore_callback restore;
+  /**
+   * Answers the read-only query `q[0..len]` from local state into `out` with
+   * `raft_buf_set` (required); return 0 on success.
+   */
+  int (*query)(void *instance, const uint8_t *q, size_t len, struct raft_buf *out);
+  /**
+   * Optional: writes a hash of the whole state to `out_hash` and returns 0; without it
+   * the snapshot bytes are hashed (they must then be canonical).
+   */
+  int (*state_hash)(void *instance, uint64_t *out_hash);
+} raft_sim_machine;
+
+/**
+ * Picks the next request of simulated client `client` (1-based), which issued `op`
+ * requests before; `random` is drawn from the seed (use no other randomness). Write the
+ * kind ([`raft_sim_request_kind`]) to `out_kind` and the bytes with `raft_buf_set(out_data,
+ * ...)`, and return 0; return non-zero when the client is done.
+ */
+typedef int (*raft_sim_workload_callback)(void *userdata,
+                                          uint64_t client,
+                                          uint64_t op,
+                                          uint64_t random,
+                                          uint32_t *out_kind,
+                                          struct raft_buf *out_data);
+
+/**
+ * The outcome of [`raft_sim_run`].
+ */
+typedef struct raft_sim_report {
+  /**
+   * Seed of the (first failing, or last) run.
+   */
+  uint64_t seed;
+  /**
+   * Seeds run.
+   */
+  uint64_t seeds_run;
+  /**
+   * Virtual ms simulated over all seeds.
+   */
+  uint64_t virtual_ms;
+  /**
+   * Client requests completed with a known outcome, over all seeds.
+   */
+  uint64_t completed;
+  /**
+   * The failed check ([`raft_sim_check`]), `RAFT_SIM_CHECK_NONE` if all passed.
+   */
+  uint32_t check;
+  /**
+   * The failure in words, with the fault schedule and the replay line (empty when all
+   * passed); release with `raft_buf_free`.
+   */
+  struct raft_buf failure;
+} raft_sim_report;
 
 /**
  * A snapshot of a node's state, filled by [`raft_node_status`].
@@ -470,6 +949,11 @@ typedef struct raft_peer_progress {
    * 0 = probe, 1 = replicate, 2 = snapshot.
    */
   uint8_t state;
+  /**
+   * 1 if the member is a learner, 0 if a voter (placed in what was padding: the
+   * struct's size and the other fields' offsets are unchanged).
+   */
+  uint8_t learner;
 } raft_peer_progress;
 
 #ifdef __cplusplus
@@ -656,6 +1140,20 @@ raft_status raft_config_builder_set_tls(struct raft_config_builder *builder,
                                         const char *ca_path);
 
 /**
+ * Validates and consumes `builder` (whether or not this succeeds, unless the handle is
+ * invalid), writing the configuration to `*out_config`. Fails with
+ * `RAFT_STATUS_INVALID_ARGUMENT` (see `raft_last_error_message`) when the id, voters, apply
+ * callback or transport (send callback or listen address) is missing or timeouts conflict.
+ */
+raft_status raft_config_builder_build(struct raft_config_builder *builder,
+                                      struct raft_config **out_config);
+
+/**
+ * Frees a configuration. Nodes started from it are unaffected. NULL is a no-op.
+ */
+void raft_config_free(struct raft_config *config);
+
+/**
  * Sets the `userdata` passed first to every node callback, and its finaliser (may be
  * NULL). Replacing an earlier userdata finalises the earlier one now. `userdata` must be
  * usable from any engine thread.
@@ -736,20 +1234,6 @@ raft_status raft_config_builder_load_entry(struct raft_config_builder *builder,
                                            size_t len);
 
 /**
- * Validates and consumes `builder` (whether or not this succeeds, unless the handle is
- * invalid), writing the configuration to `*out_config`. Fails with
- * `RAFT_STATUS_INVALID_ARGUMENT` (see `raft_last_error_message`) when the id, voters, apply
- * callback or transport (send callback or listen address) is missing or timeouts conflict.
- */
-raft_status raft_config_builder_build(struct raft_config_builder *builder,
-                                      struct raft_config **out_config);
-
-/**
- * Frees a configuration. Nodes started from it are unaffected. NULL is a no-op.
- */
-void raft_config_free(struct raft_config *config);
-
-/**
  * Installs (or, with `cb == NULL` or `max_level == RAFT_LOG_LEVEL_OFF`, removes) the
  * process-wide log callback receiving events up to `max_level` (a `raft_log_level`).
  * `userdata` is passed to `cb` and must stay valid until the callback is replaced; it is
@@ -758,6 +1242,85 @@ void raft_config_free(struct raft_config *config);
  * installed one) is left alone. Thread-safe.
  */
 raft_status raft_set_log_callback(raft_log_callback cb, uint32_t max_level, void *userdata);
+
+/**
+ * Leader only: adds node `id` as a learner (it receives the log but does not vote) and
+ * blocks up to `timeout_ms` until the change is applied here. With `auto_promote_lag` > 0
+ * the leader promotes it to voter by itself once its log is within that many entries. The
+ * new node must be started with the existing voters (it waits to be added). A change made
+ * while another is still in flight waits for that one to commit first. Errors:
+ * `NOT_LEADER`, `INVALID_ARGUMENT` (already a member, a removed id, or the configuration
+ * moved meanwhile: nothing proposed), `BUSY` (the change in flight did not commit within
+ * `timeout_ms`: nothing proposed), `TIMEOUT` (may still apply), `DROPPED`, `SHUT_DOWN`,
+ * `WOULD_DEADLOCK` inside a callback.
+ */
+raft_status raft_node_add_learner(const struct raft_node *node,
+                                  uint64_t id,
+                                  uint64_t auto_promote_lag,
+                                  uint64_t timeout_ms);
+
+/**
+ * Leader only: promotes learner `id` to voter once its log is within `max_lag` entries of
+ * the leader's (waiting up to `timeout_ms` for it to catch up and for the change to apply).
+ * Errors as `raft_node_add_learner`.
+ */
+raft_status raft_node_promote_learner(const struct raft_node *node,
+                                      uint64_t id,
+                                      uint64_t max_lag,
+                                      uint64_t timeout_ms);
+
+/**
+ * Leader only: removes member `id` (a leader may remove itself: it keeps replicating until
+ * the change commits, then hands over and steps down). The id can never be added again.
+ * Errors as `raft_node_add_learner`.
+ */
+raft_status raft_node_remove_member(const struct raft_node *node, uint64_t id, uint64_t timeout_ms);
+
+/**
+ * Leader only: moves the cluster to the configuration of voters `voters[0..voter_count]`
+ * (at least one) and learners `learners[0..learner_count]` (ids copied; an array may be
+ * NULL when its count is 0), blocking up to `timeout_ms` until the change is applied here.
+ * Every member left out is removed for good (ids are never reused), learners included:
+ * list the current ones (`raft_node_learners`) to keep them. When more than one voter
+ * changes, the cluster goes through joint consensus: C_old,new (elections and commits need
+ * a majority of the old and of the new voters), then C_new, which the leader appends by
+ * itself once C_old,new commits; the call returns once C_old,new is applied. New voters
+ * should join as learners first and catch up. This node may be left out: it keeps leading
+ * until C_new commits, then hands over and steps down. With `expected_conf_id` non-zero
+ * the change is made only if the configuration id (`raft_node_conf_id`) still has that
+ * value; 0 means no check (the initial configuration has id 0, so a cluster's first change
+ * cannot be checked). A change made while another is still in flight (including C_new of
+ * a joint change) waits for that one to commit first. Errors: `NULL_ARGUMENT` (a NULL
+ * array with a non-zero count), `INVALID_ARGUMENT` (no voters, id 0, an id listed twice or
+ * in both lists, a removed id, or the configuration id is not `expected_conf_id`: nothing
+ * proposed), `NOT_LEADER`, `BUSY` (the change in flight did not commit within
+ * `timeout_ms`: nothing proposed), `TIMEOUT` (may still apply), `DROPPED`, `SHUT_DOWN`,
+ * `WOULD_DEADLOCK` inside a callback.
+ */
+raft_status raft_node_change_membership(const struct raft_node *node,
+                                        const uint64_t *voters,
+                                        size_t voter_count,
+                                        const uint64_t *learners,
+                                        size_t learner_count,
+                                        uint64_t expected_conf_id,
+                                        uint64_t timeout_ms);
+
+/**
+ * Fills `*out` with the node's gauges and counters. `out->size` must be set by the caller
+ * (`INVALID_ARGUMENT` if it is smaller than the `size` field itself); only the first
+ * `min(out->size, sizeof(raft_node_metrics_info))` bytes are written. Histograms and per-peer
+ * bytes are in [`raft_node_metrics_text`]. `SHUT_DOWN` after shutdown; `WOULD_DEADLOCK`
+ * inside a callback.
+ */
+raft_status raft_node_metrics(const struct raft_node *node, struct raft_node_metrics_info *out);
+
+/**
+ * Writes every metric of the node (gauges, counters, labelled counters, histograms) in the
+ * Prometheus text exposition format (UTF-8, `len` bytes, not NUL-terminated) to `*out`;
+ * free it with `raft_buf_free`. `*out` is written only on success. `SHUT_DOWN` after
+ * shutdown; `WOULD_DEADLOCK` inside a callback.
+ */
+raft_status raft_node_metrics_text(const struct raft_node *node, struct raft_buf *out);
 
 /**
  * Starts a node from `config` (which stays valid) and writes its handle to `*out_node`:
@@ -780,6 +1343,21 @@ raft_status raft_node_start(const struct raft_config *config, struct raft_node *
 raft_status raft_node_persisted(const struct raft_node *node,
                                 uint64_t token,
                                 int ok);
+
+/**
+ * Stops the node: fails pending calls with `SHUT_DOWN`, stops the transport and joins the
+ * engine threads. Idempotent (a second call returns `RAFT_STATUS_OK`); the handle stays
+ * valid until [`raft_node_free`]. `RAFT_STATUS_WOULD_DEADLOCK` from inside a callback.
+ */
+raft_status raft_node_shutdown(const struct raft_node *node);
+
+/**
+ * Shuts the node down (if needed) and frees the handle; the userdata finaliser runs here
+ * when nothing else references it. NULL is a no-op (`RAFT_STATUS_OK`). Refused with
+ * `RAFT_STATUS_WOULD_DEADLOCK` (handle left valid) from inside a callback; a freed handle
+ * gives `RAFT_STATUS_INVALID_HANDLE`.
+ */
+raft_status raft_node_free(struct raft_node *node);
 
 /**
  * Delivers message bytes (copied) received from a peer. Any thread, including inside
@@ -861,6 +1439,26 @@ raft_status raft_node_read_index(const struct raft_node *node,
 raft_status raft_node_transfer_leader(const struct raft_node *node, uint64_t to);
 
 /**
+ * Fills `out` with the default settings (everything on, no model).
+ */
+raft_status raft_sim_options_default(struct raft_sim_options *out);
+
+/**
+ * Runs seeds `first_seed .. first_seed + count` (or only `RAFT_SIM_SEED`, with
+ * `RAFT_SIM_SCHEDULE`, when the environment names one) until one fails, and writes the
+ * verdict to `out_report` (release its `failure` with `raft_buf_free`). Returns
+ * `RAFT_STATUS_OK` whether or not a check failed (see `out_report->check`);
+ * `RAFT_STATUS_INVALID_ARGUMENT` for bad settings or missing callbacks.
+ */
+raft_status raft_sim_run(const struct raft_sim_options *options,
+                         const struct raft_sim_machine *machine,
+                         raft_sim_workload_callback workload,
+                         void *workload_userdata,
+                         uint64_t first_seed,
+                         uint64_t count,
+                         struct raft_sim_report *out_report);
+
+/**
  * Fills `*out` with the node's current status. `SHUT_DOWN` after shutdown;
  * `WOULD_DEADLOCK` inside a callback.
  */
@@ -899,68 +1497,6 @@ raft_status raft_node_learners(const struct raft_node *node,
 raft_status raft_node_conf_id(const struct raft_node *node, uint64_t *out_conf_id);
 
 /**
- * Leader only: adds node `id` as a learner (it receives the log but does not vote) and
- * blocks up to `timeout_ms` until the change is applied here. With `auto_promote_lag` > 0
- * the leader promotes it to voter by itself once its log is within that many entries. The
- * new node must be started with the existing voters (it waits to be added). A change made
- * while another is still in flight waits for that one to commit first. Errors:
- * `NOT_LEADER`, `INVALID_ARGUMENT` (already a member, a removed id, or the configuration
- * moved meanwhile: nothing proposed), `BUSY` (the change in flight did not commit within
- * `timeout_ms`: nothing proposed), `TIMEOUT` (may still apply), `DROPPED`, `SHUT_DOWN`,
- * `WOULD_DEADLOCK` inside a callback.
- */
-raft_status raft_node_add_learner(const struct raft_node *node,
-                                  uint64_t id,
-                                  uint64_t auto_promote_lag,
-                                  uint64_t timeout_ms);
-
-/**
- * Leader only: promotes learner `id` to voter once its log is within `max_lag` entries of
- * the leader's (waiting up to `timeout_ms` for it to catch up and for the change to apply).
- * Errors as `raft_node_add_learner`.
- */
-raft_status raft_node_promote_learner(const struct raft_node *node,
-                                      uint64_t id,
-                                      uint64_t max_lag,
-                                      uint64_t timeout_ms);
-
-/**
- * Leader only: removes member `id` (a leader may remove itself: it keeps replicating until
- * the change commits, then hands over and steps down). The id can never be added again.
- * Errors as `raft_node_add_learner`.
- */
-raft_status raft_node_remove_member(const struct raft_node *node, uint64_t id, uint64_t timeout_ms);
-
-/**
- * Leader only: moves the cluster to the configuration of voters `voters[0..voter_count]`
- * (at least one) and learners `learners[0..learner_count]` (ids copied; an array may be
- * NULL when its count is 0), blocking up to `timeout_ms` until the change is applied here.
- * Every member left out is removed for good (ids are never reused), learners included:
- * list the current ones (`raft_node_learners`) to keep them. When more than one voter
- * changes, the cluster goes through joint consensus: C_old,new (elections and commits need
- * a majority of the old and of the new voters), then C_new, which the leader appends by
- * itself once C_old,new commits; the call returns once C_old,new is applied. New voters
- * should join as learners first and catch up. This node may be left out: it keeps leading
- * until C_new commits, then hands over and steps down. With `expected_conf_id` non-zero
- * the change is made only if the configuration id (`raft_node_conf_id`) still has that
- * value; 0 means no check (the initial configuration has id 0, so a cluster's first change
- * cannot be checked). A change made while another is still in flight (including C_new of
- * a joint change) waits for that one to commit first. Errors: `NULL_ARGUMENT` (a NULL
- * array with a non-zero count), `INVALID_ARGUMENT` (no voters, id 0, an id listed twice or
- * in both lists, a removed id, or the configuration id is not `expected_conf_id`: nothing
- * proposed), `NOT_LEADER`, `BUSY` (the change in flight did not commit within
- * `timeout_ms`: nothing proposed), `TIMEOUT` (may still apply), `DROPPED`, `SHUT_DOWN`,
- * `WOULD_DEADLOCK` inside a callback.
- */
-raft_status raft_node_change_membership(const struct raft_node *node,
-                                        const uint64_t *voters,
-                                        size_t voter_count,
-                                        const uint64_t *learners,
-                                        size_t learner_count,
-                                        uint64_t expected_conf_id,
-                                        uint64_t timeout_ms);
-
-/**
  * Leader only: copies every member's replication progress (including the leader's own
  * durable index) into `out[0..cap]` and their count into `*out_n` (0 on a follower). When
  * `cap` is too small returns `RAFT_STATUS_BUFFER_TOO_SMALL` and writes the needed count to
@@ -970,21 +1506,6 @@ raft_status raft_node_peer_progress(const struct raft_node *node,
                                     struct raft_peer_progress *out,
                                     size_t cap,
                                     size_t *out_n);
-
-/**
- * Stops the node: fails pending calls with `SHUT_DOWN`, stops the transport and joins the
- * engine threads. Idempotent (a second call returns `RAFT_STATUS_OK`); the handle stays
- * valid until [`raft_node_free`]. `RAFT_STATUS_WOULD_DEADLOCK` from inside a callback.
- */
-raft_status raft_node_shutdown(const struct raft_node *node);
-
-/**
- * Shuts the node down (if needed) and frees the handle; the userdata finaliser runs here
- * when nothing else references it. NULL is a no-op (`RAFT_STATUS_OK`). Refused with
- * `RAFT_STATUS_WOULD_DEADLOCK` (handle left valid) from inside a callback; a freed handle
- * gives `RAFT_STATUS_INVALID_HANDLE`.
- */
-raft_status raft_node_free(struct raft_node *node);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -55,6 +55,13 @@ pub fn encode(msg: &Message) -> Vec<u8> {
     out
 }
 
+/// The length of [`encode`]`(msg)`, computed without writing the bytes.
+pub fn encoded_len(msg: &Message) -> usize {
+    let size = postcard::ser_flavors::Size::default();
+    // Sizing cannot fail for these types.
+    1 + postcard::serialize_with_flavor(msg, size).unwrap_or(0)
+}
+
 /// Decodes a message, refusing input longer than `max_len`.
 pub fn decode(bytes: &[u8], max_len: usize) -> Result<Message, CodecError> {
     if bytes.len() > max_len {

@@ -8,11 +8,31 @@
 //! a node started from Rust logs to whatever the host installed.
 
 use std::cell::RefCell;
-use tracing::Dispatch;
+use std::sync::OnceLock;
+use tracing::subscriber::NoSubscriber;
+use tracing::{Dispatch, Subscriber};
 
 thread_local! {
     /// The dispatcher set by [`scoped`] on this thread, for threads started from it.
     static SCOPE: RefCell<Option<Dispatch>> = const { RefCell::new(None) };
+}
+
+/// Creates the dispatcher of a binding's subscriber (the C or Python layer), to be entered
+/// with [`scoped`].
+///
+/// While exactly one `Dispatch` exists in the process, `tracing-core` resolves callsite
+/// interest and the global max level through the *calling thread's* default dispatcher
+/// instead of the registered ones (tokio-rs/tracing#2874). A binding's dispatcher is
+/// usually the only one (no host subscriber) and is the default only inside its scopes,
+/// so an interest rebuild from any other thread (`enable_logging` in Python,
+/// `tracing_subscriber::reload`, a callsite first hit on a host thread) would see no
+/// subscriber and switch every event off for good. A second, permanently registered
+/// dispatcher that enables nothing makes `tracing-core` consult all registered
+/// dispatchers, so the scoped layer's interest is always counted.
+pub fn dispatch<S: Subscriber + Send + Sync + 'static>(subscriber: S) -> Dispatch {
+    static KEEP_REGISTRY: OnceLock<Dispatch> = OnceLock::new();
+    KEEP_REGISTRY.get_or_init(|| Dispatch::new(NoSubscriber::new()));
+    Dispatch::new(subscriber)
 }
 
 /// Runs `f` with `dispatch` as this thread's default `tracing` dispatcher. Threads the

@@ -1,14 +1,19 @@
-//! Process-crash test: a child (`raft-crash-writer`) appends and syncs entries, printing
+//! Crash tests of the store. SIGKILL mode: a child (`raft-crash-writer`) appends and syncs entries, printing
 //! `ack <index>` after each `sync()`; the parent SIGKILLs it at random (seeded) moments,
 //! reopens the store and checks that every acknowledged entry is present, in order, with the
 //! right content. `RAFT_CRASH_KILLS=N` sets the number of kills (default 200),
-//! `RAFT_CRASH_SEED=S` replays a run.
+//! `RAFT_CRASH_SEED=S` replays a run. Power-loss mode: see
+//! [`power_loss_never_loses_acknowledged_entries`].
 
-use raft::core::Storage;
+use raft::core::{Entry, EntryKind, SnapshotMeta, Storage};
+use raft::storage::power_loss::PowerLossRecorder;
 use raft::storage::{DiskOptions, DiskStorage, LogStore};
 use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Same payload convention as `src/bin/raft-crash-writer.rs`.
@@ -34,6 +39,156 @@ impl Rng {
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+/// Reopens the store in `dir` after a crash and checks every entry up to `acked` (and the
+/// snapshot, if any); returns whether a snapshot was present.
+fn check_reopened(dir: &Path, opts: &DiskOptions, acked: u64, ctx: &str) -> bool {
+    let s = DiskStorage::open(dir, opts.clone())
+        .unwrap_or_else(|e| panic!("{ctx}: reopen failed: {e}"));
+    assert!(
+        s.last_index() >= acked,
+        "{ctx}: last index {} < acknowledged {acked}",
+        s.last_index()
+    );
+    let snap = s.snapshot_meta();
+    assert!(
+        snap.index <= acked,
+        "{ctx}: snapshot {} beyond acked {acked}",
+        snap.index
+    );
+    if snap.index > 0 {
+        let (m, mut r) = s.open_snapshot().unwrap().unwrap();
+        let mut data = Vec::new();
+        r.read_to_end(&mut data).unwrap();
+        assert_eq!(
+            data,
+            format!("snapshot-{}", m.index).repeat(50).into_bytes(),
+            "{ctx}"
+        );
+    }
+    let first = s.first_index();
+    assert!(first <= snap.index + 1, "{ctx}");
+    if acked >= first {
+        let got = s.entries(first, acked + 1, u64::MAX).unwrap();
+        assert_eq!(got.len() as u64, acked + 1 - first, "{ctx}");
+        for (k, e) in got.iter().enumerate() {
+            assert_eq!(e.index, first + k as u64, "{ctx}");
+            assert_eq!(e.term, 1, "{ctx}");
+            assert_eq!(e.data, payload(e.index), "{ctx}: entry {}", e.index);
+        }
+    }
+    snap.index > 0
+}
+
+/// The power-loss mode: the writer's loop (as `raft-crash-writer`) runs in this process on
+/// a store whose fsyncs a [`PowerLossRecorder`] observes. At a random fsync the power
+/// fails: the recorder materialises what the disk could hold after losing its page cache
+/// (unsynced pages lost, zeroed or garbled, unsynced creations/unlinks/renames undone) and
+/// that fsync and every later one fail, so nothing is acknowledged past that point. The next
+/// round reopens the image (its recovery fsyncs are observed too: power can fail during
+/// recovery) and every acknowledged entry must be there. `RAFT_POWER_LOSSES=N` sets the
+/// number of power losses (default 200), `RAFT_CRASH_SEED=S` replays a run.
+#[test]
+fn power_loss_never_loses_acknowledged_entries() {
+    let seed = env_u64("RAFT_CRASH_SEED").unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+    });
+    let losses = env_u64("RAFT_POWER_LOSSES").unwrap_or(200);
+    println!("power loss seed = {seed} (replay with RAFT_CRASH_SEED={seed}), losses = {losses}");
+    let mut rng = Rng(seed);
+    let shm = Path::new("/dev/shm");
+    let base = if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    let root = base.join(format!("raft-crash-power-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let opts = DiskOptions {
+        segment_bytes: 16 << 10,
+        cache_bytes: 8 << 10,
+        ..Default::default()
+    };
+    let mut dir = root.join("gen-0");
+    let (mut acked, mut snapshots_seen, mut in_recovery) = (0u64, 0u64, 0u64);
+    for round in 0..losses {
+        let image = root.join(format!("gen-{}", round + 1));
+        let rec = PowerLossRecorder::new(&dir).unwrap();
+        let fail_at = rng.next() % 300;
+        let image_seed = rng.next();
+        let lost = Arc::new(AtomicBool::new(false));
+        {
+            let (image, lost) = (image.clone(), lost.clone());
+            rec.set_trigger(move |n, rec| {
+                if n == fail_at {
+                    rec.image(image_seed, &image)?;
+                    lost.store(true, Ordering::SeqCst);
+                }
+                if lost.load(Ordering::SeqCst) {
+                    return Err(std::io::Error::other("power lost"));
+                }
+                Ok(())
+            });
+        }
+        let obs = rec.observe();
+        let mut wrng = Rng(rng.next());
+        if let Ok(s) = DiskStorage::open(&dir, opts.clone()) {
+            'write: loop {
+                let first = s.last_index() + 1;
+                let n = 1 + wrng.next() % 16;
+                let batch: Vec<Entry> = (first..first + n)
+                    .map(|i| Entry {
+                        term: 1,
+                        index: i,
+                        kind: EntryKind::Normal,
+                        data: payload(i).into(),
+                    })
+                    .collect();
+                if s.append(&batch).is_err() || s.sync().is_err() {
+                    break 'write;
+                }
+                acked = s.last_index();
+                if wrng.next().is_multiple_of(40) {
+                    let meta = SnapshotMeta {
+                        index: acked,
+                        term: 1,
+                        ..Default::default()
+                    };
+                    let data = format!("snapshot-{acked}").repeat(50).into_bytes();
+                    if s.create_snapshot(meta, &mut &data[..], 64).is_err() {
+                        break 'write;
+                    }
+                }
+            }
+        } else {
+            assert!(
+                lost.load(Ordering::SeqCst),
+                "round {round} (seed {seed}): open failed without a power loss"
+            );
+            in_recovery += 1;
+        }
+        drop(obs);
+        assert!(
+            lost.load(Ordering::SeqCst),
+            "round {round}: the power never failed"
+        );
+        let ctx = format!("power loss {round} (seed {seed}, fsync {fail_at})");
+        if check_reopened(&image, &opts, acked, &ctx) {
+            snapshots_seen += 1;
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        dir = image;
+    }
+    println!(
+        "power loss: {losses} losses ({in_recovery} during recovery), {acked} entries \
+         acknowledged, snapshot present in {snapshots_seen} reopens"
+    );
+    assert!(acked > 0, "nothing was ever acknowledged");
+    let _ = std::fs::remove_dir_all(&root);
 }
 
 #[test]
@@ -93,46 +248,9 @@ fn sigkill_never_loses_acknowledged_entries() {
             acked = n;
         }
 
-        let s = DiskStorage::open(&dir, opts.clone())
-            .unwrap_or_else(|e| panic!("round {round} (seed {seed}): reopen failed: {e}"));
-        assert!(
-            s.last_index() >= acked,
-            "round {round} (seed {seed}): last index {} < acknowledged {acked}",
-            s.last_index()
-        );
-        let snap = s.snapshot_meta();
-        assert!(snap.index <= acked);
-        if snap.index > 0 {
+        if check_reopened(&dir, &opts, acked, &format!("round {round} (seed {seed})")) {
             snapshots_seen += 1;
-            let (m, mut r) = s.open_snapshot().unwrap().unwrap();
-            let mut data = Vec::new();
-            r.read_to_end(&mut data).unwrap();
-            assert_eq!(
-                data,
-                format!("snapshot-{}", m.index).repeat(50).into_bytes()
-            );
         }
-        let first = s.first_index();
-        assert!(first <= snap.index + 1);
-        if acked >= first {
-            let got = s.entries(first, acked + 1, u64::MAX).unwrap();
-            assert_eq!(
-                got.len() as u64,
-                acked + 1 - first,
-                "round {round} (seed {seed})"
-            );
-            for (k, e) in got.iter().enumerate() {
-                assert_eq!(e.index, first + k as u64);
-                assert_eq!(e.term, 1);
-                assert_eq!(
-                    e.data,
-                    payload(e.index),
-                    "round {round} (seed {seed}): entry {}",
-                    e.index
-                );
-            }
-        }
-        drop(s);
     }
     println!(
         "crash_kill: {kills} kills, {acked} entries acknowledged, snapshot present in \

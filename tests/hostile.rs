@@ -8,100 +8,41 @@ use raft::core::{
 };
 use raft::runtime::{Committed, Error, MessageSink, Node, NodeConfig, StateMachine};
 use raft::transport::SendClass;
-use std::collections::BTreeMap;
+#[path = "support/raw_cluster.rs"]
+mod raw_cluster;
+use raw_cluster::RawCluster as Net;
 
-struct Net {
-    nodes: BTreeMap<NodeId, RawNode<MemStorage>>,
-    stores: BTreeMap<NodeId, MemStorage>,
-    queue: Vec<Message>,
+/// `n` voters with default configurations: a leader is elected and has committed on every
+/// node, then three election timeouts of heartbeats pass with every message delivered.
+fn healthy(n: u64) -> Net {
+    let mut net = Net::new(n, Config::new);
+    net.heartbeat_rounds(3);
+    net
 }
 
-impl Net {
-    /// `n` voters; node 1 is elected and every message delivered until quiet.
-    fn healthy(n: u64) -> Net {
-        let conf = ConfState::with_voters(1..=n);
-        let mut net = Net {
-            nodes: BTreeMap::new(),
-            stores: BTreeMap::new(),
-            queue: Vec::new(),
-        };
-        for id in 1..=n {
-            let s = MemStorage::new_with_conf(conf.clone());
-            net.nodes
-                .insert(id, RawNode::new(Config::new(id), s.clone()).unwrap());
-            net.stores.insert(id, s);
-        }
-        // Every node ticks: a fresh node refuses votes for its first election timeout.
-        for _ in 0..100 {
-            for n in net.nodes.values_mut() {
-                n.tick();
-            }
-            net.deliver();
-            if net.leader().is_some() {
-                break;
-            }
-        }
-        assert!(net.leader().is_some(), "no leader elected");
-        net.heartbeat_rounds(3);
-        net
-    }
+/// What these tests add to the shared harness.
+trait Hostile {
+    fn heartbeat_rounds(&mut self, rounds: u64);
+    fn inject(&mut self, m: Message);
+    fn terms(&self) -> Vec<u64>;
+    fn assert_serving(&mut self);
+    fn refused(&self) -> u64;
+}
 
-    fn leader(&self) -> Option<NodeId> {
-        self.nodes
-            .iter()
-            .find(|(_, n)| n.raft.role == Role::Leader)
-            .map(|(&id, _)| id)
-    }
-
-    fn settle(&mut self, id: NodeId) {
-        let n = self.nodes.get_mut(&id).unwrap();
-        let s = &self.stores[&id];
-        while n.has_ready() {
-            let rd = n.ready();
-            s.append(&rd.entries);
-            if let Some(hs) = rd.hard_state {
-                s.set_hard_state(hs);
-            }
-            self.queue.extend(rd.messages);
-            self.queue.extend(rd.persisted_messages);
-            n.on_persisted(rd.number);
-            if let Some(e) = rd.committed_entries.last() {
-                n.on_applied(e.index);
-            }
-        }
-    }
-
-    fn deliver(&mut self) {
-        for _ in 0..1000 {
-            let ids: Vec<_> = self.nodes.keys().copied().collect();
-            for id in ids {
-                self.settle(id);
-            }
-            let msgs = std::mem::take(&mut self.queue);
-            if msgs.is_empty() {
-                return;
-            }
-            for m in msgs {
-                if let Some(n) = self.nodes.get_mut(&m.to) {
-                    n.step(m);
-                }
-            }
-        }
-    }
-
+impl Hostile for Net {
     /// Ticks every node `rounds` election timeouts' worth, delivering everything.
     fn heartbeat_rounds(&mut self, rounds: u64) {
         for _ in 0..rounds * 10 {
             for n in self.nodes.values_mut() {
                 n.tick();
             }
-            self.deliver();
+            self.deliver(|_| true);
         }
     }
 
     fn inject(&mut self, m: Message) {
         self.nodes.get_mut(&m.to).unwrap().step(m);
-        self.deliver();
+        self.deliver(|_| true);
     }
 
     fn terms(&self) -> Vec<u64> {
@@ -117,7 +58,7 @@ impl Net {
             .unwrap()
             .propose(vec![b"x".to_vec()])
             .unwrap();
-        self.deliver();
+        self.deliver(|_| true);
         self.heartbeat_rounds(1);
         for (id, n) in &self.nodes {
             assert!(n.raft.log.committed >= idx, "node {id} did not commit");
@@ -174,7 +115,7 @@ fn all_bodies(last_index: u64) -> Vec<MessageBody> {
 /// `MAX_TERM`, impersonating a member, moves no term and the leader stays; each is counted.
 #[test]
 fn max_term_messages_are_refused_and_counted() {
-    let mut net = Net::healthy(3);
+    let mut net = healthy(3);
     let terms = net.terms();
     let leader = net.leader().unwrap();
     let last = net.nodes[&leader].raft.log.last_index();
@@ -253,7 +194,7 @@ fn node_at_max_term_never_wraps() {
 /// deposes the leader.
 #[test]
 fn non_member_with_higher_term_does_not_disrupt() {
-    let mut net = Net::healthy(3);
+    let mut net = healthy(3);
     let terms = net.terms();
     let leader = net.leader().unwrap();
     let last = net.nodes[&leader].raft.log.last_index();
@@ -279,7 +220,7 @@ fn non_member_with_higher_term_does_not_disrupt() {
 /// in the report), or a chunk running past it, is refused before anything is written.
 #[test]
 fn oversized_snapshot_is_refused() {
-    let mut net = Net::healthy(3);
+    let mut net = healthy(3);
     let leader = net.leader().unwrap();
     let to = (1..=3).find(|&i| i != leader).unwrap();
     let term = net.nodes[&to].raft.term;
@@ -315,7 +256,7 @@ fn oversized_snapshot_is_refused() {
         );
     }
     assert_eq!(net.refused() - before, 3);
-    net.deliver();
+    net.deliver(|_| true);
     assert_eq!(net.leader(), Some(leader));
     net.assert_serving();
 }

@@ -6,15 +6,15 @@
 mod cluster;
 
 use raft::core::Role;
-use raft::runtime::{Committed, Node, NodeConfig, StateMachine};
-use raft::transport::{tls, OnMessage, SendClass, TcpTransport, TlsConfig, TransportConfig};
+use raft::runtime::{Committed, Node, NodeConfig, NodeSlot, StateMachine};
+use raft::transport::{tls, SendClass, TcpTransport, TlsConfig, TransportConfig};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair,
 };
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const CLUSTER: u64 = 5;
@@ -74,25 +74,17 @@ impl StateMachine for Counter {
 }
 
 /// A started transport and the slot its node goes in.
-type Started = (Arc<TcpTransport>, Arc<OnceLock<Arc<Node>>>);
+type Started = (Arc<TcpTransport>, NodeSlot);
 
 /// A transport over TLS whose frames go to the node in the slot once it is set.
 fn transport(id: u64, tls: TlsConfig) -> Started {
-    let slot: Arc<OnceLock<Arc<Node>>> = Arc::new(OnceLock::new());
-    let on_message: OnMessage = {
-        let slot = slot.clone();
-        Arc::new(move |_from, bytes| {
-            if let Some(n) = slot.get() {
-                let _ = n.step(&bytes);
-            }
-        })
-    };
+    let slot = NodeSlot::new();
     let mut cfg = TransportConfig::new(id, CLUSTER, "127.0.0.1:0".parse().unwrap());
     cfg.tls = Some(tls);
     cfg.reconnect_backoff_min = Duration::from_millis(5);
     cfg.reconnect_backoff_max = Duration::from_millis(100);
     (
-        Arc::new(TcpTransport::start(cfg, on_message).unwrap()),
+        Arc::new(TcpTransport::start(cfg, slot.on_message()).unwrap()),
         slot,
     )
 }

@@ -3,9 +3,15 @@
 
 Each library runs 3 nodes in this process over TCP on 127.0.0.1 with the log in memory;
 N Python threads each propose 64-byte commands synchronously on the leader for SECS seconds.
+Then the asynchronous form: W proposals kept in flight by completion callbacks, for each W of
+--async-windows (raft_manager: `propose_async` + `add_done_callback`; PySyncObj: `callback=`
+with its blocking-call setting appendEntriesUseBatch=False at 256 in flight, and with its best
+asynchronous setting, appendEntriesUseBatch=True, at each W of --pysyncobj-batch-windows).
+The async target compares raft_manager's best window with PySyncObj's best configuration.
 Prints a table and one `BENCH name=... value=... unit=...` line per figure.
 
-    python bench/python/w3.py [--threads 1,16,64] [--secs 3]
+    python bench/python/w3.py [--threads 1,16,64] [--secs 3] [--async-windows 256,10000]
+                              [--pysyncobj-batch-windows 10000,50000]
 
 raft_manager is skipped (with a message) when `import raft_manager` fails; PySyncObj is
 skipped when `import pysyncobj` fails (pip install pysyncobj).
@@ -77,15 +83,16 @@ def drive(propose, threads, secs, warmup=0.5):
 
 def drive_async(submit, window, secs, warmup=0.5):
     """Keeps `window` asynchronous proposals in flight for `secs` seconds; `submit(cmd, done)`
-    must call `done()` from any thread when the proposal completes. Returns ops/s."""
+    must call `done(ok)` from any thread when the proposal completes (ok: it committed).
+    Returns committed ops/s (failed proposals are resubmitted but not counted)."""
     lock = threading.Lock()
     state = {"done": 0, "stop": False}
     cmd = b"y" * 64
     measuring = threading.Event()
 
-    def on_done(*_args):
+    def on_done(ok):
         with lock:
-            if measuring.is_set():
+            if measuring.is_set() and ok:
                 state["done"] += 1
             stop = state["stop"]
         if not stop:
@@ -105,7 +112,7 @@ def drive_async(submit, window, secs, warmup=0.5):
 
 # ---------------------------------------------------------------- raft_manager
 
-def bench_raft_manager(thread_counts, secs):
+def bench_raft_manager(thread_counts, secs, async_windows=(256,)):
     try:
         import raft_manager
     except Exception as e:  # noqa: BLE001 - any import failure means "not available"
@@ -149,9 +156,9 @@ def bench_raft_manager(thread_counts, secs):
             out.append((t, ops, lats, errs))
 
         def submit(c, done):
-            leader.propose_async(c).add_done_callback(done)
+            leader.propose_async(c).add_done_callback(lambda f: done(f.exception() is None))
 
-        async_ops = drive_async(submit, 256, secs)
+        async_ops = {w: drive_async(submit, w, secs) for w in async_windows}
         return out, async_ops
     finally:
         for n in nodes:
@@ -160,7 +167,7 @@ def bench_raft_manager(thread_counts, secs):
 
 # ---------------------------------------------------------------- PySyncObj
 
-def bench_pysyncobj(thread_counts, secs, tune=None):
+def bench_pysyncobj(thread_counts, secs, tune=None, batch=False, async_windows=(256,)):
     try:
         from pysyncobj import SyncObj, SyncObjConf, replicated
     except Exception as e:  # noqa: BLE001
@@ -169,8 +176,9 @@ def bench_pysyncobj(thread_counts, secs, tune=None):
 
     class Counter(SyncObj):
         def __init__(self, me, partners):
-            # appendEntriesUseBatch=False: PySyncObj's fastest setting for blocking calls.
-            conf = SyncObjConf(dynamicMembershipChange=False, appendEntriesUseBatch=False,
+            # appendEntriesUseBatch=False: PySyncObj's fastest setting for blocking calls;
+            # True: its fastest with many asynchronous calls outstanding.
+            conf = SyncObjConf(dynamicMembershipChange=False, appendEntriesUseBatch=batch,
                                **(tune or {}))
             super().__init__(me, partners, conf)
             self._n = 0
@@ -201,9 +209,9 @@ def bench_pysyncobj(thread_counts, secs, tune=None):
             out.append((t, ops, lats, errs))
 
         def submit(c, done):
-            leader.add(c, callback=lambda res, err: done())
+            leader.add(c, callback=lambda res, err: done(err == 0))
 
-        async_ops = drive_async(submit, 256, secs)
+        async_ops = {w: drive_async(submit, w, secs) for w in async_windows}
         return out, async_ops
     finally:
         for o in objs:
@@ -214,6 +222,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", default="1,16,64")
     ap.add_argument("--secs", type=float, default=3.0)
+    ap.add_argument("--async-windows", default="256,10000",
+                    help="raft_manager asynchronous proposals in flight")
+    ap.add_argument("--pysyncobj-batch-windows", default="10000,50000",
+                    help="PySyncObj (appendEntriesUseBatch=True) callbacks outstanding")
     ap.add_argument("--pysyncobj-period", type=float, default=None,
                     help="PySyncObj appendEntriesPeriod/autoTickPeriod in seconds "
                          "(default: the library's 0.1/0.05)")
@@ -223,19 +235,28 @@ def main():
         tune = {"appendEntriesPeriod": a.pysyncobj_period,
                 "autoTickPeriod": a.pysyncobj_period / 2}
     counts = [int(x) for x in a.threads.split(",")]
+    rm_windows = [int(x) for x in a.async_windows.split(",")]
+    batch_windows = [int(x) for x in a.pysyncobj_batch_windows.split(",")]
     results = {}
-    asyncs = {}
-    for name, fn in (("raft_manager", bench_raft_manager), ("pysyncobj", bench_pysyncobj)):
-        r = fn(counts, a.secs) if name == "raft_manager" else fn(counts, a.secs, tune)
-        if r:
-            r, async_ops = r
-            results[name] = r
-            asyncs[name] = async_ops
-            print(f"BENCH name=w3.{name}.async256.ops value={async_ops:.3f} unit=ops/s")
-            for t, ops, lats, errs in r:
-                print(f"BENCH name=w3.{name}.t{t}.ops value={ops:.3f} unit=ops/s")
-                print(f"BENCH name=w3.{name}.t{t}.p50 value={pct(lats, 0.5):.3f} unit=us")
-                print(f"BENCH name=w3.{name}.t{t}.p99 value={pct(lats, 0.99):.3f} unit=us")
+    asyncs = {}  # (library label, window) -> ops/s
+    r = bench_raft_manager(counts, a.secs, rm_windows)
+    if r:
+        results["raft_manager"], ops = r
+        asyncs.update({("raft_manager", w): v for w, v in ops.items()})
+    r = bench_pysyncobj(counts, a.secs, tune)
+    if r:
+        results["pysyncobj"], ops = r
+        asyncs.update({("pysyncobj", w): v for w, v in ops.items()})
+    r = bench_pysyncobj([], a.secs, tune, batch=True, async_windows=batch_windows)
+    if r:
+        asyncs.update({("pysyncobj.batch", w): v for w, v in r[1].items()})
+    for name, r in results.items():
+        for t, ops, lats, errs in r:
+            print(f"BENCH name=w3.{name}.t{t}.ops value={ops:.3f} unit=ops/s")
+            print(f"BENCH name=w3.{name}.t{t}.p50 value={pct(lats, 0.5):.3f} unit=us")
+            print(f"BENCH name=w3.{name}.t{t}.p99 value={pct(lats, 0.99):.3f} unit=us")
+    for (name, w), ops in asyncs.items():
+        print(f"BENCH name=w3.{name}.async{w}.ops value={ops:.3f} unit=ops/s")
     if not results:
         print("w3: nothing to measure")
         return
@@ -247,15 +268,26 @@ def main():
         for t, ops, lats, errs in r:
             print(f"| {name:<12} | {t:>7} | {ops:>6.0f} | {pct(lats, 0.5):>6.0f} | "
                   f"{pct(lats, 0.99):>6.0f} | {errs:>6} |")
+    print("\nW3 async: completion callbacks keep W proposals in flight")
+    print("| library | in flight | ops/s |")
+    print("|---|---:|---:|")
+    for (name, w), ops in asyncs.items():
+        label = {"pysyncobj": "PySyncObj (appendEntriesUseBatch=False)",
+                 "pysyncobj.batch": "PySyncObj (appendEntriesUseBatch=True)"}.get(name, name)
+        print(f"| {label} | {w} | {ops:.0f} |")
     if len(results) == 2:
         for (t, a_ops, *_), (_, b_ops, *_) in zip(results["raft_manager"], results["pysyncobj"]):
             ratio = a_ops / b_ops if b_ops else float("inf")
             print(f"BENCH name=w3.ratio.t{t} value={ratio:.3f} unit=x")
-    for name, ops in asyncs.items():
-        print(f"| {name:<12} | async256 | {ops:>6.0f} | (256 asynchronous proposals in flight)")
-    if len(asyncs) == 2 and asyncs["pysyncobj"]:
-        ratio = asyncs["raft_manager"] / asyncs["pysyncobj"]
+    if asyncs.get(("raft_manager", 256)) and asyncs.get(("pysyncobj", 256)):
+        ratio = asyncs[("raft_manager", 256)] / asyncs[("pysyncobj", 256)]
         print(f"BENCH name=w3.ratio.async256 value={ratio:.3f} unit=x")
+    rm_best = max((v for (n, _), v in asyncs.items() if n == "raft_manager"), default=0)
+    py_best = max((v for (n, _), v in asyncs.items() if n.startswith("pysyncobj")), default=0)
+    if rm_best and py_best:
+        print(f"BENCH name=w3.raft_manager.async_best.ops value={rm_best:.3f} unit=ops/s")
+        print(f"BENCH name=w3.pysyncobj.async_best.ops value={py_best:.3f} unit=ops/s")
+        print(f"BENCH name=w3.ratio.async_best value={rm_best / py_best:.3f} unit=x")
 
 
 if __name__ == "__main__":

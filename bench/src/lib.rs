@@ -602,3 +602,71 @@ pub fn scratch_dir(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&d).expect("scratch dir");
     d
 }
+
+/// Samples of the hardware floor of a durable replicated write, in nanoseconds:
+/// `fdatasync` of a `bytes`-byte append to a file in `dir` (`syncs` times) and the round trip
+/// of 64 bytes over a loopback TCP connection with TCP_NODELAY to an echoing thread (`pings`
+/// times). Returns (fdatasync samples, round-trip samples), unsorted.
+pub fn floor_samples(
+    dir: &std::path::Path,
+    syncs: u64,
+    pings: u64,
+    bytes: usize,
+) -> (Vec<u64>, Vec<u64>) {
+    use std::net::{TcpListener, TcpStream};
+    let path = dir.join("floor-probe.log");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .expect("open probe file");
+    let record = vec![0x5au8; bytes];
+    let mut sync_ns = Vec::with_capacity(syncs as usize);
+    for _ in 0..syncs {
+        let t = Instant::now();
+        file.write_all(&record).expect("append");
+        file.sync_data().expect("fdatasync");
+        sync_ns.push(t.elapsed().as_nanos() as u64);
+    }
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().unwrap();
+    let echo = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        s.set_nodelay(true).unwrap();
+        let mut b = [0u8; 64];
+        while s.read_exact(&mut b).is_ok() {
+            if s.write_all(&b).is_err() {
+                break;
+            }
+        }
+    });
+    let mut conn = TcpStream::connect(addr).expect("connect");
+    conn.set_nodelay(true).unwrap();
+    let mut b = [0u8; 64];
+    let mut rtt_ns = Vec::with_capacity(pings as usize);
+    for i in 0..pings {
+        b[..8].copy_from_slice(&i.to_le_bytes());
+        let t = Instant::now();
+        conn.write_all(&b).expect("ping");
+        conn.read_exact(&mut b).expect("pong");
+        rtt_ns.push(t.elapsed().as_nanos() as u64);
+    }
+    drop(conn);
+    let _ = echo.join();
+    (sync_ns, rtt_ns)
+}
+
+/// Context switches (voluntary + involuntary) and CPU time (user + system, seconds) of this
+/// whole process so far (getrusage), to report switches and CPU per operation.
+pub fn process_usage() -> (u64, f64) {
+    // SAFETY: getrusage writes into the zeroed struct we own.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (
+        (ru.ru_nvcsw + ru.ru_nivcsw) as u64,
+        secs(ru.ru_utime) + secs(ru.ru_stime),
+    )
+}

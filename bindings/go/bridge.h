@@ -168,5 +168,12 @@ static inline raft_status rgo_peer_progress(uintptr_t n, raft_peer_progress *out
                                             size_t *out_n, char *msg) {
   return rgo_msg(raft_node_peer_progress(RGO_N(n), out, cap, out_n), msg);
 }
+static inline raft_status rgo_metrics(uintptr_t n, raft_node_metrics_info *out, char *msg) {
+  out->size = sizeof *out;
+  return rgo_msg(raft_node_metrics(RGO_N(n), out), msg);
+}
+static inline raft_status rgo_metrics_text(uintptr_t n, raft_buf *out, char *msg) {
+  return rgo_msg(raft_node_metrics_text(RGO_N(n), out), msg);
+}
 
 #endif

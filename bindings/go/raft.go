@@ -620,6 +620,8 @@ type PeerProgress struct {
 	ID, MatchIndex, NextIndex uint64
 	// State: 0 probe, 1 replicate, 2 snapshot.
 	State uint8
+	// Learner is true for a learner, false for a voter.
+	Learner bool
 }
 
 // Progress (leader only) returns every member's replication progress (empty elsewhere).
@@ -639,10 +641,65 @@ func (n *Node) Progress() ([]PeerProgress, error) {
 		out := make([]PeerProgress, int(got))
 		for k := range out {
 			p := buf[k]
-			out[k] = PeerProgress{ID: uint64(p.id), MatchIndex: uint64(p.match_index), NextIndex: uint64(p.next_index), State: uint8(p.state)}
+			out[k] = PeerProgress{ID: uint64(p.id), MatchIndex: uint64(p.match_index), NextIndex: uint64(p.next_index), State: uint8(p.state), Learner: p.learner != 0}
 		}
 		return out, nil
 	}
+}
+
+// Metrics holds a node's gauges and counters; each field is the metric named in
+// docs/OBSERVABILITY.md (raft_ + snake_case of the field name, e.g. ProposalsTotal is
+// raft_proposals_total). Histograms and per-peer bytes are in MetricsText.
+type Metrics struct {
+	Term, LeaderID, CommitIndex, AppliedIndex, LastIndex, VotedFor, ConfID           uint64
+	Role                                                                             Role
+	Learner                                                                          bool
+	LeaderChangesTotal, ProposalsTotal, ProposalsDroppedTotal, EntriesCommittedTotal uint64
+	ReadsTotal, MessagesReceivedTotal, ReceivedBytesTotal, MessagesRefusedTotal      uint64
+	MessagesSentTotal, SentBytesTotal, SnapshotsSentTotal, SnapshotsTakenTotal       uint64
+	SnapshotsInstalledTotal, FsyncsTotal                                             uint64
+	// DroppedTotal is raft_dropped_total by reason label: not_leader, busy, inbox_full,
+	// too_large, invalid_message.
+	DroppedTotal map[string]uint64
+}
+
+// Metrics returns the node's gauges and counters (raft_node_metrics).
+func (n *Node) Metrics() (Metrics, error) {
+	var m msgBuf
+	var c C.raft_node_metrics_info
+	if s := C.rgo_metrics(n.h, &c, m.ptr()); s != C.RAFT_STATUS_OK {
+		return Metrics{}, newError("metrics", s, &m)
+	}
+	reasons := []string{"not_leader", "busy", "inbox_full", "too_large", "invalid_message"}
+	dropped := make(map[string]uint64, len(reasons))
+	for i, r := range reasons {
+		dropped[r] = uint64(c.dropped_total[i])
+	}
+	return Metrics{
+		Term: uint64(c.term), Role: Role(c.role), LeaderID: uint64(c.leader_id),
+		CommitIndex: uint64(c.commit_index), AppliedIndex: uint64(c.applied_index),
+		LastIndex: uint64(c.last_index), VotedFor: uint64(c.voted_for), ConfID: uint64(c.conf_id),
+		Learner: c.learner != 0, LeaderChangesTotal: uint64(c.leader_changes_total),
+		ProposalsTotal: uint64(c.proposals_total), ProposalsDroppedTotal: uint64(c.proposals_dropped_total),
+		EntriesCommittedTotal: uint64(c.entries_committed_total), ReadsTotal: uint64(c.reads_total),
+		MessagesReceivedTotal: uint64(c.messages_received_total), ReceivedBytesTotal: uint64(c.received_bytes_total),
+		MessagesRefusedTotal: uint64(c.messages_refused_total), MessagesSentTotal: uint64(c.messages_sent_total),
+		SentBytesTotal: uint64(c.sent_bytes_total), SnapshotsSentTotal: uint64(c.snapshots_sent_total),
+		SnapshotsTakenTotal: uint64(c.snapshots_taken_total), SnapshotsInstalledTotal: uint64(c.snapshots_installed_total),
+		FsyncsTotal: uint64(c.fsyncs_total), DroppedTotal: dropped,
+	}, nil
+}
+
+// MetricsText returns every metric (histograms and labelled counters included) in the
+// Prometheus text exposition format (raft_node_metrics_text).
+func (n *Node) MetricsText() (string, error) {
+	var m msgBuf
+	var out C.raft_buf
+	if s := C.rgo_metrics_text(n.h, &out, m.ptr()); s != C.RAFT_STATUS_OK {
+		return "", newError("metrics text", s, &m)
+	}
+	defer C.raft_buf_free(&out)
+	return string(C.GoBytes(unsafe.Pointer(out.data), C.int(out.len))), nil
 }
 
 // Shutdown stops the node (pending calls fail with ErrShutDown) and joins its threads;

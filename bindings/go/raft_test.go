@@ -325,6 +325,28 @@ func TestThreeNodesInProcess(t *testing.T) {
 	if err != nil || len(prog) != 3 {
 		t.Fatalf("Progress: %v %v", prog, err)
 	}
+	for _, p := range prog {
+		if p.Learner {
+			t.Fatalf("voter %d flagged as a learner", p.ID)
+		}
+	}
+	// Metrics: the same names as the other languages.
+	lm, err := c.node(leader).Metrics()
+	if err != nil || lm.Role != raft.Leader || lm.LeaderID != leader || lm.VotedFor != leader ||
+		lm.ProposalsTotal < 20 || lm.SentBytesTotal == 0 || len(lm.DroppedTotal) != 5 {
+		t.Fatalf("Metrics: %+v %v", lm, err)
+	}
+	if _, err := c.node(follower).Propose(context.Background(), []byte("z=1")); !errors.Is(err, raft.ErrNotLeader) {
+		t.Fatalf("propose on a follower: %v", err)
+	}
+	if fm, err := c.node(follower).Metrics(); err != nil || fm.DroppedTotal["not_leader"] == 0 {
+		t.Fatalf("follower Metrics: %+v %v", fm, err)
+	}
+	text, err := c.node(leader).MetricsText()
+	if err != nil || !strings.Contains(text, "# TYPE raft_commit_seconds histogram") ||
+		!strings.Contains(text, fmt.Sprintf("raft_peer_sent_bytes_total{peer=\"%d\"}", follower)) {
+		t.Fatalf("MetricsText: %v\n%s", err, text)
+	}
 	if err := c.node(leader).TransferLeadership(follower); err != nil {
 		t.Fatalf("TransferLeadership: %v", err)
 	}

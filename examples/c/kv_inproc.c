@@ -2,33 +2,8 @@
  * node's raft_node_step_from (an enqueue-only call, allowed inside callbacks). Puts keys, kills
  * the leader, puts more keys through the new leader and checks every survivor's values. */
 #define _POSIX_C_SOURCE 200809L
-#include "util.h"
-
 #define N 3
-
-typedef struct member {
-  uint64_t id;
-  kv_store kv;
-} member;
-
-static member members[N + 1];
-static pthread_mutex_t nodes_mu = PTHREAD_MUTEX_INITIALIZER;
-static raft_node *nodes[N + 1]; /* NULL once killed */
-
-static raft_node *node_of(uint64_t id) {
-  pthread_mutex_lock(&nodes_mu);
-  raft_node *n = id >= 1 && id <= N ? nodes[id] : NULL;
-  pthread_mutex_unlock(&nodes_mu);
-  return n;
-}
-
-/* Runs on the sender's Raft/storage thread. A node killed meanwhile is a freed handle:
- * raft_node_step_from then returns RAFT_STATUS_INVALID_HANDLE, which is harmless. */
-static void send_cb(void *userdata, uint64_t to, const uint8_t *data, size_t len) {
-  const member *from = userdata; /* the sender, so the receiver can check the claimed one */
-  raft_node *n = node_of(to);
-  if (n) (void)raft_node_step_from(n, from->id, data, len);
-}
+#include "inproc.h"
 
 static int apply_cb(void *userdata, uint64_t index, const uint8_t *cmd, size_t len,
                     raft_buf *out) {
@@ -89,27 +64,11 @@ static void check_all(uint64_t skip, int upto) {
 }
 
 int main(void) {
+  members_init();
   for (uint64_t id = 1; id <= N; id++) {
-    members[id].id = id;
-    kv_init(&members[id].kv);
-    raft_config_builder *b;
-    raft_config *c;
-    CHECK_OK(raft_config_builder_new(&b));
-    CHECK_OK(raft_config_builder_set_id(b, id));
-    for (uint64_t v = 1; v <= N; v++) CHECK_OK(raft_config_builder_add_voter(b, v));
-    CHECK_OK(raft_config_builder_set_election_timeout_ms(b, 300 * time_scale()));
-    CHECK_OK(raft_config_builder_set_heartbeat_ms(b, 50 * time_scale()));
-    CHECK_OK(raft_config_builder_set_userdata(b, &members[id], NULL));
-    CHECK_OK(raft_config_builder_set_send_callback(b, send_cb));
-    CHECK_OK(raft_config_builder_set_apply_callback(b, apply_cb));
+    raft_config_builder *b = member_config(id, N, apply_cb);
     CHECK_OK(raft_config_builder_set_role_change_callback(b, role_cb));
-    CHECK_OK(raft_config_builder_build(b, &c));
-    raft_node *n;
-    CHECK_OK(raft_node_start(c, &n));
-    raft_config_free(c);
-    pthread_mutex_lock(&nodes_mu);
-    nodes[id] = n;
-    pthread_mutex_unlock(&nodes_mu);
+    node_publish(id, member_start(b));
   }
 
   uint64_t leader = find_leader(20000 * time_scale());
@@ -152,11 +111,7 @@ int main(void) {
   check_all(0, 11);
 
   /* Kill the leader: unpublish it first so no callback picks it up, then free it. */
-  pthread_mutex_lock(&nodes_mu);
-  raft_node *dead = nodes[leader];
-  nodes[leader] = NULL;
-  pthread_mutex_unlock(&nodes_mu);
-  CHECK_OK(raft_node_free(dead));
+  CHECK_OK(raft_node_free(node_publish(leader, NULL)));
   printf("killed leader %llu\n", (unsigned long long)leader);
 
   uint64_t next = find_leader(20000 * time_scale());
@@ -164,14 +119,8 @@ int main(void) {
   for (int i = 11; i < 20; i++) put(next, i);
   check_all(leader, 20);
 
-  for (uint64_t id = 1; id <= N; id++) {
-    pthread_mutex_lock(&nodes_mu);
-    raft_node *n = nodes[id];
-    nodes[id] = NULL;
-    pthread_mutex_unlock(&nodes_mu);
-    if (n) CHECK_OK(raft_node_free(n));
-  }
-  for (uint64_t id = 1; id <= N; id++) kv_destroy(&members[id].kv);
+  free_all_nodes();
+  members_destroy();
   printf("kv_inproc: ok (leaders %llu then %llu)\n", (unsigned long long)leader,
          (unsigned long long)next);
   return 0;

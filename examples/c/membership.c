@@ -1,53 +1,11 @@
 /* Membership from C: three nodes in one process, a fourth added as a learner that the
  * leader promotes by itself once caught up, then a follower removed for good. */
 #define _POSIX_C_SOURCE 200809L
-#include "util.h"
-
 #define N 4
-
-static pthread_mutex_t nodes_mu = PTHREAD_MUTEX_INITIALIZER;
-static raft_node *nodes[N + 1];
-static kv_store kvs[N + 1];
-
-static raft_node *node_of(uint64_t id) {
-  pthread_mutex_lock(&nodes_mu);
-  raft_node *n = id >= 1 && id <= N ? nodes[id] : NULL;
-  pthread_mutex_unlock(&nodes_mu);
-  return n;
-}
-
-/* The sender is known in process (its userdata is its kv_store), so the receiver checks
- * the message's claimed sender against it. */
-static void send_cb(void *userdata, uint64_t to, const uint8_t *data, size_t len) {
-  uint64_t from = (uint64_t)((kv_store *)userdata - kvs);
-  raft_node *n = node_of(to);
-  if (n) (void)raft_node_step_from(n, from, data, len);
-}
-
-static int apply_cb(void *userdata, uint64_t index, const uint8_t *cmd, size_t len,
-                    raft_buf *out) {
-  (void)index, (void)out;
-  return kv_apply(userdata, cmd, len);
-}
+#include "inproc.h"
 
 /* Every node starts knowing voters 1..3; node 4 waits to be added. */
-static raft_node *start(uint64_t id) {
-  raft_config_builder *b;
-  raft_config *c;
-  raft_node *n;
-  CHECK_OK(raft_config_builder_new(&b));
-  CHECK_OK(raft_config_builder_set_id(b, id));
-  for (uint64_t v = 1; v <= 3; v++) CHECK_OK(raft_config_builder_add_voter(b, v));
-  CHECK_OK(raft_config_builder_set_election_timeout_ms(b, 300 * time_scale()));
-  CHECK_OK(raft_config_builder_set_heartbeat_ms(b, 50 * time_scale()));
-  CHECK_OK(raft_config_builder_set_userdata(b, &kvs[id], NULL));
-  CHECK_OK(raft_config_builder_set_send_callback(b, send_cb));
-  CHECK_OK(raft_config_builder_set_apply_callback(b, apply_cb));
-  CHECK_OK(raft_config_builder_build(b, &c));
-  CHECK_OK(raft_node_start(c, &n));
-  raft_config_free(c);
-  return n;
-}
+static raft_node *start(uint64_t id) { return member_start(member_config(id, 3, member_apply)); }
 
 static int is_voter(raft_node *n, uint64_t id) {
   uint64_t ids[8];
@@ -59,13 +17,8 @@ static int is_voter(raft_node *n, uint64_t id) {
 }
 
 int main(void) {
-  for (uint64_t id = 1; id <= N; id++) kv_init(&kvs[id]);
-  for (uint64_t id = 1; id <= 3; id++) {
-    raft_node *n = start(id);
-    pthread_mutex_lock(&nodes_mu);
-    nodes[id] = n;
-    pthread_mutex_unlock(&nodes_mu);
-  }
+  members_init();
+  for (uint64_t id = 1; id <= 3; id++) node_publish(id, start(id));
   uint64_t leader = 0;
   for (uint64_t end = now_ms() + 20000 * time_scale(); !leader && now_ms() < end; sleep_ms(20))
     for (uint64_t id = 1; id <= 3; id++) {
@@ -85,14 +38,12 @@ int main(void) {
 
   /* Node 4 joins as a learner and is promoted automatically once within 5 entries. */
   raft_node *n4 = start(4);
-  pthread_mutex_lock(&nodes_mu);
-  nodes[4] = n4;
-  pthread_mutex_unlock(&nodes_mu);
+  node_publish(4, n4);
   CHECK_OK(raft_node_add_learner(l, 4, 5, 5000 * time_scale()));
   uint64_t end = now_ms() + 10000 * time_scale();
   while (!is_voter(l, 4) && now_ms() < end) sleep_ms(20);
   CHECK(is_voter(l, 4));
-  CHECK(kv_wait(&kvs[4], "a", "1", 5000 * time_scale()));
+  CHECK(kv_wait(&members[4].kv, "a", "1", 5000 * time_scale()));
   printf("node 4 added as a learner and promoted to voter\n");
 
   /* Remove a follower for good: it leaves the configuration and cannot come back. */
@@ -100,17 +51,11 @@ int main(void) {
   CHECK(!is_voter(l, follower));
   CHECK(raft_node_add_learner(l, follower, 0, 1000) == RAFT_STATUS_INVALID_ARGUMENT);
   CHECK_OK(propose_retry(l, "b=2", 5000 * time_scale()));
-  CHECK(kv_wait(&kvs[4], "b", "2", 5000 * time_scale()));
+  CHECK(kv_wait(&members[4].kv, "b", "2", 5000 * time_scale()));
   printf("node %llu removed; writes continue\n", (unsigned long long)follower);
 
-  for (uint64_t id = 1; id <= N; id++) {
-    pthread_mutex_lock(&nodes_mu);
-    raft_node *n = nodes[id];
-    nodes[id] = NULL;
-    pthread_mutex_unlock(&nodes_mu);
-    CHECK_OK(raft_node_free(n));
-  }
-  for (uint64_t id = 1; id <= N; id++) kv_destroy(&kvs[id]);
+  free_all_nodes();
+  members_destroy();
   printf("membership: OK\n");
   return 0;
 }

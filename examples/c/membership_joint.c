@@ -3,54 +3,12 @@
  * each later change compare-and-set against raft_node_conf_id. Bad arguments and a stale
  * configuration id are refused and change nothing. */
 #define _POSIX_C_SOURCE 200809L
-#include "util.h"
-
 #define N 5
-
-static pthread_mutex_t nodes_mu = PTHREAD_MUTEX_INITIALIZER;
-static raft_node *nodes[N + 1];
-static kv_store kvs[N + 1];
-
-static raft_node *node_of(uint64_t id) {
-  pthread_mutex_lock(&nodes_mu);
-  raft_node *n = id >= 1 && id <= N ? nodes[id] : NULL;
-  pthread_mutex_unlock(&nodes_mu);
-  return n;
-}
-
-/* The sender is known in process (its userdata is its kv_store), so the receiver checks
- * the message's claimed sender against it. */
-static void send_cb(void *userdata, uint64_t to, const uint8_t *data, size_t len) {
-  uint64_t from = (uint64_t)((kv_store *)userdata - kvs);
-  raft_node *n = node_of(to);
-  if (n) (void)raft_node_step_from(n, from, data, len);
-}
-
-static int apply_cb(void *userdata, uint64_t index, const uint8_t *cmd, size_t len,
-                    raft_buf *out) {
-  (void)index, (void)out;
-  return kv_apply(userdata, cmd, len);
-}
+#include "inproc.h"
 
 /* Every node starts knowing voters 1..3; nodes 4 and 5 wait to be added. */
 static void start(uint64_t id) {
-  raft_config_builder *b;
-  raft_config *c;
-  raft_node *n;
-  CHECK_OK(raft_config_builder_new(&b));
-  CHECK_OK(raft_config_builder_set_id(b, id));
-  for (uint64_t v = 1; v <= 3; v++) CHECK_OK(raft_config_builder_add_voter(b, v));
-  CHECK_OK(raft_config_builder_set_election_timeout_ms(b, 300 * time_scale()));
-  CHECK_OK(raft_config_builder_set_heartbeat_ms(b, 50 * time_scale()));
-  CHECK_OK(raft_config_builder_set_userdata(b, &kvs[id], NULL));
-  CHECK_OK(raft_config_builder_set_send_callback(b, send_cb));
-  CHECK_OK(raft_config_builder_set_apply_callback(b, apply_cb));
-  CHECK_OK(raft_config_builder_build(b, &c));
-  CHECK_OK(raft_node_start(c, &n));
-  raft_config_free(c);
-  pthread_mutex_lock(&nodes_mu);
-  nodes[id] = n;
-  pthread_mutex_unlock(&nodes_mu);
+  node_publish(id, member_start(member_config(id, 3, member_apply)));
 }
 
 /* A node's view of the configuration: its id, then voters and learners (ascending). */
@@ -83,7 +41,7 @@ static int has_members(const conf_view *c, const uint64_t *v, size_t nv, const u
 }
 
 int main(void) {
-  for (uint64_t id = 1; id <= N; id++) kv_init(&kvs[id]);
+  members_init();
   for (uint64_t id = 1; id <= 3; id++) start(id);
   uint64_t leader = 0;
   for (uint64_t end = now_ms() + 20000 * time_scale(); !leader && now_ms() < end; sleep_ms(20))
@@ -128,8 +86,8 @@ int main(void) {
   conf_view learners = view(l);
   CHECK(learners.id > before.id);
   CHECK(has_members(&learners, v123, 3, l45, 2));
-  CHECK(kv_wait(&kvs[4], "a", "1", wait_ms));
-  CHECK(kv_wait(&kvs[5], "a", "1", wait_ms));
+  CHECK(kv_wait(&members[4].kv, "a", "1", wait_ms));
+  CHECK(kv_wait(&members[5].kv, "a", "1", wait_ms));
   printf("nodes 4 and 5 added as learners (configuration id %llu)\n",
          (unsigned long long)learners.id);
 
@@ -146,7 +104,7 @@ int main(void) {
   after = view(l);
   CHECK(same_view(&five, &after));
   CHECK_OK(propose_retry(l, "b=2", 5000 * time_scale()));
-  for (uint64_t id = 1; id <= N; id++) CHECK(kv_wait(&kvs[id], "b", "2", wait_ms));
+  for (uint64_t id = 1; id <= N; id++) CHECK(kv_wait(&members[id].kv, "b", "2", wait_ms));
   printf("five voters after one joint change (configuration id %llu)\n",
          (unsigned long long)five.id);
 
@@ -166,7 +124,7 @@ int main(void) {
   CHECK(three.id > five.id);
   CHECK(has_members(&three, keep, 3, NULL, 0));
   CHECK_OK(propose_retry(l, "c=3", 5000 * time_scale()));
-  for (size_t i = 0; i < nk; i++) CHECK(kv_wait(&kvs[keep[i]], "c", "3", wait_ms));
+  for (size_t i = 0; i < nk; i++) CHECK(kv_wait(&members[keep[i]].kv, "c", "3", wait_ms));
 
   /* Removed ids never come back. */
   uint64_t again[] = {keep[0], keep[1], keep[2], gone[0]};
@@ -177,14 +135,8 @@ int main(void) {
   printf("nodes %llu and %llu removed in one change; writes continue\n",
          (unsigned long long)gone[0], (unsigned long long)gone[1]);
 
-  for (uint64_t id = 1; id <= N; id++) {
-    pthread_mutex_lock(&nodes_mu);
-    raft_node *n = nodes[id];
-    nodes[id] = NULL;
-    pthread_mutex_unlock(&nodes_mu);
-    CHECK_OK(raft_node_free(n));
-  }
-  for (uint64_t id = 1; id <= N; id++) kv_destroy(&kvs[id]);
+  free_all_nodes();
+  members_destroy();
   printf("membership_joint: OK\n");
   return 0;
 }

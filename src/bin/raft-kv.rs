@@ -38,14 +38,14 @@ use clap::Parser;
 use client_port::{parse_request, read_request, ClientSlots, Op, Request};
 use command::{Command, KvMachine, KvMap, Members};
 use raft::core::{ConfState, Role};
-use raft::runtime::{Error, Node, NodeConfig};
-use raft::transport::{OnMessage, TcpTransport, TlsConfig, TransportConfig};
+use raft::runtime::{Error, Node, NodeConfig, NodeSlot};
+use raft::transport::{TcpTransport, TlsConfig, TransportConfig};
 use std::collections::BTreeMap;
 use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Parses `ID=HOST:PORT,...` into the initial membership with each voter's Raft address.
@@ -455,17 +455,8 @@ fn run(a: Args) -> Result<(), String> {
         .map_err(|e| format!("create {}: {e}", a.data_dir.display()))?;
 
     // The transport needs its callback before the node exists; the node needs the transport
-    // as its sink. A once-cell breaks the cycle: frames arriving before it is set are
-    // dropped, which Raft tolerates like any lost message.
-    let slot: Arc<OnceLock<Arc<Node>>> = Arc::new(OnceLock::new());
-    let on_message: OnMessage = {
-        let slot = slot.clone();
-        Arc::new(move |from, bytes| {
-            if let Some(node) = slot.get() {
-                let _ = node.step_from(from, &bytes);
-            }
-        })
-    };
+    // as its sink. The slot breaks the cycle (frames before it is set are dropped).
+    let slot = NodeSlot::new();
     let listen = a.listen.unwrap_or(a.peers[&a.id]);
     let mut tcfg = TransportConfig::new(a.id, a.cluster_id, listen);
     tcfg.peers = a
@@ -482,7 +473,8 @@ fn run(a: Args) -> Result<(), String> {
     tcfg.reconnect_backoff_max = Duration::from_millis(500);
     tcfg.connect_timeout = Duration::from_secs(1);
     let transport = Arc::new(
-        TcpTransport::start(tcfg, on_message).map_err(|e| format!("transport on {listen}: {e}"))?,
+        TcpTransport::start(tcfg, slot.on_message())
+            .map_err(|e| format!("transport on {listen}: {e}"))?,
     );
 
     let map = KvMap::default();

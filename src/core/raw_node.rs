@@ -72,6 +72,8 @@ pub struct PeerStatus {
     pub next: u64,
     /// Probe, Replicate or Snapshot.
     pub state: &'static str,
+    /// A learner (receives the log, does not vote) rather than a voter.
+    pub learner: bool,
 }
 
 /// A snapshot of a node's state for operators.
@@ -85,6 +87,11 @@ pub struct Status {
     pub term: u64,
     /// Known leader.
     pub leader: NodeId,
+    /// The candidate this node voted for in `term` (0 if none).
+    pub voted_for: NodeId,
+    /// This node is a learner of the configuration in force (its role is then always
+    /// follower: it never campaigns).
+    pub learner: bool,
     /// Commit index.
     pub commit: u64,
     /// Applied index.
@@ -314,6 +321,7 @@ impl<S: Storage> RawNode<S> {
                     ProgressState::Replicate => "replicate",
                     ProgressState::Snapshot => "snapshot",
                 },
+                learner: r.conf().learners.contains(&id),
             })
             .collect();
         Status {
@@ -321,6 +329,8 @@ impl<S: Storage> RawNode<S> {
             role: r.role,
             term: r.term,
             leader: r.leader,
+            voted_for: r.vote,
+            learner: r.conf().learners.contains(&r.id()),
             commit: r.log.committed,
             applied: r.log.applied,
             last_index: r.log.last_index(),

@@ -157,7 +157,7 @@ impl<S: Subscriber> Layer<S> for CLayer {
 /// process-global default.
 pub(crate) fn c_dispatch() -> &'static Dispatch {
     static D: OnceLock<Dispatch> = OnceLock::new();
-    D.get_or_init(|| Dispatch::new(tracing_subscriber::registry().with(CLayer)))
+    D.get_or_init(|| crate::log_scope::dispatch(tracing_subscriber::registry().with(CLayer)))
 }
 
 /// Installs (or, with `cb == NULL` or `max_level == RAFT_LOG_LEVEL_OFF`, removes) the

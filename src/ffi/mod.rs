@@ -37,14 +37,26 @@
 
 mod buf;
 mod config;
+mod config_callbacks;
 mod handle;
 mod log;
+mod membership;
+mod metrics;
 mod node;
+mod ops;
+mod sim;
+mod status;
 
 pub use buf::*;
 pub use config::*;
+pub use config_callbacks::*;
 pub use log::*;
+pub use membership::*;
+pub use metrics::*;
 pub use node::*;
+pub use ops::*;
+pub use sim::*;
+pub use status::*;
 
 use std::cell::{Cell, RefCell};
 use std::ffi::c_char;

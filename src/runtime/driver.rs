@@ -72,6 +72,9 @@ pub(crate) struct Driver {
     raft_thread: OnceLock<Thread>,
     shared: Arc<Shared>,
     inbox_limit: usize,
+    /// The log scope the node was started in (see [`crate::log_scope`]): entered by a
+    /// caller thread while it runs a pass, so its events go where the engine threads' go.
+    log_scope: Option<tracing::Dispatch>,
 }
 
 /// The sending side of the Raft loop's queues.
@@ -105,6 +108,9 @@ impl Inbox {
         let before = shared.inbox_bytes.fetch_add(bytes, Ordering::AcqRel);
         if before.saturating_add(bytes) > self.driver.inbox_limit {
             shared.inbox_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            shared
+                .metrics
+                .on_drop(super::metrics::DropReason::InboxFull);
             return Err((input, Error::Busy));
         }
         let proposal = matches!(input, Input::Propose(..));
@@ -141,6 +147,7 @@ impl Driver {
             caller_runs,
             raft_thread: OnceLock::new(),
             inbox_limit,
+            log_scope: crate::log_scope::current(),
         });
         Inbox { tx, ctl, driver }
     }
@@ -173,7 +180,10 @@ impl Driver {
                 self.wake_raft_thread();
                 return;
             }
-            guarded_pass(lp, Instant::now());
+            match &self.log_scope {
+                Some(d) => crate::log_scope::scoped(d, || guarded_pass(lp, Instant::now())),
+                None => guarded_pass(lp, Instant::now()),
+            }
             proposal = false; // Ours is in the log now; what follows is replies.
             let (stopped, more) = (lp.stop.is_some(), lp.has_queued());
             drop(guard);

@@ -9,6 +9,7 @@ mod driver;
 mod error;
 pub mod metrics;
 mod node;
+mod node_slot;
 mod raft_loop;
 pub mod session;
 mod state_machine;
@@ -16,6 +17,7 @@ mod storage_worker;
 
 pub use config::{NodeConfig, MAX_COMMAND_BYTES_LIMIT};
 pub use error::Error;
-pub use metrics::{Counters, Histogram, NodeMetrics};
+pub use metrics::{Counters, DropReason, Histogram, NodeMetrics, PeerTraffic};
 pub use node::{inside_callback, Node, ProposeResult};
+pub use node_slot::NodeSlot;
 pub use state_machine::{Committed, MessageSink, StateMachine};

@@ -304,11 +304,20 @@ impl Node {
     /// Delivers message bytes received from a peer (any thread). Malformed bytes are
     /// refused with an error and change nothing.
     pub fn step(&self, bytes: &[u8]) -> Result<(), Error> {
+        let mut from = None;
         let r = codec::decode(bytes, self.max_msg)
             .map_err(|e| Error::Invalid(e.to_string()))
-            .and_then(|m| self.step_message(m));
-        self.shared.metrics.on_step(bytes.len(), r.is_ok());
+            .and_then(|m| {
+                from = Some(m.from);
+                self.step_message(m)
+            });
+        self.count_step(from, bytes.len(), &r);
         r
+    }
+
+    fn count_step(&self, from: Option<NodeId>, len: usize, r: &Result<(), Error>) {
+        let invalid = matches!(r, Err(Error::Invalid(_)));
+        self.shared.metrics.on_step(from, len, r.is_ok(), invalid);
     }
 
     /// Like [`Node::step`], for transports that know who sent the bytes: `from` is the
@@ -327,7 +336,7 @@ impl Node {
                 }
                 self.step_message(m)
             });
-        self.shared.metrics.on_step(bytes.len(), r.is_ok());
+        self.count_step(Some(from), bytes.len(), &r);
         r
     }
 
@@ -364,6 +373,9 @@ impl Node {
     /// Refuses a command above [`NodeConfig::max_command_bytes`] with [`Error::TooLarge`].
     pub fn check_size(&self, len: usize) -> Result<(), Error> {
         if len > self.max_command {
+            self.shared
+                .metrics
+                .on_drop(super::metrics::DropReason::TooLarge);
             return Err(Error::TooLarge {
                 len,
                 max: self.max_command,

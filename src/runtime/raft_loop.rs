@@ -13,6 +13,7 @@ use super::apply::{ApplyJob, Completion};
 use super::clock::TickClock;
 use super::driver::{Control, Queues};
 use super::error::Error;
+use super::metrics::DropReason;
 use super::node::{promotion, Input, ProposeResult, ReadDone, Shared};
 use super::state_machine::MessageSink;
 use super::storage_worker::{self, StorageJob};
@@ -34,6 +35,8 @@ const READ_CTX_COUNTER_BITS: u32 = 40;
 struct PendingProposal {
     term: u64,
     done: Completion,
+    /// When it was appended (for `raft_commit_seconds`).
+    at: Instant,
 }
 
 /// A read waiting for its read index (or for a leader to ask).
@@ -273,6 +276,7 @@ impl RaftLoop {
             }
             Input::Propose(data, done) => {
                 if self.storage_full() || self.apply_outstanding() > self.budgets.apply_bytes {
+                    self.shared.metrics.on_drop(DropReason::Busy);
                     self.complete(done, Err(Error::Busy));
                 } else {
                     batch.push((data, done));
@@ -283,7 +287,8 @@ impl RaftLoop {
                 match self.raw.propose_conf_change(cc, expected) {
                     Ok(idx) => {
                         let term = self.raw.raft.term;
-                        self.pending.insert(idx, PendingProposal { term, done });
+                        let at = Instant::now();
+                        self.pending.insert(idx, PendingProposal { term, done, at });
                     }
                     Err(e) => self.complete(done, Err(e.into())),
                 }
@@ -360,13 +365,14 @@ impl RaftLoop {
         }
         let (cmds, dones): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         let r = self.raw.propose(cmds);
-        self.shared.metrics.on_proposals(dones.len(), r.is_ok());
+        self.shared.metrics.on_proposals(dones.len(), &r);
         match r {
             Ok(first) => {
                 let term = self.raw.raft.term;
+                let at = Instant::now();
                 for (i, done) in dones.into_iter().enumerate() {
                     self.pending
-                        .insert(first + i as u64, PendingProposal { term, done });
+                        .insert(first + i as u64, PendingProposal { term, done, at });
                 }
             }
             Err(e) => {
@@ -469,10 +475,15 @@ impl RaftLoop {
                 let mut items = Vec::with_capacity(rd.committed_entries.len());
                 let mut bytes = 0;
                 let mut dropped = Vec::new();
+                let now = Instant::now();
                 for e in rd.committed_entries {
                     bytes += e.size();
                     let done = match self.pending.remove(&e.index) {
-                        Some(p) if p.term == e.term => Some(p.done),
+                        Some(p) if p.term == e.term => {
+                            let waited = now.saturating_duration_since(p.at);
+                            self.shared.metrics.commit_seconds.observe_duration(waited);
+                            Some(p.done)
+                        }
                         Some(p) => {
                             dropped.push((p.done, Err(Error::Dropped)));
                             None

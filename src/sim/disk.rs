@@ -1,8 +1,11 @@
 //! The simulated disk: writes land in a page-cache copy at once and become durable only
-//! when a sync completes; a crash keeps the durable copy plus a random prefix of the
-//! unsynced writes (torn writes).
+//! when a sync completes. A process crash keeps the durable copy plus a random prefix of the
+//! unsynced writes (the page cache is written back in order). A power loss keeps a random
+//! subset (not a prefix) of them, as the real store's recovery leaves it after losing
+//! unsynced pages and directory operations in any order (see [`Disk::power_loss`]).
 
-use crate::core::{ConfState, Entry, HardState, MemStorage, SnapshotMeta};
+use crate::core::rng::Rng;
+use crate::core::{ConfState, Entry, HardState, MemStorage, SnapshotMeta, Storage};
 
 /// One write operation, replayed on the durable copy at sync time.
 #[derive(Debug, Clone)]
@@ -70,6 +73,50 @@ impl Disk {
         }
         self.unsynced.clear();
         self.cache = self.durable.deep_clone();
+    }
+
+    /// Loses the cache as a power loss does: each unsynced write survives or not at random
+    /// (`seed`), independently of the others, except where the real store's recovery
+    /// restores an order: an append that would follow a lost one is cut at the hole (the
+    /// WAL is truncated at the first damaged record after the synced mark); a hard state is
+    /// kept only if every append before it is (the store syncs entries before writing a
+    /// hard state); a local snapshot whose entry was lost supersedes the log (recovery
+    /// discards a log that does not hold the snapshot's entry). Returns how many unsynced
+    /// writes were lost.
+    pub fn power_loss(&mut self, seed: u64) -> usize {
+        let mut rng = Rng::new(seed);
+        let mut lost = 0;
+        let mut appends_intact = true;
+        for op in self.unsynced.drain(..) {
+            let keep = rng.chance(1, 2);
+            let applies = match &op {
+                WriteOp::Append(es) => {
+                    let fits = es
+                        .first()
+                        .is_some_and(|e| e.index <= self.durable.last_index() + 1);
+                    let ok = keep && fits;
+                    appends_intact &= ok;
+                    ok
+                }
+                WriteOp::HardState(_) => keep && appends_intact,
+                WriteOp::CreateSnapshot(meta, data, _)
+                    if keep && self.durable.term(meta.index).ok() != Some(meta.term) =>
+                {
+                    if meta.index > self.durable.snapshot_meta().index {
+                        self.durable.apply_snapshot(meta.clone(), data.clone());
+                    }
+                    continue;
+                }
+                _ => keep,
+            };
+            if applies {
+                let _ = apply(&self.durable, &op);
+            } else {
+                lost += 1;
+            }
+        }
+        self.cache = self.durable.deep_clone();
+        lost
     }
 }
 

@@ -11,9 +11,14 @@ pub mod linearizability;
 mod node;
 pub mod oracle;
 pub mod porcupine;
+pub mod user;
 
 pub use bias::Bias;
 pub use invariants::Violation;
+pub use user::{
+    kv, Check, ClientCtx, Failure, Fault, FaultConfig, KvModel, Model, OpKind, Operation, Report,
+    Request, Scheduled, Shrunk, SimBuilder, SimStateMachine, Simulation,
+};
 
 use crate::core::rng::Rng;
 use crate::core::{ConfChange, ConfState, Config, Message, MessageBody, NodeId, ReadState, Role};
@@ -374,6 +379,19 @@ impl Sim {
         self.steps.forget(id);
         // Operations in flight on the crashed node never complete (outcome unknown).
         self.pending_reads.retain(|r| r.node != id);
+    }
+
+    /// Cuts a node's power: like [`Sim::crash`], but the disk loses unsynced writes
+    /// non-prefix (any subset of them survives), as after a power loss; returns how many
+    /// unsynced writes were lost.
+    pub fn power_loss(&mut self, id: NodeId) -> usize {
+        self.paused.remove(&id);
+        let seed = self.rng.next_u64();
+        let lost = self.nodes.get_mut(&id).map_or(0, |n| n.power_loss(seed));
+        self.pending.retain(|p| p.node != id);
+        self.steps.forget(id);
+        self.pending_reads.retain(|r| r.node != id);
+        lost
     }
 
     /// Restarts a crashed node from its durable state.

@@ -207,6 +207,17 @@ impl SimNode {
         self.cas_results.clear();
     }
 
+    /// Power loss: like [`SimNode::crash`], but unsynced writes are lost non-prefix
+    /// ([`Disk::power_loss`]); returns how many were lost.
+    pub fn power_loss(&mut self, seed: u64) -> usize {
+        self.raw = None;
+        let lost = self.disk.power_loss(seed);
+        self.waiting.clear();
+        self.applied_log.clear();
+        self.cas_results.clear();
+        lost
+    }
+
     /// Restart from durable state: restore the snapshot, then replay via the core.
     pub fn restart(&mut self, seed: u64) -> Result<(), String> {
         let meta = self.disk.cache.snapshot_meta();

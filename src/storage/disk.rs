@@ -2,7 +2,7 @@
 //!
 //! See `docs/STORAGE.md` for the on-disk format and the recovery rules.
 
-use super::fsutil::{fsync_dir, io_err};
+use super::fsutil::{fsync_dir, io_err, sync_file};
 use super::hard_state;
 use super::identity::Identity;
 use super::record::{self, Parsed};
@@ -204,6 +204,15 @@ impl Inner {
         Ok(())
     }
 
+    /// The path of the last (active) segment (empty if there is none).
+    fn active_path(&self) -> PathBuf {
+        self.segments
+            .values()
+            .next_back()
+            .map(|s| s.path.clone())
+            .unwrap_or_default()
+    }
+
     fn sync_dir(&mut self) -> StorageResult<()> {
         if self.fsync {
             if let Err(e) = fsync_dir(&self.dir) {
@@ -300,7 +309,7 @@ impl Inner {
                     .open(&tmp)?;
                 f.write_all(&segment::encode_header(first))?;
                 if self.fsync {
-                    f.sync_all()?;
+                    sync_file(&f, &tmp, false)?;
                 }
             }
             fs::rename(&tmp, &path)?;
@@ -343,7 +352,8 @@ impl Inner {
                 return Err(self.poison("flush WAL", e));
             }
             if self.fsync {
-                if let Err(e) = w.get_ref().sync_data() {
+                let path = self.active_path();
+                if let Err(e) = sync_file(w.get_ref(), &path, true) {
                     return Err(self.poison("fsync WAL", e));
                 }
             }
@@ -421,12 +431,12 @@ impl Inner {
             if seg.mark > loc.offset {
                 seg.write_mark(loc.offset)?;
                 if fsync {
-                    seg.file.sync_data()?;
+                    sync_file(&seg.file, &seg.path, true)?;
                 }
             }
             seg.file.set_len(loc.offset)?;
             if fsync {
-                seg.file.sync_all()?;
+                sync_file(&seg.file, &seg.path, false)?;
             }
             Ok(())
         })();
@@ -691,10 +701,11 @@ impl LogStore for DiskStorage {
         let mut g = self.inner.lock();
         g.check()?;
         let fsync = g.fsync;
+        let path = g.active_path();
         let res = match g.writer.as_mut() {
             Some(w) => w.flush().and_then(|_| {
                 if fsync {
-                    w.get_ref().sync_data()
+                    sync_file(w.get_ref(), &path, true)
                 } else {
                     Ok(())
                 }
@@ -756,6 +767,7 @@ impl LogStore for DiskStorage {
             });
         }
         let fsync = g.fsync;
+        let partial_path = g.dir.join(PARTIAL_FILE);
         let p = g.partial.as_ref().expect("partial");
         if p.durable != offset {
             return Ok(false);
@@ -770,7 +782,13 @@ impl LogStore for DiskStorage {
         let res = p
             .file
             .write_all_at(data, p.data_offset + offset)
-            .and_then(|_| if fsync { p.file.sync_all() } else { Ok(()) });
+            .and_then(|_| {
+                if fsync {
+                    sync_file(&p.file, &partial_path, false)
+                } else {
+                    Ok(())
+                }
+            });
         if let Err(e) = res {
             return Err(g.poison("write incoming snapshot", e));
         }
@@ -884,7 +902,7 @@ impl LogStore for DiskStorage {
         }
         let mut g = self.inner.lock();
         if fsync {
-            if let Err(e) = file.sync_all() {
+            if let Err(e) = sync_file(&file, &tmp, false) {
                 let _ = fs::remove_file(&tmp);
                 return Err(g.poison(format!("fsync {}", tmp.display()), e));
             }

@@ -5,6 +5,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 
+use super::power_loss::{synced, SyncEvent};
+
 /// Maps an I/O error to [`StorageError::Io`], naming what was being done.
 pub fn io_err(what: impl std::fmt::Display, e: std::io::Error) -> StorageError {
     StorageError::Io(format!("{what}: {e}"))
@@ -12,7 +14,19 @@ pub fn io_err(what: impl std::fmt::Display, e: std::io::Error) -> StorageError {
 
 /// Fsyncs a directory so renames, creations and removals in it are durable.
 pub fn fsync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
+    synced(SyncEvent::Dir(dir), || File::open(dir)?.sync_all())
+}
+
+/// Fsyncs `file` (at `path`): `fdatasync` if `data_only`, else `fsync`. Every fsync of a
+/// store file goes through here (and [`fsync_dir`]) so power-loss tests can observe it.
+pub fn sync_file(file: &File, path: &Path, data_only: bool) -> std::io::Result<()> {
+    synced(SyncEvent::File(path), || {
+        if data_only {
+            file.sync_data()
+        } else {
+            file.sync_all()
+        }
+    })
 }
 
 /// Writes `bytes` to `dir/name` atomically: write `name.tmp`, fsync, rename, fsync the
@@ -27,7 +41,7 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8], fsync: bool) -> std::i
             .open(&tmp)?;
         f.write_all(bytes)?;
         if fsync {
-            f.sync_all()?;
+            sync_file(&f, &tmp, false)?;
         }
     }
     fs::rename(&tmp, dir.join(name))?;

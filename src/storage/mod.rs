@@ -11,6 +11,7 @@ mod fsutil;
 pub mod hard_state;
 pub mod identity;
 pub mod inspect;
+pub mod power_loss;
 pub mod record;
 mod recovery;
 pub mod segment;

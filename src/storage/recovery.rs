@@ -1,7 +1,7 @@
 //! Crash recovery: [`DiskStorage::open`] scans and repairs a store directory.
 
 use super::disk::{open_writer, DiskStorage, Inner, Loc, Partial, Segment, SnapFile, LOCK_FILE};
-use super::fsutil::{fsync_dir, io_err};
+use super::fsutil::{fsync_dir, io_err, sync_file};
 use super::hard_state::{self, HARD_STATE_FILE, STORE_META_FILE, WAL_HEAD_FILE};
 use super::identity::{self, Identity, IDENTITY_FILE};
 use super::segment::{self, corrupt, Tail};
@@ -172,13 +172,34 @@ impl DiskStorage {
 
         // WAL segments.
         let cache_limit = opts.cache_bytes;
-        let mut segments = BTreeMap::new();
+        let mut segments: BTreeMap<u64, Segment> = BTreeMap::new();
         let mut locs = VecDeque::new();
         let mut cache: VecDeque<Entry> = VecDeque::new();
         let mut cache_bytes = 0u64;
         let mut expected: Option<u64> = None;
         let mut prev_term = 0u64;
-        let list = segment::list(dir)?;
+        let mut list = segment::list(dir)?;
+        if !upgrade && list.iter().any(|(f, _)| *f > wal_head) {
+            // wal.head is lowered durably before newer segments are unlinked (suffix
+            // replacement, log reset) and raised only after a new segment is durably in
+            // place and before anything is appended to it. Segments newer than it are
+            // therefore leftovers of an interrupted removal (a power loss may undo any of
+            // those unlinks, in any order) or empty: never acknowledged entries.
+            for (f, name) in list.iter().filter(|(f, _)| *f > wal_head) {
+                tracing::warn!(
+                    file = name.as_str(),
+                    first_index = f,
+                    wal_head,
+                    "removing a WAL segment newer than {WAL_HEAD_FILE} (left by an \
+                     interrupted removal or segment creation)"
+                );
+                fs::remove_file(dir.join(name)).map_err(|e| io_err(name, e))?;
+            }
+            if fsync {
+                fsync_dir(dir).map_err(|e| io_err(dir.display(), e))?;
+            }
+            list.retain(|(f, _)| *f <= wal_head);
+        }
         if wal_head > 0 && !list.iter().any(|(f, _)| *f == wal_head) {
             return Err(StorageError::Missing(format!(
                 "{}: WAL segment {} is missing: {WAL_HEAD_FILE} records it as the newest \
@@ -196,7 +217,31 @@ impl DiskStorage {
                 return Err(corrupt(&path, 0, "segment first index 0 is invalid"));
             }
             if let Some(exp) = expected {
-                if first != exp {
+                if first != exp && first <= snap.index + 1 {
+                    // Compaction unlinks old segments oldest first and then fsyncs the
+                    // directory once; a power loss may undo any of those unlinks, leaving
+                    // older segments before a gap. Everything before this segment is
+                    // covered by the snapshot: those are leftovers, not a hole in the log.
+                    for (f, s) in std::mem::take(&mut segments) {
+                        tracing::warn!(
+                            file = %s.path.display(),
+                            first_index = f,
+                            snapshot_index = snap.index,
+                            next_segment = first,
+                            "removing a WAL segment the snapshot covers, left before a gap by \
+                             an interrupted compaction"
+                        );
+                        drop(s.file);
+                        fs::remove_file(&s.path).map_err(|e| io_err(s.path.display(), e))?;
+                    }
+                    if fsync {
+                        fsync_dir(dir).map_err(|e| io_err(dir.display(), e))?;
+                    }
+                    locs.clear();
+                    cache.clear();
+                    cache_bytes = 0;
+                    prev_term = 0;
+                } else if first != exp {
                     return Err(corrupt(
                         &path,
                         0,
@@ -253,7 +298,7 @@ impl DiskStorage {
                         .map_err(|e| io_err(path.display(), e))?;
                     f.set_len(*offset).map_err(|e| io_err(path.display(), e))?;
                     if fsync {
-                        f.sync_all().map_err(|e| io_err(path.display(), e))?;
+                        sync_file(&f, &path, false).map_err(|e| io_err(path.display(), e))?;
                     }
                 }
             }

@@ -5,7 +5,10 @@
 //!
 //! ```text
 //! bench-node --id N --peers 1=127.0.0.1:P1,2=...,3=... [--data-dir DIR] [--fsync always|never]
-//!            [--election-ms 150] [--snapshot-entries 100000]
+//!            [--election-ms 150] [--snapshot-entries 100000] [--caller-runs] [--tls-dir DIR]
+//!
+//! With `--tls-dir` the peers talk mutually authenticated TLS 1.3 with DIR/ca.pem and this
+//! node's DIR/node-N.pem / DIR/node-N.key (written by `w2 --tls`).
 //! ```
 //! Commands: `STATUS`, `LOAD <window> <secs> <warmup>`, `FILL <n> <window>`,
 //! `AWAIT <old_leader> <timeout_ms>`, `RSS`, `QUIT`.
@@ -52,6 +55,17 @@ fn main() {
     tcfg.reconnect_backoff_min = Duration::from_millis(10);
     tcfg.reconnect_backoff_max = Duration::from_millis(100);
     tcfg.connect_timeout = Duration::from_millis(500);
+    if let Some(dir) = a.str("tls-dir") {
+        let dir = std::path::Path::new(&dir);
+        let (cert, key) = (format!("node-{id}.pem"), format!("node-{id}.key"));
+        let tls = raft::transport::TlsConfig::from_files(
+            &dir.join(cert),
+            &dir.join(key),
+            &dir.join("ca.pem"),
+        )
+        .expect("TLS files");
+        tcfg.tls = Some(tls);
+    }
     let transport = Arc::new(TcpTransport::start(tcfg, on_message).expect("transport"));
     let mut cfg = NodeConfig::new(id, peers.keys().copied());
     cfg.election_timeout = Duration::from_millis(election_ms);
@@ -64,6 +78,7 @@ fn main() {
     };
     cfg.snapshot_entries = a.num("snapshot-entries", 100_000);
     cfg.snapshot_trailing = a.num("snapshot-trailing", 10_000);
+    cfg.caller_runs = a.str("caller-runs").is_some_and(|v| v != "0");
     let (sm, applied) = CountSm::new();
     let node = Arc::new(Node::start(cfg, Box::new(sm), transport.clone()).expect("node start"));
     let _ = slot.set(node.clone());

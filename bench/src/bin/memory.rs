@@ -3,13 +3,22 @@
 //! `--entries` 64-byte commands; then each process reports its VmRSS.
 //! `--storage mem` keeps the log in memory (MemStorage) instead.
 //!
+//! `--idle N` measures idle nodes instead: N nodes (rounded up to clusters of 3) in this one
+//! process, in-process transport, `MemStorage`, default `NodeConfig` except a 1 s election
+//! timeout and 100 ms heartbeats; once every cluster has a leader and `--settle` seconds of
+//! idling (heartbeats only) have passed, the growth of this process's VmRSS divided by N.
+//!
 //! `memory [--entries 1000000] [--storage disk|mem] [--fsync always|never]`
+//! `memory --idle 1000 [--settle 3]`
 
 use raft_bench::*;
 use std::time::{Duration, Instant};
 
 fn main() {
     let a = Args::parse();
+    if a.str("idle").is_some() {
+        return idle(a.num("idle", 1000), a.float("settle", 3.0));
+    }
     let n = a.num("entries", 1_000_000);
     let storage = a.str("storage").unwrap_or_else(|| "disk".into());
     let fsync = a.str("fsync").unwrap_or_else(|| "always".into());
@@ -85,4 +94,79 @@ fn rss(p: &mut Proc) -> u64 {
         .nth(1)
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// Idle nodes in one process: VmRSS growth per node and threads per node.
+fn idle(n: u64, settle: f64) {
+    let clusters = n.div_ceil(3);
+    let before = rss_kib();
+    let threads_before = threads();
+    let t = Instant::now();
+    let mut nets = Vec::new();
+    for c in 0..clusters {
+        let ids = [c * 3 + 1, c * 3 + 2, c * 3 + 3];
+        let (net, _) = start_cluster(&ids, |cfg| {
+            cfg.election_timeout = Duration::from_millis(1000);
+            cfg.heartbeat_interval = Duration::from_millis(100);
+        });
+        nets.push(net);
+    }
+    let started = t.elapsed().as_secs_f64();
+    let mut leaderless = 0;
+    for net in &nets {
+        if net.leader(Duration::from_secs(30)).is_none() {
+            leaderless += 1;
+        }
+    }
+    let cpu0 = cpu_secs();
+    std::thread::sleep(Duration::from_secs_f64(settle));
+    let cpu = (cpu_secs() - cpu0) / settle;
+    let after = rss_kib();
+    let nodes = clusters * 3;
+    let threads_after = threads();
+    let per_node = (after.saturating_sub(before)) as f64 / 1024.0 / nodes as f64;
+    let per_node_threads = threads_after.saturating_sub(threads_before) as f64 / nodes as f64;
+    bench_line("memory.idle.nodes", nodes as f64, "nodes");
+    bench_line("memory.idle.per_node.rss", per_node, "MiB");
+    bench_line("memory.idle.per_node.threads", per_node_threads, "threads");
+    bench_line("memory.idle.cpu", cpu * 100.0, "%core");
+    table(
+        &format!(
+            "Idle nodes: {nodes} nodes ({clusters} clusters of 3) in one process, MemStorage, in-process transport, {settle} s idle after every cluster elected (start took {started:.1} s, {leaderless} clusters without a leader)"
+        ),
+        &["RSS before MiB", "RSS after MiB", "per node MiB", "threads per node", "CPU while idle"],
+        &[vec![
+            format!("{:.1}", before as f64 / 1024.0),
+            format!("{:.1}", after as f64 / 1024.0),
+            format!("{per_node:.3}"),
+            format!("{per_node_threads:.1}"),
+            format!("{:.1} % of a core", cpu * 100.0),
+        ]],
+    );
+    for net in nets {
+        net.shutdown();
+    }
+}
+
+/// Threads of this process (from /proc/self/status).
+fn threads() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("Threads:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// User + system CPU time of this process in seconds (from /proc/self/stat, 100 Hz ticks).
+fn cpu_secs() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // After the command name: state is field 0, utime field 11, stime field 12.
+    (f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)) as f64 / 100.0
 }

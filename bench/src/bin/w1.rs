@@ -37,6 +37,7 @@ fn main() {
         let node = net.node(l);
         let mut rows = Vec::new();
         for &w in &windows {
+            let (cs0, cpu0) = process_usage();
             let r = closed_loop(
                 &node,
                 w as usize,
@@ -45,6 +46,15 @@ fn main() {
                 Duration::from_secs_f64(secs),
                 None,
             );
+            let (cs1, cpu1) = process_usage();
+            // Over warm-up and measurement; ops of the measured window scaled to the whole run.
+            let total_ops = r.ops as f64 * (secs + warmup) / secs;
+            let (cs_op, cpu_op) = (
+                (cs1 - cs0) as f64 / total_ops.max(1.0),
+                (cpu1 - cpu0) * 1e6 / total_ops.max(1.0),
+            );
+            bench_line(&format!("{prefix}.c{w}.switches_per_op"), cs_op, "switches");
+            bench_line(&format!("{prefix}.c{w}.cpu_per_op"), cpu_op, "us");
             if let Some(e) = &r.first_error {
                 eprintln!("w1 {mode}: window {w}: {} errors, first: {e}", r.errors);
             }
@@ -64,6 +74,8 @@ fn main() {
                 format!("{p50:.1}"),
                 format!("{p99:.1}"),
                 format!("{p999:.1}"),
+                format!("{cs_op:.1}"),
+                format!("{cpu_op:.1}"),
                 r.errors.to_string(),
             ]);
         }
@@ -71,7 +83,16 @@ fn main() {
             &format!(
                 "W1 ({mode}): raft-manager, 3 nodes in-process, memory storage, {size}-byte commands, {secs} s per row"
             ),
-            &["in flight", "ops/s", "p50 us", "p99 us", "p999 us", "errors"],
+            &[
+                "in flight",
+                "ops/s",
+                "p50 us",
+                "p99 us",
+                "p999 us",
+                "switches/op",
+                "CPU us/op",
+                "errors",
+            ],
             &rows,
         );
         net.shutdown();

@@ -6,6 +6,7 @@
 mod errors;
 mod logging;
 mod node;
+mod sim;
 mod sink;
 mod state_machine;
 
@@ -16,6 +17,7 @@ use pyo3::prelude::*;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<node::PyNode>()?;
     m.add_class::<state_machine::SnapshotReader>()?;
+    m.add_class::<sim::PySimulation>()?;
     m.add_function(wrap_pyfunction!(logging::_install_logging, m)?)?;
     m.add_function(wrap_pyfunction!(logging::_drain_logs, m)?)?;
     Ok(())

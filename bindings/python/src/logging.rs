@@ -97,7 +97,9 @@ impl<S: Subscriber> Layer<S> for ChannelLayer {
 /// extension's, or none) is never touched.
 pub(crate) fn scoped<R>(f: impl FnOnce() -> R) -> R {
     static D: OnceLock<Dispatch> = OnceLock::new();
-    let d = D.get_or_init(|| Dispatch::new(tracing_subscriber::registry().with(ChannelLayer)));
+    let d = D.get_or_init(|| {
+        raft::log_scope::dispatch(tracing_subscriber::registry().with(ChannelLayer))
+    });
     raft::log_scope::scoped(d, f)
 }
 

@@ -685,16 +685,62 @@ impl PyNode {
         d.set_item("voters_outgoing", PyList::new(py, &s.conf.voters_outgoing)?)?;
         d.set_item("learners", PyList::new(py, &s.conf.learners)?)?;
         d.set_item("conf_id", s.conf_index)?;
+        let voted = (s.voted_for != 0).then_some(s.voted_for);
+        d.set_item("voted_for", voted)?;
+        d.set_item("learner", s.learner)?;
         let peers = PyDict::new(py);
         for p in &s.peers {
             let pd = PyDict::new(py);
             pd.set_item("matched", p.matched)?;
             pd.set_item("next", p.next)?;
             pd.set_item("state", p.state)?;
+            pd.set_item("learner", p.learner)?;
             peers.set_item(p.id, pd)?;
         }
         d.set_item("peers", peers)?;
         Ok(d)
+    }
+
+    /// Every metric by its name (the names of Rust `Node::metrics()`, C `raft_node_metrics`
+    /// and the Prometheus export): gauges and counters as ints, labelled counters as dicts
+    /// (`raft_dropped_total` by reason, `raft_peer_*_bytes_total` by peer id) and histograms
+    /// as dicts with `bounds`, `buckets` (per bucket, the last one above every bound), `sum`
+    /// and `count`.
+    fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let node = self.node(py)?;
+        let m = py.detach(|| node.metrics()).map_err(|e| self.err(py, e))?;
+        let d = PyDict::new(py);
+        for (name, _, _, v) in m.scalars() {
+            d.set_item(name, v)?;
+        }
+        for (name, _, label, values) in m.labelled() {
+            let fam = PyDict::new(py);
+            for (k, v) in values {
+                if label == "peer" {
+                    let id: u64 = k.parse().unwrap_or(0);
+                    fam.set_item(id, v)?;
+                } else {
+                    fam.set_item(k, v)?;
+                }
+            }
+            d.set_item(name, fam)?;
+        }
+        for (name, _, h) in m.histograms() {
+            let hd = PyDict::new(py);
+            hd.set_item("bounds", PyList::new(py, &h.bounds)?)?;
+            hd.set_item("buckets", PyList::new(py, &h.buckets)?)?;
+            hd.set_item("sum", h.sum)?;
+            hd.set_item("count", h.count)?;
+            d.set_item(name, hd)?;
+        }
+        Ok(d)
+    }
+
+    /// Every metric in the Prometheus text exposition format.
+    fn metrics_text(&self, py: Python<'_>) -> PyResult<String> {
+        let node = self.node(py)?;
+        let m = py.detach(|| node.metrics()).map_err(|e| self.err(py, e))?;
+        Ok(m.to_prometheus_text())
     }
 
     /// Adds `node_id` as a learner (non-voting member). Call on the leader.

@@ -189,6 +189,21 @@ class Cluster:
     def propose(self, command: bytes) -> bytes | None:
         return propose_retry(self.live, command)
 
+    def leave_follower_behind(self, before: int, after: int) -> int:
+        """Writes `a0..a{before-1}`, stops a follower once it applied them, then writes
+        `b0..b{after-1}` without it; returns the stopped follower's id."""
+        leader = self.leader()
+        for i in range(before):
+            self.propose(f"a{i}={i}".encode())
+        follower = next(n for n in self.live if n.id != leader.id)
+        fid = follower.id
+        last = f"a{before - 1}"
+        wait_for(lambda: self.sms[fid].data.get(last) == str(before - 1), what="follower applied")
+        follower.close()
+        for i in range(after):
+            self.propose(f"b{i}={i}".encode())
+        return fid
+
     def close(self) -> None:
         for n in self.nodes.values():
             n.close()

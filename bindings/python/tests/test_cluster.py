@@ -45,15 +45,7 @@ def test_replicate_failover_no_acked_write_lost(cluster_factory, kind: str) -> N
 
 def test_restart_from_data_dir_catches_up(cluster_factory, kind: str, tmp_path: Path) -> None:
     c: Cluster = cluster_factory(kind, base=tmp_path, snapshot_entries=5, snapshot_trailing=2)
-    leader = c.leader()
-    for i in range(12):
-        c.propose(f"a{i}={i}".encode())
-    follower = next(n for n in c.live if n.id != leader.id)
-    fid = follower.id
-    wait_for(lambda: c.sms[fid].data.get("a11") == "11", what="follower applied")
-    follower.close()
-    for i in range(30):
-        c.propose(f"b{i}={i}".encode())
+    fid = c.leave_follower_behind(12, 30)
     # Restart from its data directory: restores its own snapshot, then catches up (by
     # snapshot transfer, since the leader compacted its log past the follower's end).
     sm = KV()

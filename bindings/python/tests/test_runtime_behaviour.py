@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import logging
+import queue
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
 from conftest import FAST, KV, wait_for
 
 import raft_manager
-from raft_manager import Node
+from raft_manager import Node, RaftError
 
 
 class RaisingTransport:
@@ -40,11 +42,6 @@ def test_transport_exception_is_logged_not_fatal(caplog: pytest.LogCaptureFixtur
         node.close()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open: log records from engine threads are not forwarded after the final merges "
-    "(session 3 closing note)",
-)
 def test_enable_logging_debug_level(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="raft_manager")
     raft_manager.enable_logging(logging.DEBUG)
@@ -60,6 +57,80 @@ def test_enable_logging_debug_level(caplog: pytest.LogCaptureFixture) -> None:
             )
         assert all(r.name == "raft_manager" for r in caplog.records)
     finally:
+        raft_manager.enable_logging(logging.WARNING)
+
+
+def _leader_line(caplog: pytest.LogCaptureFixture) -> bool:
+    return any(
+        "as leader" in r.getMessage() or "became leader" in r.getMessage() for r in caplog.records
+    )
+
+
+def test_raising_the_level_after_nodes_ran_forwards_new_records(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Regression: changing the level rebuilt tracing's interest cache from this thread, which
+    # has no subscriber; with the bridge as the only dispatcher, every event was switched off.
+    caplog.set_level(logging.INFO, logger="raft_manager")
+    raft_manager.enable_logging(logging.WARNING)
+    try:
+        with Node(1, [], KV(), **FAST) as node:
+            wait_for(lambda: node.status()["role"] == "leader", what="leader")
+        assert not _leader_line(caplog)  # INFO was below the bridge's level
+        raft_manager.enable_logging(logging.INFO)
+        with Node(1, [], KV(), **FAST) as node:
+            wait_for(lambda: node.status()["role"] == "leader", what="leader")
+            wait_for(lambda: _leader_line(caplog), what="leader line at INFO")
+    finally:
+        raft_manager.enable_logging(logging.WARNING)
+
+
+class _ThreadDelivery:
+    """A transport whose messages a plain Python thread (not one the library started)
+    delivers with `step`: with `caller_runs` that thread runs the protocol passes."""
+
+    def __init__(self, nodes: dict[int, Node], me: int, q: queue.Queue[tuple[int, int, bytes]]):
+        self.nodes, self.me, self.q = nodes, me, q
+
+    def send(self, to: int, message: bytes) -> None:
+        self.q.put((self.me, to, message))
+
+
+def test_caller_runs_passes_on_host_threads_are_logged(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="raft_manager")
+    raft_manager.enable_logging(logging.INFO)
+    q: queue.Queue[tuple[int, int, bytes]] = queue.Queue()
+    nodes: dict[int, Node] = {}
+    stop = threading.Event()
+
+    def deliver() -> None:
+        while not stop.is_set():
+            try:
+                frm, to, msg = q.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            n = nodes.get(to)
+            if n is not None and not n.closed:
+                try:
+                    n.step(msg, sender=frm)
+                except RaftError:
+                    pass
+
+    t = threading.Thread(target=deliver, name="host-delivery")
+    t.start()
+    try:
+        for i in (1, 2, 3):
+            nodes[i] = Node(
+                i, [1, 2, 3], KV(), transport=_ThreadDelivery(nodes, i, q), caller_runs=True,
+                **FAST,
+            )
+        wait_for(lambda: any(n.status()["role"] == "leader" for n in nodes.values()), what="leader")
+        wait_for(lambda: _leader_line(caplog), what="leader line")
+    finally:
+        stop.set()
+        t.join()
+        for n in nodes.values():
+            n.close()
         raft_manager.enable_logging(logging.WARNING)
 
 

@@ -214,15 +214,7 @@ def test_follower_restart_from_data_dir(
     c: Cluster = cluster_factory(
         "callback", base=tmp_path, sm_factory=sm_cls, snapshot_entries=5, snapshot_trailing=2
     )
-    leader = c.leader()
-    for i in range(12):
-        c.propose(f"a{i}={i}".encode())
-    follower = next(n for n in c.live if n.id != leader.id)
-    fid = follower.id
-    wait_for(lambda: c.sms[fid].data.get("a11") == "11", what="follower applied")
-    follower.close()
-    for i in range(20):
-        c.propose(f"b{i}={i}".encode())
+    fid = c.leave_follower_behind(12, 20)
     leader_sm = c.sms[c.leader().id]
     assert isinstance(leader_sm, BlobKV)
 
@@ -261,11 +253,6 @@ def _fails_on_snapshot(sm: KV) -> Node:
     return node
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open: log records from engine threads are not forwarded after the final merges "
-    "(session 3 closing note)",
-)
 def test_snapshot_stream_read_returning_str_fails_node(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger="raft_manager")
     streams: list[io.StringIO] = []

@@ -2,7 +2,11 @@
 //! the state-change log lines. The runtime calls in from a handful of one-line hooks; the
 //! names here are the names every language uses (see docs/OBSERVABILITY.md).
 
-use crate::core::{Message, MessageBody, NodeId, Role, SoftState};
+mod view;
+
+pub use view::{role_code, Counters, Labelled, NodeMetrics, PeerTraffic};
+
+use crate::core::{Message, MessageBody, NodeId, ProposeError, Role, SoftState};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
@@ -27,6 +31,108 @@ pub struct Histogram {
     pub sum: f64,
     /// Number of samples.
     pub count: u64,
+}
+
+/// Why something was dropped (the `reason` label of `raft_dropped_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// A proposal reached a node that is not the leader.
+    NotLeader = 0,
+    /// A proposal was refused by the leader's flow control (uncommitted bytes at their
+    /// cap, or a leadership transfer in progress).
+    Busy = 1,
+    /// An input (proposal, message, read...) was refused because the node's inbox held
+    /// `inbox_bytes` already.
+    InboxFull = 2,
+    /// A command above `max_command_bytes`.
+    TooLarge = 3,
+    /// An inbound message that was undecodable, claimed another sender, or was refused by
+    /// the core.
+    InvalidMessage = 4,
+}
+
+impl DropReason {
+    /// Every reason, in label order.
+    pub const ALL: [DropReason; 5] = [
+        DropReason::NotLeader,
+        DropReason::Busy,
+        DropReason::InboxFull,
+        DropReason::TooLarge,
+        DropReason::InvalidMessage,
+    ];
+
+    /// The label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::NotLeader => "not_leader",
+            DropReason::Busy => "busy",
+            DropReason::InboxFull => "inbox_full",
+            DropReason::TooLarge => "too_large",
+            DropReason::InvalidMessage => "invalid_message",
+        }
+    }
+}
+
+/// Peers with their own byte counters; traffic with further peers is counted in the
+/// totals only (members are few, and removed ids are never reused).
+pub const MAX_PEER_METRICS: usize = 64;
+
+/// Per-peer byte counters in a fixed, lock-free table: a slot is claimed for a peer id once
+/// (compare-and-swap on the id) and never released.
+struct PeerTable {
+    ids: [AtomicU64; MAX_PEER_METRICS],
+    sent: [AtomicU64; MAX_PEER_METRICS],
+    received: [AtomicU64; MAX_PEER_METRICS],
+}
+
+impl PeerTable {
+    const fn new() -> Self {
+        PeerTable {
+            ids: [const { AtomicU64::new(0) }; MAX_PEER_METRICS],
+            sent: [const { AtomicU64::new(0) }; MAX_PEER_METRICS],
+            received: [const { AtomicU64::new(0) }; MAX_PEER_METRICS],
+        }
+    }
+
+    /// The slot of `id`, claimed on first use; `None` for id 0 or a full table.
+    fn slot(&self, id: NodeId) -> Option<usize> {
+        if id == 0 {
+            return None;
+        }
+        for (i, slot) in self.ids.iter().enumerate() {
+            match slot.load(Relaxed) {
+                cur if cur == id => return Some(i),
+                0 => match slot.compare_exchange(0, id, Relaxed, Relaxed) {
+                    Ok(_) => return Some(i),
+                    Err(cur) if cur == id => return Some(i),
+                    Err(_) => {}
+                },
+                _ => {}
+            }
+        }
+        None
+    }
+
+    fn add(&self, which: &[AtomicU64; MAX_PEER_METRICS], id: NodeId, n: u64) {
+        if let Some(i) = self.slot(id) {
+            which[i].fetch_add(n, Relaxed);
+        }
+    }
+
+    fn snapshot(&self) -> Vec<PeerTraffic> {
+        let mut v: Vec<PeerTraffic> = (0..MAX_PEER_METRICS)
+            .filter_map(|i| {
+                let id = self.ids[i].load(Relaxed);
+                (id != 0).then(|| PeerTraffic {
+                    id,
+                    bytes_sent: self.sent[i].load(Relaxed),
+                    bytes_received: self.received[i].load(Relaxed),
+                })
+            })
+            .collect();
+        v.sort_by_key(|p| p.id);
+        v
+    }
 }
 
 /// Lock-free histogram with fixed buckets.
@@ -78,12 +184,16 @@ pub(crate) struct Metrics {
     pub(crate) bytes_received: AtomicU64,
     pub(crate) messages_refused: AtomicU64,
     pub(crate) messages_sent: AtomicU64,
+    pub(crate) bytes_sent: AtomicU64,
+    dropped: [AtomicU64; 5],
+    peers: PeerTable,
     pub(crate) snapshots_sent: AtomicU64,
     pub(crate) snapshots_taken: AtomicU64,
     pub(crate) snapshots_installed: AtomicU64,
     pub(crate) fsyncs: AtomicU64,
     pub(crate) fsync_seconds: AtomicHistogram,
     pub(crate) apply_seconds: AtomicHistogram,
+    pub(crate) commit_seconds: AtomicHistogram,
     pub(crate) append_batch_entries: AtomicHistogram,
     /// Last role / term / leader seen, for the change log lines.
     last: parking_lot::Mutex<Option<SoftState>>,
@@ -102,12 +212,16 @@ impl Default for Metrics {
             bytes_received: AtomicU64::new(0),
             messages_refused: AtomicU64::new(0),
             messages_sent: AtomicU64::new(0),
+            bytes_sent: AtomicU64::new(0),
+            dropped: [const { AtomicU64::new(0) }; 5],
+            peers: PeerTable::new(),
             snapshots_sent: AtomicU64::new(0),
             snapshots_taken: AtomicU64::new(0),
             snapshots_installed: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
             fsync_seconds: AtomicHistogram::new(&LATENCY_BUCKETS),
             apply_seconds: AtomicHistogram::new(&LATENCY_BUCKETS),
+            commit_seconds: AtomicHistogram::new(&LATENCY_BUCKETS),
             append_batch_entries: AtomicHistogram::new(&BATCH_BUCKETS),
             last: parking_lot::Mutex::new(None),
             limiter: RateLimit::new(STATE_LOG_BURST, Duration::from_secs(1)),
@@ -193,23 +307,43 @@ impl Metrics {
         }
     }
 
-    /// A batch of `n` proposals reached the core.
-    pub(crate) fn on_proposals(&self, n: usize, accepted: bool) {
-        if accepted {
-            self.proposals.fetch_add(n as u64, Relaxed);
-            self.append_batch_entries.observe(n as f64);
-        } else {
-            self.proposals_dropped.fetch_add(n as u64, Relaxed);
+    /// A batch of `n` proposals reached the core, which appended or refused them.
+    pub(crate) fn on_proposals(&self, n: usize, r: &Result<u64, ProposeError>) {
+        match r {
+            Ok(_) => {
+                self.proposals.fetch_add(n as u64, Relaxed);
+                self.append_batch_entries.observe(n as f64);
+            }
+            Err(e) => {
+                self.proposals_dropped.fetch_add(n as u64, Relaxed);
+                let reason = match e {
+                    ProposeError::NotLeader(_) => DropReason::NotLeader,
+                    _ => DropReason::Busy,
+                };
+                self.dropped[reason as usize].fetch_add(n as u64, Relaxed);
+            }
         }
     }
 
-    /// `Node::step` got `bytes` bytes; `ok` if they were decoded and queued.
-    pub(crate) fn on_step(&self, bytes: usize, ok: bool) {
+    /// Something was dropped for `reason`.
+    pub(crate) fn on_drop(&self, reason: DropReason) {
+        self.dropped[reason as usize].fetch_add(1, Relaxed);
+    }
+
+    /// `Node::step` got `bytes` bytes from `from` (when known); `ok` if they were decoded
+    /// and queued. `invalid` marks a refusal of the message itself (not a full inbox).
+    pub(crate) fn on_step(&self, from: Option<NodeId>, bytes: usize, ok: bool, invalid: bool) {
         if ok {
             self.messages_received.fetch_add(1, Relaxed);
             self.bytes_received.fetch_add(bytes as u64, Relaxed);
+            if let Some(from) = from {
+                self.peers.add(&self.peers.received, from, bytes as u64);
+            }
         } else {
             self.messages_refused.fetch_add(1, Relaxed);
+            if invalid {
+                self.on_drop(DropReason::InvalidMessage);
+            }
         }
     }
 
@@ -221,6 +355,9 @@ impl Metrics {
     /// A message goes to the transport; the first chunk of a snapshot is logged.
     pub(crate) fn on_send(&self, m: &Message) {
         self.messages_sent.fetch_add(1, Relaxed);
+        let bytes = crate::codec::encoded_len(m) as u64;
+        self.bytes_sent.fetch_add(bytes, Relaxed);
+        self.peers.add(&self.peers.sent, m.to, bytes);
         if let MessageBody::Snapshot {
             meta, offset: 0, ..
         } = &m.body
@@ -284,10 +421,12 @@ impl Metrics {
             bytes_received: self.bytes_received.load(Relaxed),
             messages_refused: self.messages_refused.load(Relaxed),
             messages_sent: self.messages_sent.load(Relaxed),
+            bytes_sent: self.bytes_sent.load(Relaxed),
             snapshots_sent: self.snapshots_sent.load(Relaxed),
             snapshots_taken: self.snapshots_taken.load(Relaxed),
             snapshots_installed: self.snapshots_installed.load(Relaxed),
             fsyncs: self.fsyncs.load(Relaxed),
+            dropped: DropReason::ALL.map(|r| (r, self.dropped[r as usize].load(Relaxed))),
         }
     }
 
@@ -301,221 +440,16 @@ impl Metrics {
             commit_index: s.commit,
             applied_index: s.applied,
             last_index: s.last_index,
+            voted_for: s.voted_for,
+            conf_id: s.conf_index,
+            learner: s.learner,
             counters: self.counters(),
+            peers: self.peers.snapshot(),
             fsync_seconds: self.fsync_seconds.snapshot(),
             apply_seconds: self.apply_seconds.snapshot(),
+            commit_seconds: self.commit_seconds.snapshot(),
             append_batch_entries: self.append_batch_entries.snapshot(),
         }
-    }
-}
-
-/// Monotonic counters of a node since it started (names as in docs/OBSERVABILITY.md,
-/// prefixed `raft_` and suffixed `_total` in the text export).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Counters {
-    /// Times a (different) leader became known.
-    pub leader_changes: u64,
-    /// Commands accepted into the leader's log through this node.
-    pub proposals: u64,
-    /// Commands refused by the core (not leader, busy, too large...).
-    pub proposals_dropped: u64,
-    /// Committed entries handed to the state machine.
-    pub entries_committed: u64,
-    /// Read-index requests made on this node.
-    pub reads: u64,
-    /// Raft messages received through `Node::step` (decoded successfully).
-    pub messages_received: u64,
-    /// Bytes of the messages counted in `messages_received`.
-    pub bytes_received: u64,
-    /// Inbound messages refused (undecodable, or refused by the core).
-    pub messages_refused: u64,
-    /// Raft messages handed to the transport.
-    pub messages_sent: u64,
-    /// Snapshot transfers started by this node as leader.
-    pub snapshots_sent: u64,
-    /// Snapshots of the state machine stored.
-    pub snapshots_taken: u64,
-    /// Snapshots received from a leader and restored into the state machine.
-    pub snapshots_installed: u64,
-    /// fsync calls (`LogStore::sync`) by the storage thread.
-    pub fsyncs: u64,
-}
-
-/// A point-in-time view of a node's metrics ([`super::Node::metrics`]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct NodeMetrics {
-    /// This node's id.
-    pub node_id: NodeId,
-    /// Current role.
-    pub role: Role,
-    /// Current term.
-    pub term: u64,
-    /// Known leader (0 if none).
-    pub leader: NodeId,
-    /// Commit index.
-    pub commit_index: u64,
-    /// Applied index.
-    pub applied_index: u64,
-    /// Last log index.
-    pub last_index: u64,
-    /// Monotonic counters.
-    pub counters: Counters,
-    /// Duration of each fsync of the log, in seconds.
-    pub fsync_seconds: Histogram,
-    /// Duration of each batch applied to the state machine, in seconds.
-    pub apply_seconds: Histogram,
-    /// Entries per proposal batch appended by the leader.
-    pub append_batch_entries: Histogram,
-}
-
-/// Numeric code of a role in the metrics (`raft_role`): 0 follower, 1 precandidate,
-/// 2 candidate, 3 leader (the C `raft_role` values).
-pub fn role_code(r: Role) -> u64 {
-    match r {
-        Role::Follower => 0,
-        Role::PreCandidate => 1,
-        Role::Candidate => 2,
-        Role::Leader => 3,
-    }
-}
-
-impl NodeMetrics {
-    /// Every metric as `(name, kind, help, value)` with the names shared by every language:
-    /// gauges and counters as numbers; histograms are listed by [`NodeMetrics::histograms`].
-    pub fn scalars(&self) -> Vec<(&'static str, &'static str, &'static str, u64)> {
-        let c = &self.counters;
-        vec![
-            ("raft_term", "gauge", "Current term.", self.term),
-            (
-                "raft_role",
-                "gauge",
-                "Role: 0 follower, 1 precandidate, 2 candidate, 3 leader.",
-                role_code(self.role),
-            ),
-            (
-                "raft_leader_id",
-                "gauge",
-                "Known leader id (0 if none).",
-                self.leader,
-            ),
-            (
-                "raft_commit_index",
-                "gauge",
-                "Commit index.",
-                self.commit_index,
-            ),
-            (
-                "raft_applied_index",
-                "gauge",
-                "Applied index.",
-                self.applied_index,
-            ),
-            (
-                "raft_last_index",
-                "gauge",
-                "Last log index.",
-                self.last_index,
-            ),
-            (
-                "raft_leader_changes_total",
-                "counter",
-                "Times a different leader became known.",
-                c.leader_changes,
-            ),
-            (
-                "raft_proposals_total",
-                "counter",
-                "Commands accepted into the log through this node.",
-                c.proposals,
-            ),
-            (
-                "raft_proposals_dropped_total",
-                "counter",
-                "Commands refused by the core.",
-                c.proposals_dropped,
-            ),
-            (
-                "raft_entries_committed_total",
-                "counter",
-                "Committed entries handed to the state machine.",
-                c.entries_committed,
-            ),
-            (
-                "raft_reads_total",
-                "counter",
-                "Read-index requests made on this node.",
-                c.reads,
-            ),
-            (
-                "raft_messages_received_total",
-                "counter",
-                "Raft messages received.",
-                c.messages_received,
-            ),
-            (
-                "raft_received_bytes_total",
-                "counter",
-                "Bytes of the Raft messages received.",
-                c.bytes_received,
-            ),
-            (
-                "raft_messages_refused_total",
-                "counter",
-                "Inbound messages refused (undecodable or refused by the core).",
-                c.messages_refused,
-            ),
-            (
-                "raft_messages_sent_total",
-                "counter",
-                "Raft messages handed to the transport.",
-                c.messages_sent,
-            ),
-            (
-                "raft_snapshots_sent_total",
-                "counter",
-                "Snapshot transfers started as leader.",
-                c.snapshots_sent,
-            ),
-            (
-                "raft_snapshots_taken_total",
-                "counter",
-                "Snapshots of the state machine stored.",
-                c.snapshots_taken,
-            ),
-            (
-                "raft_snapshots_installed_total",
-                "counter",
-                "Snapshots received and restored.",
-                c.snapshots_installed,
-            ),
-            (
-                "raft_fsyncs_total",
-                "counter",
-                "fsync calls of the log.",
-                c.fsyncs,
-            ),
-        ]
-    }
-
-    /// The histograms as `(name, help, histogram)`.
-    pub fn histograms(&self) -> Vec<(&'static str, &'static str, &Histogram)> {
-        vec![
-            (
-                "raft_fsync_seconds",
-                "Duration of each fsync of the log.",
-                &self.fsync_seconds,
-            ),
-            (
-                "raft_apply_seconds",
-                "Duration of each batch applied to the state machine.",
-                &self.apply_seconds,
-            ),
-            (
-                "raft_append_batch_entries",
-                "Entries per proposal batch appended by the leader.",
-                &self.append_batch_entries,
-            ),
-        ]
     }
 }
 
@@ -540,13 +474,27 @@ mod tests {
     #[test]
     fn prometheus_text_names_types_and_values() {
         let m = Metrics::default();
-        m.on_proposals(3, true);
+        m.on_proposals(3, &Ok(1));
+        m.on_proposals(2, &Err(ProposeError::NotLeader(0)));
+        m.on_step(Some(2), 100, true, false);
+        m.on_step(None, 7, false, true);
+        m.on_send(&Message {
+            from: 7,
+            to: 2,
+            term: 5,
+            body: MessageBody::Heartbeat {
+                commit: 0,
+                read_ctx: 0,
+            },
+        });
         m.on_fsync(Duration::from_millis(2));
         let st = crate::core::Status {
             id: 7,
             role: Role::Leader,
             term: 5,
             leader: 7,
+            voted_for: 7,
+            learner: false,
             commit: 11,
             applied: 10,
             last_index: 12,
@@ -567,12 +515,49 @@ mod tests {
             "# TYPE raft_fsync_seconds histogram",
             "raft_fsync_seconds_count 1",
             "raft_append_batch_entries_bucket{le=\"4.0\"} 1",
+            "raft_dropped_total{reason=\"not_leader\"} 2",
+            "raft_dropped_total{reason=\"invalid_message\"} 1",
+            "raft_dropped_total{reason=\"inbox_full\"} 0",
+            "raft_peer_received_bytes_total{peer=\"2\"} 100",
+            "raft_voted_for 7",
+            "# TYPE raft_commit_seconds histogram",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
                 "{line:?} missing in:\n{text}"
             );
         }
+        let sent = crate::codec::encode(&Message {
+            from: 7,
+            to: 2,
+            term: 5,
+            body: MessageBody::Heartbeat {
+                commit: 0,
+                read_ctx: 0,
+            },
+        })
+        .len();
+        let line = format!("raft_peer_sent_bytes_total{{peer=\"2\"}} {sent}");
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line:?} missing in:\n{text}"
+        );
+    }
+
+    #[test]
+    fn peer_table_claims_one_slot_per_peer_and_bounds_the_rest() {
+        let t = PeerTable::new();
+        assert_eq!(t.slot(0), None);
+        assert_eq!(t.slot(5), Some(0));
+        assert_eq!(t.slot(9), Some(1));
+        assert_eq!(t.slot(5), Some(0));
+        for id in 100..100 + MAX_PEER_METRICS as u64 {
+            t.add(&t.sent, id, 1);
+        }
+        // Two slots were taken: 62 of the new ids got one, the rest none.
+        let snap = t.snapshot();
+        assert_eq!(snap.len(), MAX_PEER_METRICS);
+        assert_eq!(t.slot(100 + MAX_PEER_METRICS as u64), None);
     }
 
     #[test]
@@ -597,55 +582,5 @@ mod tests {
         m.on_soft_state(1, ss(Role::PreCandidate, 1, 0));
         m.on_soft_state(1, ss(Role::Leader, 2, 1));
         assert_eq!(m.leader_changes.load(Relaxed), 2);
-    }
-}
-
-/// A [`NodeMetrics`] view for `prometheus-client`.
-#[derive(Debug)]
-struct Export(NodeMetrics);
-
-impl prometheus_client::collector::Collector for Export {
-    fn encode(
-        &self,
-        mut enc: prometheus_client::encoding::DescriptorEncoder,
-    ) -> Result<(), std::fmt::Error> {
-        use prometheus_client::encoding::NoLabelSet;
-        use prometheus_client::metrics::MetricType;
-        for (name, kind, help, v) in self.0.scalars() {
-            if kind == "counter" {
-                // The encoder appends `_total` to counters.
-                let base = name.strip_suffix("_total").unwrap_or(name);
-                let mut m = enc.encode_descriptor(base, help, None, MetricType::Counter)?;
-                m.encode_counter::<NoLabelSet, _, u64>(&v, None)?;
-            } else {
-                let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
-                m.encode_gauge(&(v as i64))?;
-            }
-        }
-        for (name, help, h) in self.0.histograms() {
-            let mut buckets: Vec<(f64, u64)> = h
-                .bounds
-                .iter()
-                .copied()
-                .zip(h.buckets.iter().copied())
-                .collect();
-            buckets.push((f64::MAX, h.buckets.last().copied().unwrap_or(0)));
-            let mut m = enc.encode_descriptor(name, help, None, MetricType::Histogram)?;
-            m.encode_histogram::<NoLabelSet>(h.sum, h.count, &buckets, None)?;
-        }
-        Ok(())
-    }
-}
-
-impl NodeMetrics {
-    /// The metrics in the Prometheus text exposition format (via `prometheus-client`): what
-    /// `raft-kv --metrics-addr` serves and C `raft_node_metrics_text` returns.
-    pub fn to_prometheus_text(&self) -> String {
-        let mut reg = prometheus_client::registry::Registry::default();
-        reg.register_collector(Box::new(Export(self.clone())));
-        let mut out = String::new();
-        // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &reg);
-        out
     }
 }

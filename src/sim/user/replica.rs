@@ -1,0 +1,319 @@
+//! One simulated node running the user's state machine: the production core, a disk that
+//! loses unsynced writes on a crash, and the runtime's apply logic ([`ApplyCore`]: client
+//! sessions, membership) exactly as a real node runs it.
+
+use super::checks::{Checks, SnapshotShadow};
+use super::report::Check;
+use super::SimStateMachine;
+use crate::core::{ConfState, Config, Entry, MemStorage, Message, RawNode, ReadState, Ready};
+use crate::core::{SnapshotMeta, Storage};
+use crate::crc32c::crc32c;
+use crate::runtime::apply_core::{ApplyCore, ApplyObserver, EntryResult};
+use crate::runtime::session::SessionTable;
+use crate::runtime::Committed;
+use crate::sim::disk::{Disk, WriteOp};
+use std::collections::BTreeMap;
+
+/// Makes a fresh, empty instance of the user's state machine.
+pub type Factory = dyn FnMut() -> Box<dyn SimStateMachine>;
+
+/// A check that failed inside a replica: which check, at which index, and why.
+pub(super) type Broken = (Check, Option<u64>, String);
+
+/// What the engine learns from one processed ready.
+pub(super) struct Processed {
+    /// Messages to send now.
+    pub send_now: Vec<Message>,
+    /// Answers to read-index requests.
+    pub reads: Vec<ReadState>,
+}
+
+/// A node of the user simulation.
+pub(super) struct Replica {
+    id: u64,
+    cfg: Config,
+    /// The running core (`None` while crashed).
+    pub raw: Option<RawNode<MemStorage>>,
+    disk: Disk,
+    /// The user's state machine.
+    pub machine: Box<dyn SimStateMachine>,
+    core: ApplyCore,
+    waiting: Vec<(u64, Vec<Message>)>,
+    /// A sync is scheduled.
+    pub sync_scheduled: bool,
+    /// Recent outcomes by index: (term, result), for answering the proposing client.
+    pub results: BTreeMap<u64, (u64, EntryResult)>,
+    /// Snapshot every this many applied entries (0: never).
+    pub snapshot_every: u64,
+    /// Entries kept behind a snapshot.
+    pub snapshot_trailing: u64,
+    /// The index of the snapshot this incarnation was last restored from (0: none).
+    pub restored_from: u64,
+    /// A copy restored from this node's latest snapshot, applying the same commands.
+    shadow: Option<SnapshotShadow>,
+}
+
+impl Replica {
+    /// A node with a fresh disk bootstrapped with `conf`.
+    pub fn new(cfg: Config, conf: ConfState, machine: Box<dyn SimStateMachine>) -> Self {
+        let disk = Disk::new(conf.clone());
+        let raw = RawNode::new(cfg.clone(), disk.cache.clone()).expect("valid config");
+        Replica {
+            id: cfg.id,
+            cfg,
+            raw: Some(raw),
+            disk,
+            machine,
+            core: ApplyCore::new(0, 0, conf, 0, SessionTable::new()),
+            waiting: Vec::new(),
+            sync_scheduled: false,
+            results: BTreeMap::new(),
+            snapshot_every: 0,
+            snapshot_trailing: 5,
+            restored_from: 0,
+            shadow: None,
+        }
+    }
+
+    /// Last index applied to the state machine.
+    pub fn applied(&self) -> u64 {
+        self.core.applied
+    }
+
+    /// The configuration as of the applied index.
+    pub fn conf(&self) -> &ConfState {
+        &self.core.conf
+    }
+
+    /// Crash: the core, the state machine and unsynced writes are lost (`keep` picks how
+    /// many unsynced writes survive as torn writes).
+    pub fn crash(&mut self, keep: u64) {
+        self.raw = None;
+        let n = self.waiting.len() as u64 + 1;
+        self.disk.crash((keep % (n * 3)) as usize);
+        self.waiting.clear();
+        self.results.clear();
+        self.shadow = None;
+        self.sync_scheduled = false;
+    }
+
+    /// Restart from durable state with a fresh state machine: restore the stored snapshot
+    /// (if any), then the core replays the log.
+    pub fn restart(&mut self, seed: u64, machine: Box<dyn SimStateMachine>) -> Result<(), String> {
+        self.machine = machine;
+        let meta = self.disk.cache.snapshot_meta();
+        if meta.index > 0 {
+            self.restore(&meta)?;
+        } else {
+            let (_, conf) = self.disk.cache.initial_state().map_err(|e| e.to_string())?;
+            self.core = ApplyCore::new(0, 0, conf, 0, SessionTable::new());
+            self.restored_from = 0;
+        }
+        let mut cfg = self.cfg.clone();
+        cfg.applied = meta.index;
+        cfg.seed = seed;
+        self.raw = Some(RawNode::new(cfg, self.disk.cache.clone())?);
+        Ok(())
+    }
+
+    /// True if writes or messages wait for a sync.
+    pub fn has_unsynced(&self) -> bool {
+        self.disk.dirty() || !self.waiting.is_empty()
+    }
+
+    /// Completes a sync; returns the messages that waited for durability.
+    pub fn sync(&mut self) -> Vec<Message> {
+        self.disk.sync();
+        let mut out = Vec::new();
+        let mut last = 0;
+        for (num, msgs) in self.waiting.drain(..) {
+            last = num;
+            out.extend(msgs);
+        }
+        if let (Some(raw), true) = (self.raw.as_mut(), last > 0) {
+            raw.on_persisted(last);
+        }
+        out
+    }
+
+    /// Handles one ready following the RawNode contract, applying committed entries through
+    /// the runtime's apply logic and feeding the checks.
+    pub fn process(
+        &mut self,
+        rd: Ready,
+        checks: &mut Checks,
+        fresh: &mut Factory,
+    ) -> Result<Processed, Broken> {
+        if !rd.entries.is_empty() {
+            let _ = self.disk.write(WriteOp::Append(rd.entries));
+        }
+        if let Some(hs) = rd.hard_state {
+            let _ = self.disk.write(WriteOp::HardState(hs));
+        }
+        let mut finished = Vec::new();
+        for c in rd.snapshot_chunks {
+            let meta = c.meta.clone();
+            if self
+                .disk
+                .write(WriteOp::Chunk(c.meta, c.offset, c.data))
+                .is_ok()
+                && c.done
+            {
+                let ok = self
+                    .disk
+                    .write(WriteOp::FinishSnapshot(meta.clone()))
+                    .is_ok();
+                finished.push((meta, ok));
+            }
+        }
+        self.waiting.push((rd.number, rd.persisted_messages));
+        let raw = self.raw.as_mut().expect("up");
+        for (meta, ok) in finished {
+            raw.snapshot_received(&meta, ok);
+        }
+        if let Some(meta) = rd.snapshot {
+            self.machine = fresh();
+            self.shadow = None;
+            self.restore(&meta)
+                .map_err(|e| (Check::StateMachine, Some(meta.index), e))?;
+        }
+        self.apply(&rd.committed_entries, checks)?;
+        let raw = self.raw.as_mut().expect("up");
+        raw.on_applied(self.core.applied);
+        if self.snapshot_every > 0 {
+            let snap = raw.raft.log.storage.snapshot_meta().index;
+            if self.core.applied >= snap + self.snapshot_every {
+                self.take_snapshot(fresh)?;
+            }
+        }
+        Ok(Processed {
+            send_now: rd.messages,
+            reads: rd.read_states,
+        })
+    }
+
+    /// Applies committed entries through [`ApplyCore`], checking every response and state
+    /// hash against the other replicas and against this node's snapshot shadow.
+    fn apply(&mut self, entries: &[Entry], checks: &mut Checks) -> Result<(), Broken> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let id = self.id;
+        let machine = &mut self.machine;
+        let shadow = &mut self.shadow;
+        let mut broken: Option<Broken> = None;
+        let mut hashes: Vec<(u64, u64)> = Vec::new();
+        let mut reached: Vec<(u64, u64)> = Vec::new();
+        let mut apply_batch = |b: &[Committed<'_>]| {
+            let out = machine.apply(b)?;
+            reached.extend(b.iter().map(|c| (c.index, c.term)));
+            let last = b.last().map_or(0, |c| c.index);
+            if let Some(sh) = shadow.as_mut() {
+                if broken.is_none() {
+                    broken = sh.follow(b, &out, machine.as_mut());
+                }
+            }
+            hashes.push((last, super::checks::hash_of(machine.as_mut())));
+            Ok(out)
+        };
+        let mut obs = Recorder {
+            entries,
+            results: Vec::new(),
+        };
+        self.core
+            .apply(&mut apply_batch, entries, &mut obs)
+            .map_err(|e| (Check::StateMachine, None, format!("node {id}: {e}")))?;
+        if let Some(b) = broken {
+            return Err(b);
+        }
+        for (index, term) in reached {
+            checks.on_machine_applied(id, index, term)?;
+        }
+        for (index, term, result) in obs.results {
+            checks.on_response(id, index, &result, self.restored_from)?;
+            self.results.insert(index, (term, result));
+        }
+        for (index, hash) in hashes {
+            checks.on_hash(id, index, hash, self.restored_from)?;
+        }
+        while self.results.len() > 4096 {
+            self.results.pop_first();
+        }
+        Ok(())
+    }
+
+    /// Takes a snapshot as the runtime does (sessions, then the user's bytes), stores it
+    /// with compaction, and checks that it round-trips into a fresh state machine.
+    fn take_snapshot(&mut self, fresh: &mut Factory) -> Result<(), Broken> {
+        let index = self.core.applied;
+        let mut data = Vec::new();
+        self.core
+            .sessions
+            .write_to(&mut data)
+            .expect("writing to memory");
+        let user_start = data.len();
+        self.machine.snapshot(&mut data).map_err(|e| {
+            (
+                Check::StateMachine,
+                Some(index),
+                format!("snapshot failed: {e}"),
+            )
+        })?;
+        let shadow = SnapshotShadow::new(
+            self.id,
+            index,
+            &data[user_start..],
+            self.machine.as_mut(),
+            fresh,
+        )?;
+        self.shadow = Some(shadow);
+        let meta = SnapshotMeta {
+            index,
+            term: self.core.applied_term,
+            conf: self.core.conf.clone(),
+            conf_index: self.core.conf_index,
+            size: data.len() as u64,
+            checksum: crc32c(&data),
+        };
+        let _ = self
+            .disk
+            .write(WriteOp::CreateSnapshot(meta, data, self.snapshot_trailing));
+        Ok(())
+    }
+
+    /// Restores the state machine and the apply state from the stored snapshot `meta`.
+    fn restore(&mut self, meta: &SnapshotMeta) -> Result<(), String> {
+        let data = self.disk.cache.snapshot_data();
+        let mut r = &data[..];
+        let sessions = SessionTable::read_from(&mut r)?;
+        self.machine.restore(&mut r).map_err(|e| {
+            format!(
+                "node {}: restore of snapshot {} failed: {e}",
+                self.id, meta.index
+            )
+        })?;
+        self.core = ApplyCore::new(
+            meta.index,
+            meta.term,
+            meta.conf.clone(),
+            meta.conf_index,
+            sessions,
+        );
+        self.restored_from = meta.index;
+        Ok(())
+    }
+}
+
+/// Collects every entry's outcome from the apply logic, in log order.
+struct Recorder<'a> {
+    entries: &'a [Entry],
+    results: Vec<(u64, u64, EntryResult)>,
+}
+
+impl ApplyObserver for Recorder<'_> {
+    fn applied(&mut self, pos: usize, index: u64, result: Option<EntryResult>, _: &SessionTable) {
+        if let Some(r) = result {
+            self.results.push((index, self.entries[pos].term, r));
+        }
+    }
+}
