@@ -179,3 +179,30 @@ def test_custom_model_and_bad_settings():
         Simulation(KvStore, workload, faults={"explode": 1})
     with pytest.raises(SimulationFailure):
         Simulation(LossySnapshotKv, workload).run_seeds(range(50))
+
+
+def test_simulation_dropped_on_another_thread_is_released_cleanly() -> None:
+    """Python may drop a Simulation on any thread (the last reference held by a worker, a
+    collection triggered there): that must free it, not report an error and leak it."""
+    import gc
+    import sys
+    import threading
+
+    raised: list[BaseException | None] = []
+    old_hook = sys.unraisablehook
+    sys.unraisablehook = lambda u: raised.append(u.exc_value)
+    try:
+        box = [Simulation(KvStore, workload, model=KV_MODEL)]
+        box[0].run(0)
+
+        def drop() -> None:
+            box.clear()
+            gc.collect()
+
+        t = threading.Thread(target=drop)
+        t.start()
+        t.join()
+        gc.collect()
+    finally:
+        sys.unraisablehook = old_hook
+    assert raised == []
