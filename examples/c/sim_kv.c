@@ -1,6 +1,6 @@
 /* Testing a C state machine under faults with raft_sim_run: the same apply, snapshot and
  * restore callbacks a real node takes, plus query (the read path) and state_hash. A correct
- * key-value store passes 200 seeds (10 under valgrind); four broken variants are each
+ * key-value store passes 200 seeds (3 under valgrind); four broken variants are each
  * caught, and the failing seed replays the failure.
  *
  * Commands use the built-in model's format: "put K V", "append K S", "del K", "get K". */
@@ -242,8 +242,8 @@ static void expect_caught(enum bug bug, enum mode mode, raft_sim_check want, raf
 }
 
 int main(void) {
-  /* 200 seeds; 10 under valgrind (RAFT_EXAMPLE_SLOW > 1), where a seed takes seconds. */
-  uint64_t seeds = time_scale() > 1 ? 10 : 200;
+  /* 200 seeds; 3 under valgrind (RAFT_EXAMPLE_SLOW > 1), where a seed takes seconds. */
+  uint64_t seeds = time_scale() > 1 ? 3 : 200;
   raft_sim_report ok = run(BUG_NONE, MODE_GOOD, 0, seeds, "correct");
   if (ok.check != RAFT_SIM_CHECK_NONE)
     fprintf(stderr, "%.*s\n", (int)ok.failure.len, (const char *)ok.failure.data);
