@@ -137,14 +137,18 @@ fn correct_kv_passes() {
 // ANCHOR_END: kv
 
 /// Runs seeds until one fails; returns its failure after checking that its replay fails
-/// the same check again.
-fn first_failure(sim: &mut Simulation, expected: Check) -> Failure {
+/// the same check again (a nondeterministic machine may also diverge first from its
+/// snapshot's copy: the checks in `replay_also` are accepted for both runs).
+fn first_failure(sim: &mut Simulation, expected: Check, replay_also: &[Check]) -> Failure {
     for seed in 0..200 {
         if let Some(f) = sim.run(seed).failure {
             println!("{f}");
-            assert_eq!(f.check, expected, "{f}");
+            assert!(f.check == expected || replay_also.contains(&f.check), "{f}");
             let again = sim.run(seed).failure.expect("the replay fails too");
-            assert_eq!(again.check, expected, "{again}");
+            assert!(
+                again.check == expected || replay_also.contains(&again.check),
+                "{again}"
+            );
             return f;
         }
     }
@@ -212,7 +216,7 @@ fn unordered_iteration_is_caught() {
         data: HashMap::new(),
     };
     let mut sim = simulation(make, workload, "unordered_iteration_is_caught");
-    first_failure(&mut sim, Check::Determinism);
+    first_failure(&mut sim, Check::Determinism, &[Check::SnapshotRoundTrip]);
 }
 
 // ANCHOR: lossy
@@ -256,7 +260,7 @@ fn lossy_snapshot_is_caught() {
         workload,
         "lossy_snapshot_is_caught",
     );
-    first_failure(&mut sim, Check::SnapshotRoundTrip);
+    first_failure(&mut sim, Check::SnapshotRoundTrip, &[]);
 }
 
 #[test]
@@ -268,7 +272,7 @@ fn retry_without_session_is_caught() {
         Some(Request::write_without_session(kv::append(&key, &tag)))
     };
     let mut sim = simulation(Kv::default, w, "retry_without_session_is_caught");
-    first_failure(&mut sim, Check::ExactlyOnce);
+    first_failure(&mut sim, Check::ExactlyOnce, &[]);
 }
 
 #[test]
@@ -282,7 +286,7 @@ fn local_reads_are_caught() {
         })
     };
     let mut sim = simulation(Kv::default, w, "local_reads_are_caught");
-    first_failure(&mut sim, Check::Linearizability);
+    first_failure(&mut sim, Check::Linearizability, &[]);
 }
 
 #[test]
@@ -292,7 +296,7 @@ fn a_failure_shrinks_to_a_replayable_schedule() {
         workload,
         "lossy_snapshot_is_caught",
     );
-    let f = first_failure(&mut sim, Check::SnapshotRoundTrip);
+    let f = first_failure(&mut sim, Check::SnapshotRoundTrip, &[]);
     let shrunk = sim.shrink(&f, 60);
     println!("{shrunk}");
     assert!(shrunk.schedule.len() <= f.schedule.len());

@@ -135,6 +135,78 @@ mod tests {
         }
     }
 
+    /// Brute-force oracle for one half: won when the grants are a strict majority, lost
+    /// when grants plus the votes still missing cannot be one.
+    fn half_oracle(vs: &[NodeId], votes: &HashMap<NodeId, bool>) -> VoteResult {
+        let yes = vs.iter().filter(|v| votes.get(v) == Some(&true)).count();
+        let open = vs.iter().filter(|v| !votes.contains_key(v)).count();
+        if vs.is_empty() || yes * 2 > vs.len() {
+            VoteResult::Won
+        } else if (yes + open) * 2 <= vs.len() {
+            VoteResult::Lost
+        } else {
+            VoteResult::Pending
+        }
+    }
+
+    /// Every assignment of grant / refusal / no answer over configurations of one to five
+    /// voters, simple and joint, against the oracle; `is_quorum` agrees with "won".
+    #[test]
+    fn vote_result_matches_oracle_exhaustively() {
+        let confs = [
+            (vec![1], vec![]),
+            (vec![1, 2], vec![]),
+            (vec![1, 2, 3], vec![]),
+            (vec![1, 2, 3, 4], vec![]),
+            (vec![1, 2, 3, 4, 5], vec![]),
+            (vec![1, 2, 3], vec![3, 4, 5]),
+            (vec![1, 2], vec![3]),
+            (vec![1], vec![2, 3, 4, 5]),
+        ];
+        let mut checked = 0;
+        for (voters, outgoing) in confs {
+            let conf = ConfState {
+                voters,
+                voters_outgoing: outgoing,
+                learners: vec![9],
+                removed: vec![],
+            };
+            for code in 0..3u32.pow(6) {
+                let mut votes = HashMap::new();
+                for id in 1..=6u64 {
+                    match (code / 3u32.pow(id as u32 - 1)) % 3 {
+                        0 => {}
+                        1 => {
+                            votes.insert(id, true);
+                        }
+                        _ => {
+                            votes.insert(id, false);
+                        }
+                    }
+                }
+                // A learner's grant never counts.
+                votes.insert(9, true);
+                let want = match (
+                    half_oracle(&conf.voters, &votes),
+                    half_oracle(&conf.voters_outgoing, &votes),
+                ) {
+                    (VoteResult::Won, VoteResult::Won) => VoteResult::Won,
+                    (VoteResult::Lost, _) | (_, VoteResult::Lost) => VoteResult::Lost,
+                    _ => VoteResult::Pending,
+                };
+                assert_eq!(vote_result(&conf, &votes), want, "{conf:?} {votes:?}");
+                let active = |n: NodeId| votes.get(&n) == Some(&true);
+                assert_eq!(
+                    is_quorum(&conf, active),
+                    want == VoteResult::Won,
+                    "{conf:?} {votes:?}"
+                );
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 8 * 729);
+    }
+
     #[test]
     fn votes_need_both_halves() {
         let conf = ConfState {

@@ -10,6 +10,7 @@ use raft::sim::{
     Failure, FaultConfig, KvModel, Model, OpKind, Report, Request, SimStateMachine, Simulation,
 };
 use std::io::{Read, Write};
+use std::sync::{Mutex, MutexGuard};
 
 /// One replica's state machine object, with `query` (and optionally `state_hash`).
 struct PySimMachine {
@@ -206,9 +207,24 @@ fn report_dict<'py>(py: Python<'py>, r: &Report) -> PyResult<Bound<'py, PyDict>>
 }
 
 /// The native simulation; `raft_manager.sim.Simulation` wraps it.
-#[pyclass(name = "_Simulation", module = "raft_manager._native", unsendable)]
+#[pyclass(name = "_Simulation", module = "raft_manager._native")]
 pub(crate) struct PySimulation {
-    sim: Simulation,
+    sim: Mutex<SendSim>,
+}
+
+/// A simulation built by [`PySimulation::new`].
+struct SendSim(Simulation);
+
+// SAFETY: every closure and model in a simulation built by `PySimulation::new` captures only
+// `Send` data (`Py` handles, plain Rust values) and nothing in `Simulation` is tied to a
+// thread, so moving it to another thread (Python may drop the object on any thread) is
+// sound; the `Mutex` serialises every use.
+unsafe impl Send for SendSim {}
+
+impl PySimulation {
+    fn sim(&self) -> MutexGuard<'_, SendSim> {
+        self.sim.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 #[pymethods]
@@ -305,12 +321,15 @@ impl PySimulation {
             })
         })?;
         let sim = b.build().map_err(value_error)?;
-        Ok(PySimulation { sim })
+        Ok(PySimulation {
+            sim: Mutex::new(SendSim(sim)),
+        })
     }
 
     /// Runs one seed; returns the report as a dict.
-    fn run<'py>(&mut self, py: Python<'py>, seed: u64) -> PyResult<Bound<'py, PyDict>> {
-        let sim = SameThread(&mut self.sim);
+    fn run<'py>(&self, py: Python<'py>, seed: u64) -> PyResult<Bound<'py, PyDict>> {
+        let mut guard = self.sim();
+        let sim = SameThread(&mut guard.0);
         // Detached so that callbacks may run on helper threads (`restore_stream`); every
         // callback attaches again.
         let r = py.detach(move || {
@@ -321,33 +340,34 @@ impl PySimulation {
     }
 
     /// Replaces the drawn fault schedule with one in the printed format (None: draw it).
-    fn set_schedule(&mut self, schedule: Option<String>) -> PyResult<()> {
+    fn set_schedule(&self, schedule: Option<String>) -> PyResult<()> {
         let s = schedule
             .map(|t| raft::sim::user::parse_schedule(&t))
             .transpose()
             .map_err(value_error)?;
-        self.sim.set_schedule(s);
+        self.sim().0.set_schedule(s);
         Ok(())
     }
 
     /// Sets the command a failure's replay line runs after `RAFT_SIM_SEED=<seed>`.
-    fn set_replay_hint(&mut self, hint: String) {
-        self.sim.set_replay_hint(hint);
+    fn set_replay_hint(&self, hint: String) {
+        self.sim().0.set_replay_hint(hint);
     }
 
     /// Shrinks the failing run of `seed` (which must fail) to a smaller fault schedule;
     /// returns the failure dict of the reduced run (its `faults` are the reduced schedule).
     fn shrink<'py>(
-        &mut self,
+        &self,
         py: Python<'py>,
         seed: u64,
         max_runs: u64,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let r = self.sim.run(seed);
+        let mut guard = self.sim();
+        let r = guard.0.run(seed);
         let f = r
             .failure
             .ok_or_else(|| value_error(format!("seed {seed} does not fail")))?;
-        let s = self.sim.shrink(&f, max_runs);
+        let s = guard.0.shrink(&f, max_runs);
         failure_dict(py, &s.failure)
     }
 }

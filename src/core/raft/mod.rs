@@ -14,6 +14,8 @@ mod membership;
 mod reads;
 mod replication;
 mod snapshot;
+#[cfg(test)]
+mod tests;
 
 pub use membership::{decode_conf_change, encode_conf_change};
 use reads::{Forwarded, PendingRead};

@@ -242,7 +242,7 @@ impl SnapshotShadow {
                     Check::SnapshotRoundTrip,
                     Some(c.index),
                     format!(
-                        "node {node}: a copy restored from its snapshot of index {snap} answered {} at index {} where the original answered {} (the snapshot does not carry all the state)",
+                        "node {node}: a copy restored from its snapshot of index {snap} answered {} at index {} where the original answered {} (the snapshot does not carry all the state, or apply is not deterministic)",
                         show(b.as_deref()),
                         c.index,
                         show(a.as_deref())

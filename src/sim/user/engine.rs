@@ -185,8 +185,7 @@ impl<'a> Engine<'a> {
         match ev {
             Ev::Tick => {
                 self.schedule(self.now + self.s.tick_ms, Ev::Tick);
-                let ids: Vec<u64> = self.nodes.keys().copied().collect();
-                for id in ids {
+                for id in 1..=self.s.nodes {
                     if let Some((until, missed)) = self.paused.get_mut(&id) {
                         if self.now < *until {
                             *missed += 1;
@@ -290,21 +289,25 @@ impl<'a> Engine<'a> {
         if self.net.chance(self.faults.drop_per_mille, 1000) {
             return;
         }
-        let copies = if self.net.chance(self.faults.dup_per_mille, 1000) {
-            2
-        } else {
-            1
-        };
-        for _ in 0..copies {
-            let (lo, hi) = self.faults.delay_ms;
-            let mut at = self.now + self.net.range(lo, hi.max(lo) + 1);
-            if !self.faults.reorder {
-                let last = self.link_clock.entry((m.from, m.to)).or_insert(0);
-                at = at.max(*last);
-                *last = at;
-            }
+        if self.net.chance(self.faults.dup_per_mille, 1000) {
+            let at = self.delivery_time(&m);
             self.schedule(at, Ev::Deliver(Box::new(m.clone())));
         }
+        let at = self.delivery_time(&m);
+        self.schedule(at, Ev::Deliver(Box::new(m)));
+    }
+
+    /// When a message sent now arrives: a random delay, and no earlier than the previous
+    /// message on its link unless reordering is on.
+    fn delivery_time(&mut self, m: &Message) -> u64 {
+        let (lo, hi) = self.faults.delay_ms;
+        let mut at = self.now + self.net.range(lo, hi.max(lo) + 1);
+        if !self.faults.reorder {
+            let last = self.link_clock.entry((m.from, m.to)).or_insert(0);
+            at = at.max(*last);
+            *last = at;
+        }
+        at
     }
 
     /// Processes every ready of node `id`, then lets its clients see what it applied.

@@ -2,7 +2,7 @@
 
 import concurrent.futures
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, final
 
@@ -10,7 +10,7 @@ from typing_extensions import Buffer, disjoint_base
 
 from ._protocols import StateMachine, Transport
 
-__all__ = ["Node", "SnapshotReader", "_install_logging", "_drain_logs"]
+__all__ = ["Node", "SnapshotReader", "_Simulation", "_install_logging", "_drain_logs"]
 
 @final
 class SnapshotReader:
@@ -115,6 +115,25 @@ class Node:
         tb: TracebackType | None,
         /,
     ) -> bool: ...
+
+@final
+class _Simulation:
+    def __new__(
+        cls,
+        factory: Callable[[], Any],
+        workload: Callable[[int, int, int], tuple[str, bytes] | None],
+        *,
+        nodes: int = 3,
+        clients: int = 3,
+        ops_per_client: int = 30,
+        model: Any = None,
+        faults: dict[str, Any] | None = None,
+        replay_hint: str | None = None,
+    ) -> _Simulation: ...
+    def run(self, seed: int) -> dict[str, Any]: ...
+    def set_schedule(self, schedule: str | None) -> None: ...
+    def set_replay_hint(self, hint: str) -> None: ...
+    def shrink(self, seed: int, max_runs: int) -> dict[str, Any]: ...
 
 def _install_logging(level: int) -> bool: ...
 def _drain_logs(timeout: float) -> list[tuple[int, str, str]]: ...
