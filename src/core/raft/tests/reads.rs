@@ -198,6 +198,8 @@ fn step_down_fails_own_pending_and_waiting_reads() {
     assert_eq!(c.node(1).raft.reads.len(), 2);
     let term = c.node(1).raft.term;
     c.node(1).step(Message {
+        from_incarnation: 0,
+        to_incarnation: 0,
         from: 3,
         to: 1,
         term: term + 1,
@@ -241,6 +243,8 @@ fn step_down_fails_own_pending_and_waiting_reads() {
     assert!(read_states(&mut c, 1).is_empty());
     let term = c.node(1).raft.term;
     c.node(1).step(Message {
+        from_incarnation: 0,
+        to_incarnation: 0,
         from: 2,
         to: 1,
         term: term + 1,
