@@ -4,8 +4,10 @@
 use crate::core::Message;
 use std::fmt;
 
-/// Current wire-format version, the first byte of every encoded message.
-pub const FORMAT_VERSION: u8 = 1;
+/// Current wire-format version, the first byte of every encoded message. Version 2 added
+/// the sender's and receiver's incarnations to every message; a message of another version
+/// is refused with [`CodecError::UnknownVersion`].
+pub const FORMAT_VERSION: u8 = 2;
 
 /// Default upper bound on an encoded message (64 MiB).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 << 20;
@@ -34,7 +36,10 @@ impl fmt::Display for CodecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CodecError::Empty => write!(f, "empty message"),
-            CodecError::UnknownVersion(v) => write!(f, "unknown message format version {v}"),
+            CodecError::UnknownVersion(v) => write!(
+                f,
+                "unknown message format version {v} (this node speaks version {FORMAT_VERSION})"
+            ),
             CodecError::TooLarge { len, max } => {
                 write!(f, "message of {len} bytes exceeds the maximum of {max}")
             }
