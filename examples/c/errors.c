@@ -161,9 +161,10 @@ static void not_leader_and_garbage(void) {
   uint64_t some_ids[1] = {1};
   CHECK_STATUS(raft_node_change_membership(n, some_ids, SIZE_MAX / 4, NULL, 0, 0, 10),
                RAFT_STATUS_INVALID_ARGUMENT);
-  /* A heartbeat claiming sender 1 (format 1, postcard: from 1, to 2, term 1, Heartbeat{0, 0}):
-   * accepted from 1, refused when the transport says it came from 3 (a forged sender). */
-  const uint8_t hb_from_1[] = {1, 1, 2, 1, 2, 0, 0};
+  /* A heartbeat claiming sender 1 (format 2, postcard: from 1, to 2, term 1, Heartbeat{0, 0},
+   * incarnations 0 and 0): accepted from 1, refused when the transport says it came from 3
+   * (a forged sender). */
+  const uint8_t hb_from_1[] = {2, 1, 2, 1, 2, 0, 0, 0, 0};
   CHECK_STATUS(raft_node_step_from(n, 3, hb_from_1, sizeof hb_from_1),
                RAFT_STATUS_INVALID_ARGUMENT);
   CHECK_OK(raft_node_step_from(n, 1, hb_from_1, sizeof hb_from_1));

@@ -25,8 +25,8 @@ class _Null:
         pass
 
 
-# A heartbeat from node 1 to node 2 at term 1 (format 1, postcard fields).
-_HEARTBEAT_1_TO_2 = bytes([1, 1, 2, 1, 2, 0, 0])
+# A heartbeat from node 1 to node 2 at term 1 (format 2, postcard fields, incarnations 0).
+_HEARTBEAT_1_TO_2 = bytes([2, 1, 2, 1, 2, 0, 0, 0, 0])
 
 
 def test_step_with_forged_sender_raises_value_error() -> None:
