@@ -93,6 +93,14 @@ def test_apply_returning_wrong_type_fails_node() -> None:
 
 def _no_quorum_leader(c: Cluster) -> Node:
     leader = c.leader()
+    # Isolate only a leader every node follows: one found while another node's election was
+    # still running would lose its leadership at once and fail the proposals with
+    # OutcomeUnknownError instead of the outcome the test is about.
+    wait_for(
+        lambda: all(n.status()["leader"] == leader.id for n in c.live)
+        and leader.status()["role"] == "leader",
+        what="every node follows the leader",
+    )
     for n in c.live:
         if n.id != leader.id:
             c.net.down.add(n.id)
