@@ -336,6 +336,34 @@ typedef uint32_t raft_sim_model_kind;
 #endif // __cplusplus
 
 /**
+ * How a voter that lost its state (a wiped data directory restarted under the same id: a
+ * new incarnation) is re-admitted; see [`raft_config_builder_set_auto_rejoin`]. Values are
+ * stable.
+ */
+enum raft_rejoin
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * The leader demotes it to learner, catches it up and promotes it again (default).
+   */
+  RAFT_REJOIN_AUTOMATIC = 0,
+  /**
+   * The leader logs an error and waits for the operator: change the membership to make
+   * the node a learner, then promote it once caught up.
+   */
+  RAFT_REJOIN_OPERATOR = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum raft_rejoin raft_rejoin;
+#else
+typedef uint32_t raft_rejoin;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * Opaque, immutable node configuration; may start several nodes and be shared between
  * threads. Released by [`raft_config_free`] (nodes started from it keep what they need).
  */
@@ -1118,6 +1146,19 @@ raft_status raft_config_builder_add_peer(struct raft_config_builder *builder,
  */
 raft_status raft_config_builder_set_cluster_id(struct raft_config_builder *builder,
                                                uint64_t cluster_id);
+
+/**
+ * Sets how a voter that lost its state is re-admitted (docs/STORAGE.md, "A voter that lost
+ * its state"). `mode` is a [`raft_rejoin`] value: `RAFT_REJOIN_AUTOMATIC` (the default,
+ * with `max_lag_entries` 64) promotes the demoted node back to voter once its log is within
+ * `max_lag_entries` entries of the leader's; `RAFT_REJOIN_OPERATOR` leaves that to the
+ * operator (`max_lag_entries` is then ignored). Either way the node's votes and
+ * acknowledgements are not counted until it is re-admitted. Another `mode` gives
+ * `RAFT_STATUS_INVALID_ARGUMENT`. Only the leader's setting acts: give every node the same.
+ */
+raft_status raft_config_builder_set_auto_rejoin(struct raft_config_builder *builder,
+                                                uint32_t mode,
+                                                uint64_t max_lag_entries);
 
 /**
  * Sets a shared secret (copied) enabling mutual HMAC-SHA256 authentication of TCP

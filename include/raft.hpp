@@ -718,6 +718,12 @@ class ConfigBuilder {
   ConfigBuilder &max_snapshot_bytes(uint64_t bytes) {
     return record(raft_config_builder_set_max_snapshot_bytes(b_, bytes));
   }
+  /// Re-admission of a voter that lost its state (raft_config_builder_set_auto_rejoin):
+  /// `automatic` (default, `max_lag_entries` 64) or RAFT_REJOIN_OPERATOR.
+  ConfigBuilder &auto_rejoin(bool automatic, uint64_t max_lag_entries = 64) {
+    return record(raft_config_builder_set_auto_rejoin(
+        b_, automatic ? RAFT_REJOIN_AUTOMATIC : RAFT_REJOIN_OPERATOR, max_lag_entries));
+  }
   /// UNSAFE outside tests: never fsync the data directory.
   ConfigBuilder &unsafe_no_fsync(bool on) {
     return record(raft_config_builder_set_unsafe_no_fsync(b_, on));

@@ -81,6 +81,8 @@ fn raft_kv_help_version_and_usage_errors() {
             "snapshot-entries",
             "request-timeout-ms",
             "test-hooks",
+            "manual-rejoin",
+            "rejoin-max-lag",
             "help",
         ],
     );
@@ -105,6 +107,9 @@ fn raft_kv_help_version_and_usage_errors() {
     let (code, _, err) = run(bin, &["--id", "1", "--peers", "1=nowhere"]);
     assert_eq!(code, 2);
     assert!(err.contains("bad address nowhere"), "{err}");
+    let (code, _, err) = run(bin, &["--manual-rejoin", "--rejoin-max-lag", "8"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot be used with"), "{err}");
     let (code, _, err) = run(bin, &["--election-ms", "5"]);
     assert_eq!(code, 2);
     assert!(err.contains("--election-ms"), "{err}");

@@ -4,32 +4,11 @@
 //! recovery after healing must hold. `RAFT_SIM_SEEDS=N` runs more seeds; `RAFT_SIM_SEED=S`
 //! replays one.
 
-use raft::core::{Config, NodeId};
-use raft::sim::{Faults, Sim, Violation, TICK_MS};
+#[path = "support/sim.rs"]
+mod sim_support;
 
-const ET: u64 = 20;
-
-fn cfg(id: NodeId) -> Config {
-    let mut c = Config::new(id);
-    c.election_ticks = ET;
-    c.heartbeat_ticks = 4;
-    c.max_msg_bytes = 256;
-    c.max_inflight_msgs = 4;
-    c.snapshot_chunk_bytes = 64;
-    c.max_uncommitted_bytes = 4096;
-    c
-}
-
-fn seeds(default: u64) -> Vec<u64> {
-    if let Ok(s) = std::env::var("RAFT_SIM_SEED") {
-        return vec![s.parse().expect("RAFT_SIM_SEED must be a number")];
-    }
-    let n = std::env::var("RAFT_SIM_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default);
-    (1..=n).collect()
-}
+use raft::sim::{Faults, Sim, Violation};
+use sim_support::{client_op, heal_and_recover, seeds};
 
 /// One seeded run; returns (power losses, unsynced writes lost, acknowledged writes).
 fn run(seed: u64) -> Result<(u64, u64, u64), Violation> {
@@ -41,7 +20,7 @@ fn run(seed: u64) -> Result<(u64, u64, u64), Violation> {
         Faults::harsh()
     };
     faults.sync_ms = (5, 60);
-    let mut sim = Sim::new(seed, n, faults, cfg);
+    let mut sim = Sim::new(seed, n, faults, sim_support::cfg);
     if seed.is_multiple_of(2) {
         sim.set_snapshot_policy(6 + seed % 7, seed % 4);
     }
@@ -56,27 +35,7 @@ fn run(seed: u64) -> Result<(u64, u64, u64), Violation> {
                     sim.propose(target);
                 }
             }
-            30..=49 => {
-                let target = if sim.rand(0, 4) == 0 {
-                    node
-                } else {
-                    sim.leader().unwrap_or(node)
-                };
-                let key = format!("k{}", sim.rand(0, 3));
-                let value = format!("v{}", sim.rand(0, 1000));
-                match sim.rand(0, 3) {
-                    0 => {
-                        sim.client_get(target, &key);
-                    }
-                    1 => {
-                        sim.client_put(target, &key, &value);
-                    }
-                    _ => {
-                        let exp = format!("v{}", sim.rand(0, 1000));
-                        sim.client_cas(target, &key, Some(&exp), &value);
-                    }
-                }
-            }
+            30..=49 => client_op(&mut sim, node),
             50..=64 => {
                 // Power loss of a node (the leader half the time), keeping a majority up.
                 let victim = match sim.leader() {
@@ -106,31 +65,7 @@ fn run(seed: u64) -> Result<(u64, u64, u64), Violation> {
         let ms = sim.rand(1, 40);
         sim.run_for(ms)?;
     }
-    sim.check_global()?;
-    sim.heal();
-    sim.faults = Faults::none();
-    for &i in &sim.ids() {
-        sim.restart(i)?;
-    }
-    let deadline = sim.now + 40 * ET * TICK_MS;
-    let mut wrote: Vec<Vec<u8>> = Vec::new();
-    let mut ok = false;
-    while sim.now < deadline && !ok {
-        if let Some(l) = sim.leader() {
-            wrote.extend(sim.propose(l));
-        }
-        let until = sim.now + ET * TICK_MS;
-        ok = sim.run_until(until, |s| {
-            wrote.iter().any(|w| s.acked.contains_key(w)) && s.min_applied() >= s.max_commit()
-        })?;
-    }
-    if !ok {
-        return Err(Violation::new(
-            seed,
-            format!("no recovery after healing:\n{}", sim.describe()),
-        ));
-    }
-    sim.check_global()?;
+    heal_and_recover(&mut sim, seed)?;
     sim.check_linearizable()?;
     Ok((losses, lost, sim.stats.acked))
 }

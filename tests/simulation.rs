@@ -4,40 +4,16 @@
 use raft::core::{ConfChange, Config, NodeId, Role};
 use raft::sim::linearizability::{self, History, Outcome};
 use raft::sim::{porcupine, Bias, Faults, Sim, Violation, TICK_MS};
+use sim_support::{cfg, client_op, et_ms, heal_and_recover, kv_op, seeds, ET};
 
-const ET: u64 = 20;
-
-fn cfg(id: NodeId) -> Config {
-    let mut c = Config::new(id);
-    c.election_ticks = ET;
-    c.heartbeat_ticks = 4;
-    c.max_msg_bytes = 256;
-    c.max_inflight_msgs = 4;
-    c.snapshot_chunk_bytes = 64;
-    c.max_uncommitted_bytes = 4096;
-    c
-}
+#[path = "support/sim.rs"]
+mod sim_support;
 
 /// Lease reads on (clock drift bound of 2 ticks; the simulated clocks do not drift).
 fn lease_cfg(id: NodeId) -> Config {
     let mut c = cfg(id);
     c.lease_read_max_drift = Some(2);
     c
-}
-
-fn et_ms() -> u64 {
-    ET * TICK_MS
-}
-
-fn seeds(default: u64) -> Vec<u64> {
-    if let Ok(s) = std::env::var("RAFT_SIM_SEED") {
-        return vec![s.parse().expect("RAFT_SIM_SEED must be a number")];
-    }
-    let n = std::env::var("RAFT_SIM_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default);
-    (1..=n).collect()
 }
 
 fn fail(v: Violation) -> ! {
@@ -140,38 +116,9 @@ fn mixed_run(seed: u64, bias: bool) -> Result<(u64, u64, u64), Violation> {
         let ms = sim.rand(5, 60);
         sim.run_for(ms)?;
     }
-    let ids = sim.ids();
-    sim.check_global()?;
     // Heal everything and require progress: a leader commits a fresh write and every
     // node catches up.
-    sim.heal();
-    sim.faults = Faults::none();
-    for &i in &ids {
-        sim.restart(i)?;
-    }
-    let deadline = sim.now + 40 * et_ms();
-    let mut wrote: Vec<Vec<u8>> = Vec::new();
-    let mut ok = false;
-    while sim.now < deadline {
-        // Retry at whoever leads now: a write proposed to a deposed leader is dropped.
-        if let Some(l) = sim.leader() {
-            wrote.extend(sim.propose(l));
-        }
-        let until = sim.now + et_ms();
-        ok = sim.run_until(until, |s| {
-            wrote.iter().any(|w| s.acked.contains_key(w)) && s.min_applied() >= s.max_commit()
-        })?;
-        if ok {
-            break;
-        }
-    }
-    if !ok {
-        return Err(Violation::new(
-            seed,
-            format!("cluster did not recover after healing:\n{}", sim.describe()),
-        ));
-    }
-    sim.check_global()?;
+    heal_and_recover(&mut sim, seed)?;
     sim.check_linearizable()?;
     let completed = sim
         .history()
@@ -180,17 +127,6 @@ fn mixed_run(seed: u64, bias: bool) -> Result<(u64, u64, u64), Violation> {
         .filter(|e| e.complete.is_some())
         .count();
     Ok((sim.stats.acked, sim.conf_changes(), completed as u64))
-}
-
-/// A random key-value client operation (get, put or compare-and-set on a few keys) at a
-/// node that is usually, but not always, the leader.
-fn client_op(sim: &mut Sim, random_node: NodeId) {
-    let node = if sim.rand(0, 4) == 0 {
-        random_node
-    } else {
-        sim.leader().unwrap_or(random_node)
-    };
-    kv_op(sim, node, 3);
 }
 
 /// [`client_op`] over `keys` keys; a quarter of the operations go to a random node, and
@@ -212,25 +148,6 @@ fn client_op_keys(sim: &mut Sim, random_node: NodeId, keys: u64) {
         _ => sim.leader().unwrap_or(random_node),
     };
     kv_op(sim, node, keys)
-}
-
-/// A random get, put or compare-and-set on one of `keys` keys at `node`.
-fn kv_op(sim: &mut Sim, node: NodeId, keys: u64) {
-    let key = format!("k{}", sim.rand(0, keys));
-    let value = format!("v{}", sim.rand(0, 1000));
-    match sim.rand(0, 3) {
-        0 => {
-            sim.client_get(node, &key);
-        }
-        1 => {
-            sim.client_put(node, &key, &value);
-        }
-        _ => {
-            let expected = format!("v{}", sim.rand(0, 1000));
-            let expected = (sim.rand(0, 4) > 0).then_some(expected);
-            sim.client_cas(node, &key, expected.as_deref(), &value);
-        }
-    }
 }
 
 /// A random membership change at the current leader: add a learner (a fresh node),

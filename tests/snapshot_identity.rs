@@ -7,28 +7,12 @@
 use raft::core::{ConfState, Config, Message, MessageBody, RawNode, SnapshotMeta, Storage};
 use raft::storage::{DiskOptions, DiskStorage, LogStore};
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
+use store_support::TempDir;
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("raft-snapid-test-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+#[path = "support/store.rs"]
+mod store_support;
 
 fn opts() -> DiskOptions {
     DiskOptions {

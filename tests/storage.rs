@@ -4,35 +4,14 @@ use raft::core::{ConfState, Entry, EntryKind, HardState, MemStorage, SnapshotMet
 use raft::storage::conformance::{conformance_suite, entries, entry};
 use raft::storage::{DiskOptions, DiskStorage, LogStore};
 use std::fs::{self, OpenOptions};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
+use store_support::{files_with_prefix, flip_byte, manager, name, wal_files, TempDir};
 
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "raft-storage-test-{}-{tag}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&p);
-        fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
+#[path = "support/store.rs"]
+mod store_support;
 
 fn small_opts() -> DiskOptions {
     DiskOptions {
@@ -63,29 +42,6 @@ fn open_err(dir: &Path) -> String {
     }
 }
 
-fn wal_files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            let n = p.file_name().unwrap().to_string_lossy();
-            n.starts_with("wal-") && n.ends_with(".log")
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-fn files_with_prefix(dir: &Path, prefix: &str) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(prefix))
-        .collect();
-    v.sort();
-    v
-}
-
 /// Entries with growing terms and sizes.
 fn varied(lo: u64, hi: u64) -> Vec<Entry> {
     (lo..=hi)
@@ -106,10 +62,51 @@ fn record_len(e: &Entry) -> u64 {
     8 + 17 + e.data.len() as u64
 }
 
-fn flip_byte(path: &Path, offset: u64) {
-    let mut b = fs::read(path).unwrap();
-    b[offset as usize] ^= 0x10;
-    fs::write(path, b).unwrap();
+/// A store (small segments) holding entries 1..=`n` of term 1, synced.
+fn synced_log(dir: &Path, n: u64) -> DiskStorage {
+    let s = open(dir);
+    s.append(&entries(1, n, 1)).unwrap();
+    s.sync().unwrap();
+    s
+}
+
+/// Takes a local snapshot at `index` (term 1) holding `data`, compacting everything before.
+fn local_snapshot(s: &DiskStorage, index: u64, data: &[u8]) -> SnapshotMeta {
+    let meta = SnapshotMeta {
+        index,
+        term: 1,
+        ..Default::default()
+    };
+    s.create_snapshot(meta, &mut &data[..], 0).unwrap()
+}
+
+/// The bytes of the store's snapshot.
+fn snapshot_bytes(s: &DiskStorage) -> Vec<u8> {
+    let (_, mut r) = s.open_snapshot().unwrap().unwrap();
+    let mut got = Vec::new();
+    r.read_to_end(&mut got).unwrap();
+    got
+}
+
+/// 49 synced entries, then entry 50 written but never synced (the only bytes a crash may
+/// tear); returns the last segment and its length.
+fn unsynced_tail(dir: &Path) -> (PathBuf, u64) {
+    let s = synced_log(dir, 49);
+    s.append(&entries(50, 50, 1)).unwrap();
+    drop(s);
+    let last = wal_files(dir).pop().unwrap();
+    let len = fs::metadata(&last).unwrap().len();
+    (last, len)
+}
+
+/// A crash right after an incoming snapshot was installed (renamed into place) and before
+/// anything else happened.
+fn installed_without_log_reset(dir: &Path, meta: &SnapshotMeta) {
+    fs::rename(
+        dir.join("incoming.partial"),
+        dir.join(format!("snap-{:020}-{:020}.snap", meta.index, meta.term)),
+    )
+    .unwrap();
 }
 
 #[test]
@@ -197,9 +194,7 @@ fn second_open_of_same_dir_is_refused() {
 fn suffix_replacement_survives_reopen() {
     let d = TempDir::new("suffix");
     {
-        let s = open(d.path());
-        s.append(&entries(1, 400, 1)).unwrap();
-        s.sync().unwrap();
+        let s = synced_log(d.path(), 400);
         let before = wal_files(d.path()).len();
         s.append(&entries(100, 120, 2)).unwrap();
         s.sync().unwrap();
@@ -223,15 +218,7 @@ fn suffix_replacement_survives_reopen() {
 #[test]
 fn torn_tail_partial_record_is_truncated() {
     let d = TempDir::new("torn");
-    {
-        let s = open(d.path());
-        s.append(&entries(1, 49, 1)).unwrap();
-        s.sync().unwrap();
-        // Written but never synced: the only bytes a crash may tear.
-        s.append(&entries(50, 50, 1)).unwrap();
-    }
-    let last = wal_files(d.path()).pop().unwrap();
-    let len = fs::metadata(&last).unwrap().len();
+    let (last, len) = unsynced_tail(d.path());
     OpenOptions::new()
         .write(true)
         .open(&last)
@@ -258,14 +245,7 @@ fn torn_tail_partial_record_is_truncated() {
 #[test]
 fn torn_tail_bad_crc_in_last_record_is_truncated() {
     let d = TempDir::new("torncrc");
-    {
-        let s = open(d.path());
-        s.append(&entries(1, 49, 1)).unwrap();
-        s.sync().unwrap();
-        s.append(&entries(50, 50, 1)).unwrap();
-    }
-    let last = wal_files(d.path()).pop().unwrap();
-    let len = fs::metadata(&last).unwrap().len();
+    let (last, len) = unsynced_tail(d.path());
     flip_byte(&last, len - 2);
     let s = open(d.path());
     assert_eq!(s.last_index(), 49);
@@ -294,8 +274,7 @@ fn flipped_bit_mid_segment_refuses_with_file_and_offset() {
         Ok(_) => panic!("opened a corrupt store"),
         Err(e) => e.to_string(),
     };
-    let name = seg.file_name().unwrap().to_string_lossy().into_owned();
-    assert!(err.contains(&name), "{err}");
+    assert!(err.contains(&name(&seg)), "{err}");
     assert!(err.contains(&format!("byte offset {off}")), "{err}");
     assert!(err.contains("crc"), "{err}");
 }
@@ -303,56 +282,35 @@ fn flipped_bit_mid_segment_refuses_with_file_and_offset() {
 #[test]
 fn damaged_last_record_of_earlier_segment_refuses() {
     let d = TempDir::new("flipearly");
-    {
-        let s = open(d.path());
-        s.append(&entries(1, 300, 1)).unwrap();
-        s.sync().unwrap();
-    }
+    drop(synced_log(d.path(), 300));
     let segs = wal_files(d.path());
     assert!(segs.len() >= 2);
     let len = fs::metadata(&segs[0]).unwrap().len();
     flip_byte(&segs[0], len - 1);
     let err = open_err(d.path());
-    assert!(
-        err.contains(&*segs[0].file_name().unwrap().to_string_lossy()),
-        "{err}"
-    );
+    assert!(err.contains(&name(&segs[0])), "{err}");
 }
 
 #[test]
 fn missing_middle_segment_refuses() {
     let d = TempDir::new("missing");
-    {
-        let s = open(d.path());
-        s.append(&entries(1, 400, 1)).unwrap();
-        s.sync().unwrap();
-    }
+    drop(synced_log(d.path(), 400));
     let segs = wal_files(d.path());
     assert!(segs.len() >= 3);
     fs::remove_file(&segs[1]).unwrap();
     let err = open_err(d.path());
-    assert!(
-        err.contains(&*segs[2].file_name().unwrap().to_string_lossy()),
-        "{err}"
-    );
+    assert!(err.contains(&name(&segs[2])), "{err}");
     assert!(err.contains("missing"), "{err}");
 }
 
 #[test]
 fn bad_segment_header_refuses() {
     let d = TempDir::new("header");
-    {
-        let s = open(d.path());
-        s.append(&entries(1, 400, 1)).unwrap();
-        s.sync().unwrap();
-    }
+    drop(synced_log(d.path(), 400));
     let segs = wal_files(d.path());
     flip_byte(&segs[1], 2);
     let err = open_err(d.path());
-    assert!(
-        err.contains(&*segs[1].file_name().unwrap().to_string_lossy()),
-        "{err}"
-    );
+    assert!(err.contains(&name(&segs[1])), "{err}");
     assert!(err.contains("byte offset 0"), "{err}");
 }
 
@@ -362,9 +320,7 @@ fn snapshot_create_compaction_and_reopen() {
     let data: Vec<u8> = (0..50_000u32).map(|i| (i % 13) as u8).collect();
     let stored;
     {
-        let s = open(d.path());
-        s.append(&entries(1, 400, 1)).unwrap();
-        s.sync().unwrap();
+        let s = synced_log(d.path(), 400);
         let segs_before = wal_files(d.path()).len();
         let meta = SnapshotMeta {
             index: 300,
@@ -395,11 +351,8 @@ fn snapshot_create_compaction_and_reopen() {
     );
     assert_eq!(s.initial_state().unwrap().1, ConfState::with_voters([1, 2]));
     assert!(s.initial_state().unwrap().0.commit >= 300);
-    let (m, mut r) = s.open_snapshot().unwrap().unwrap();
-    assert_eq!(m, stored);
-    let mut got = Vec::new();
-    r.read_to_end(&mut got).unwrap();
-    assert_eq!(got, data);
+    assert_eq!(s.open_snapshot().unwrap().unwrap().0, stored);
+    assert_eq!(snapshot_bytes(&s), data);
     // A newer snapshot replaces the old file and compacts everything.
     let meta2 = SnapshotMeta {
         index: 400,
@@ -419,8 +372,6 @@ fn snapshot_create_compaction_and_reopen() {
     assert_eq!(s.snapshot_meta().index, 400);
 }
 
-use std::io::Read;
-
 fn incoming(index: u64, term: u64, data: &[u8]) -> SnapshotMeta {
     SnapshotMeta {
         index,
@@ -439,9 +390,7 @@ fn chunked_incoming_snapshot_resumes_after_restart() {
     let meta = incoming(1000, 5, &data);
     let chunk = 8192;
     {
-        let s = open(d.path());
-        s.append(&entries(1, 20, 1)).unwrap();
-        s.sync().unwrap();
+        let s = synced_log(d.path(), 20);
         for k in 0..4 {
             assert!(s
                 .write_snapshot_chunk(
@@ -519,9 +468,7 @@ fn crash_before_install_rename_keeps_partial() {
     let data = vec![3u8; 10_000];
     let meta = incoming(100, 3, &data);
     {
-        let s = open(d.path());
-        s.append(&entries(1, 50, 1)).unwrap();
-        s.sync().unwrap();
+        let s = synced_log(d.path(), 50);
         receive_fully(&s, &meta, &data);
     }
     let s = open(d.path());
@@ -537,18 +484,10 @@ fn crash_after_install_rename_before_log_reset() {
     let data = vec![4u8; 10_000];
     let meta = incoming(100, 3, &data);
     {
-        let s = open(d.path());
-        s.append(&entries(1, 50, 1)).unwrap();
-        s.sync().unwrap();
+        let s = synced_log(d.path(), 50);
         receive_fully(&s, &meta, &data);
     }
-    // Simulate the crash: the rename happened, nothing after it did.
-    fs::rename(
-        d.path().join("incoming.partial"),
-        d.path()
-            .join(format!("snap-{:020}-{:020}.snap", meta.index, meta.term)),
-    )
-    .unwrap();
+    installed_without_log_reset(d.path(), &meta);
     let s = open(d.path());
     assert_eq!(s.snapshot_meta(), meta);
     assert_eq!(s.first_index(), 101);
@@ -568,16 +507,10 @@ fn crash_after_install_rename_log_holds_snapshot_entry() {
     let data = vec![5u8; 1000];
     let meta = incoming(30, 1, &data);
     {
-        let s = open(d.path());
-        s.append(&entries(1, 50, 1)).unwrap();
-        s.sync().unwrap();
+        let s = synced_log(d.path(), 50);
         receive_fully(&s, &meta, &data);
     }
-    fs::rename(
-        d.path().join("incoming.partial"),
-        d.path().join(format!("snap-{:020}-{:020}.snap", 30, 1)),
-    )
-    .unwrap();
+    installed_without_log_reset(d.path(), &meta);
     let s = open(d.path());
     assert_eq!(s.snapshot_meta(), meta);
     assert_eq!(
@@ -596,19 +529,8 @@ fn crash_before_old_snapshot_removed_and_leftover_temps() {
     let data = vec![6u8; 5000];
     let meta = incoming(200, 4, &data);
     {
-        let s = open(d.path());
-        s.append(&entries(1, 60, 1)).unwrap();
-        s.sync().unwrap();
-        s.create_snapshot(
-            SnapshotMeta {
-                index: 40,
-                term: 1,
-                ..Default::default()
-            },
-            &mut &b"old state"[..],
-            0,
-        )
-        .unwrap();
+        let s = synced_log(d.path(), 60);
+        local_snapshot(&s, 40, b"old state");
         old_name = files_with_prefix(d.path(), "snap-").pop().unwrap();
         old_bytes = fs::read(d.path().join(&old_name)).unwrap();
         receive_fully(&s, &meta, &data);
@@ -635,20 +557,13 @@ fn crash_before_old_snapshot_removed_and_leftover_temps() {
         .file_name()
         .to_string_lossy()
         .ends_with(".tmp")));
-    let (_, mut r) = s.open_snapshot().unwrap().unwrap();
-    let mut got = Vec::new();
-    r.read_to_end(&mut got).unwrap();
-    assert_eq!(got, data);
+    assert_eq!(snapshot_bytes(&s), data);
 }
 
 #[test]
 fn torn_partial_header_and_torn_new_segment_recover() {
     let d = TempDir::new("torn-misc");
-    {
-        let s = open(d.path());
-        s.append(&entries(1, 10, 1)).unwrap();
-        s.sync().unwrap();
-    }
+    drop(synced_log(d.path(), 10));
     // A segment whose creation was cut short and a partial snapshot with a torn header.
     fs::write(d.path().join(format!("wal-{:020}.log", 11)), b"RAFT").unwrap();
     fs::write(d.path().join("incoming.partial"), b"RAFTSNP1\x01").unwrap();
@@ -662,19 +577,8 @@ fn torn_partial_header_and_torn_new_segment_recover() {
 fn log_gap_after_snapshot_refuses() {
     let d = TempDir::new("gap");
     {
-        let s = open(d.path());
-        s.append(&entries(1, 400, 1)).unwrap();
-        s.sync().unwrap();
-        s.create_snapshot(
-            SnapshotMeta {
-                index: 100,
-                term: 1,
-                ..Default::default()
-            },
-            &mut &b"x"[..],
-            0,
-        )
-        .unwrap();
+        let s = synced_log(d.path(), 400);
+        local_snapshot(&s, 100, b"x");
     }
     // Remove the segment that continues right after the snapshot.
     let segs = wal_files(d.path());
@@ -766,19 +670,6 @@ fn full_disk_returns_error_and_keeps_durable_data() {
     }
 }
 
-fn manager(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_raft-manager"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
-
 #[test]
 fn operator_tool_inspect_and_verify() {
     let a = TempDir::new("tool-a");
@@ -800,16 +691,7 @@ fn operator_tool_inspect_and_verify() {
     }
     {
         let s = open(b.path());
-        s.create_snapshot(
-            SnapshotMeta {
-                index: 120,
-                term: 1,
-                ..Default::default()
-            },
-            &mut &b"snap"[..],
-            0,
-        )
-        .unwrap();
+        local_snapshot(&s, 120, b"snap");
     }
     let pa = a.path().to_str().unwrap();
     let pb = b.path().to_str().unwrap();
@@ -840,10 +722,7 @@ fn operator_tool_inspect_and_verify() {
     let (code, out) = manager(&["inspect", pa]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("CORRUPT"), "{out}");
-    assert!(
-        out.contains(&*seg.file_name().unwrap().to_string_lossy()),
-        "{out}"
-    );
+    assert!(out.contains(&name(&seg)), "{out}");
     let (code, _) = manager(&["inspect"]);
     assert_eq!(code, 2);
 }

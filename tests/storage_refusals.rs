@@ -16,38 +16,12 @@ use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use store_support::{manager, wal_files, TempDir};
 
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "raft-refusal-test-{}-{tag}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&p);
-        fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-    fn sub(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
+#[path = "support/store.rs"]
+mod store_support;
 
 /// Options of a store owned by `node` of `cluster`.
 fn owned(cluster: u64, node: u64) -> DiskOptions {
@@ -78,33 +52,6 @@ fn open_err(dir: &Path, opts: DiskOptions) -> StorageError {
         Ok(_) => panic!("{} opened but should have been refused", dir.display()),
         Err(e) => e,
     }
-}
-
-fn wal_files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            let n = p.file_name().unwrap().to_string_lossy();
-            n.starts_with("wal-") && n.ends_with(".log")
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-/// Runs `raft-manager` and returns its exit code and output.
-fn manager(args: &[&Path]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_raft-manager"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
 }
 
 /// Starts `raft-kv` as node 1 of a one-node cluster on `dir` and waits (bounded) for it to

@@ -69,6 +69,11 @@ static inline raft_status rgo_set_max_snapshot_bytes(uintptr_t b, uint64_t n, ch
 static inline raft_status rgo_set_cluster_id(uintptr_t b, uint64_t id, char *msg) {
   return rgo_msg(raft_config_builder_set_cluster_id(RGO_B(b), id), msg);
 }
+static inline raft_status rgo_set_auto_rejoin(uintptr_t b, int manual, uint64_t lag, char *msg) {
+  return rgo_msg(raft_config_builder_set_auto_rejoin(
+                     RGO_B(b), manual ? RAFT_REJOIN_OPERATOR : RAFT_REJOIN_AUTOMATIC, lag),
+                 msg);
+}
 static inline raft_status rgo_set_secret(uintptr_t b, const void *p, size_t len, char *msg) {
   return rgo_msg(raft_config_builder_set_secret(RGO_B(b), (const uint8_t *)p, len), msg);
 }

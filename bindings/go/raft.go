@@ -114,6 +114,14 @@ type Config struct {
 	// 32 MiB); larger ones fail with ErrTooLarge. MaxSnapshotBytes is the largest snapshot
 	// accepted from a leader (0 = library default, 64 GiB).
 	MaxCommandBytes, MaxSnapshotBytes uint64
+	// ManualRejoin: when this node leads and a voter comes back with its state lost (its
+	// data directory wiped, restarted under the same id), log an error and leave its
+	// re-admission to the operator (ChangeMembership with it as a learner, then
+	// PromoteLearner). By default (false) the leader demotes it to learner, catches it up
+	// and promotes it once within RejoinMaxLag entries (0 = library default, 64). Either
+	// way its votes are not counted until it is re-admitted.
+	ManualRejoin bool
+	RejoinMaxLag uint64
 
 	// Storage keeps the log, hard state and snapshots in the embedder's store (exclusive
 	// with DataDir); Durable is what that store held, loaded before start.
@@ -244,6 +252,16 @@ func NewNode(cfg Config) (*Node, error) {
 				return nil
 			}
 			return step(C.rgo_set_max_snapshot_bytes(b, C.uint64_t(cfg.MaxSnapshotBytes), m.ptr()))
+		},
+		func() error {
+			if !cfg.ManualRejoin && cfg.RejoinMaxLag == 0 {
+				return nil
+			}
+			lag := cfg.RejoinMaxLag
+			if lag == 0 {
+				lag = 64
+			}
+			return step(C.rgo_set_auto_rejoin(b, cbool(cfg.ManualRejoin), C.uint64_t(lag), m.ptr()))
 		},
 		func() error { return step(C.rgo_set_no_fsync(b, cbool(cfg.UnsafeNoFsync), m.ptr())) },
 		func() error { return step(C.rgo_set_caller_runs(b, cbool(cfg.CallerRuns), m.ptr())) },

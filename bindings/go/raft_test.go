@@ -112,10 +112,16 @@ type cluster struct {
 	sms   map[uint64]*kv
 	dirs  map[uint64]string
 	roles atomic.Int64
+	// tune, when set, adjusts each node's Config before it starts.
+	tune func(*raft.Config)
 }
 
 func newCluster(t *testing.T, ids []uint64, withDirs bool) *cluster {
-	c := &cluster{t: t, tr: &memTransport{nodes: map[uint64]*raft.Node{}, last: map[uint64]sent{}}, sms: map[uint64]*kv{}, dirs: map[uint64]string{}}
+	return newTunedCluster(t, ids, withDirs, nil)
+}
+
+func newTunedCluster(t *testing.T, ids []uint64, withDirs bool, tune func(*raft.Config)) *cluster {
+	c := &cluster{t: t, tr: &memTransport{nodes: map[uint64]*raft.Node{}, last: map[uint64]sent{}}, sms: map[uint64]*kv{}, dirs: map[uint64]string{}, tune: tune}
 	for _, id := range ids {
 		if withDirs {
 			c.dirs[id] = filepath.Join(t.TempDir(), fmt.Sprint(id))
@@ -129,12 +135,16 @@ func newCluster(t *testing.T, ids []uint64, withDirs bool) *cluster {
 func (c *cluster) start(id uint64, voters []uint64) {
 	c.t.Helper()
 	sm := newKV()
-	n, err := raft.NewNode(raft.Config{
+	cfg := raft.Config{
 		ID: id, Voters: voters, StateMachine: sm, Transport: sender{id, c.tr}, MaxCommandBytes: 1024,
 		ElectionTimeout: 300 * time.Millisecond, HeartbeatInterval: 50 * time.Millisecond,
 		DataDir: c.dirs[id], UnsafeNoFsync: true, SnapshotEntries: 5,
 		OnRoleChange: func(role raft.Role, term, leader uint64) { c.roles.Add(1) },
-	})
+	}
+	if c.tune != nil {
+		c.tune(&cfg)
+	}
+	n, err := raft.NewNode(cfg)
 	if err != nil {
 		c.t.Fatalf("NewNode(%d): %v", id, err)
 	}

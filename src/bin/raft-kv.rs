@@ -19,7 +19,7 @@
 //! | `DEL k`          | `OK`                                        |
 //! | `CAS k old new`  | `OK` / `MISMATCH`                           |
 //! | `STATUS`         | `STATUS id=.. role=.. term=.. leader=.. commit=.. applied=..` |
-//! | `ADD_LEARNER id host:port` / `PROMOTE id` / `REMOVE id` | `OK` (membership, leader only) |
+//! | `ADD_LEARNER id host:port` / `PROMOTE id` / `DEMOTE id` / `REMOVE id` | `OK` (membership, leader only) |
 //! | `TRANSFER [id]`  | `OK <target>` (leader only)                 |
 //! | `MEMBERS`        | `MEMBERS conf=.. voters=.. learners=.. outgoing=.. addrs=..` |
 //! | `BLOCK p` / `UNBLOCK p` | `OK` (only with `--test-hooks`)      |
@@ -37,7 +37,7 @@ mod command;
 use clap::Parser;
 use client_port::{parse_request, read_request, ClientSlots, Op, Request};
 use command::{Command, KvMachine, KvMap, Members};
-use raft::core::{ConfState, Role};
+use raft::core::{ConfChange, ConfState, Role};
 use raft::runtime::{Error, Node, NodeConfig, NodeSlot};
 use raft::transport::{TcpTransport, TlsConfig, TransportConfig};
 use std::collections::BTreeMap;
@@ -137,6 +137,16 @@ struct Args {
     #[arg(long, env = "RAFT_KV_MAX_COMMAND_BYTES", value_name = "BYTES", default_value_t = 32 << 20,
           value_parser = clap::value_parser!(u64).range(1..=raft::runtime::MAX_COMMAND_BYTES_LIMIT as u64))]
     max_command_bytes: u64,
+    /// A voter that comes back with its state lost (its data directory wiped, restarted
+    /// under the same id) is not re-admitted automatically: the leader logs an error and
+    /// the operator demotes it (a membership change making it a learner) and promotes it
+    /// again once caught up. Default: the leader does that itself (see --rejoin-max-lag).
+    #[arg(long, env = "RAFT_KV_MANUAL_REJOIN", conflicts_with = "rejoin_max_lag")]
+    manual_rejoin: bool,
+    /// Automatic rejoin: a voter that lost its state is demoted to learner, caught up and
+    /// promoted again once its log is within N entries of the leader's.
+    #[arg(long, env = "RAFT_KV_REJOIN_MAX_LAG", value_name = "N")]
+    rejoin_max_lag: Option<u64>,
     /// Enables the BLOCK/UNBLOCK client commands (tests only).
     #[arg(long, env = "RAFT_KV_TEST_HOOKS")]
     test_hooks: bool,
@@ -290,6 +300,24 @@ impl Server {
             Op::Promote(id) => self.confirm(
                 self.node.promote_learner(id, PROMOTE_MAX_LAG, self.admin()),
                 |c| c.is_voter(id),
+            ),
+            Op::Demote(id) => self.confirm(
+                self.node.change_membership_from(
+                    |st| {
+                        if !st.conf.is_voter(id) {
+                            return Err(Error::Invalid(format!("node {id} is not a voter")));
+                        }
+                        let voters = st.conf.voters.iter().copied().filter(|&v| v != id);
+                        let mut learners = st.conf.learners.clone();
+                        learners.push(id);
+                        Ok(ConfChange::Enter {
+                            voters: voters.collect(),
+                            learners,
+                        })
+                    },
+                    self.admin(),
+                ),
+                |c| c.learners.contains(&id),
             ),
             Op::Remove(id) => self.confirm(self.node.remove_member(id, self.admin()), |c| {
                 !c.contains(id)
@@ -490,6 +518,11 @@ fn run(a: Args) -> Result<(), String> {
     cfg.snapshot_entries = a.snapshot_entries;
     cfg.snapshot_trailing = (a.snapshot_entries / 2).max(1);
     cfg.max_command_bytes = a.max_command_bytes as usize;
+    if a.manual_rejoin {
+        cfg.auto_rejoin = None;
+    } else if let Some(lag) = a.rejoin_max_lag {
+        cfg.auto_rejoin = Some(lag);
+    }
     // Members added at run time: every node learns their address from the log (or from a
     // snapshot). Addresses given in --peers win: they may differ from a restored
     // snapshot's, e.g. in a new cluster started from an exported snapshot.

@@ -39,6 +39,8 @@ pub(crate) struct BuilderData {
     pub(crate) listen: Option<SocketAddr>,
     pub(crate) peers: HashMap<u64, SocketAddr>,
     pub(crate) cluster_id: u64,
+    /// `None`: the library default (automatic, lag 64); `Some(None)`: operator.
+    pub(crate) auto_rejoin: Option<Option<u64>>,
     pub(crate) secret: Option<Vec<u8>>,
     pub(crate) tls: Option<crate::transport::TlsConfig>,
     pub(crate) userdata: Option<Arc<Userdata>>,
@@ -399,6 +401,50 @@ pub extern "C" fn raft_config_builder_set_cluster_id(
     boundary(|| {
         edit(builder, |b| {
             b.cluster_id = cluster_id;
+            Ok(())
+        })
+    })
+}
+
+/// How a voter that lost its state (a wiped data directory restarted under the same id: a
+/// new incarnation) is re-admitted; see [`raft_config_builder_set_auto_rejoin`]. Values are
+/// stable.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum raft_rejoin {
+    /// The leader demotes it to learner, catches it up and promotes it again (default).
+    Automatic = 0,
+    /// The leader logs an error and waits for the operator: change the membership to make
+    /// the node a learner, then promote it once caught up.
+    Operator = 1,
+}
+
+/// Sets how a voter that lost its state is re-admitted (docs/STORAGE.md, "A voter that lost
+/// its state"). `mode` is a [`raft_rejoin`] value: `RAFT_REJOIN_AUTOMATIC` (the default,
+/// with `max_lag_entries` 64) promotes the demoted node back to voter once its log is within
+/// `max_lag_entries` entries of the leader's; `RAFT_REJOIN_OPERATOR` leaves that to the
+/// operator (`max_lag_entries` is then ignored). Either way the node's votes and
+/// acknowledgements are not counted until it is re-admitted. Another `mode` gives
+/// `RAFT_STATUS_INVALID_ARGUMENT`. Only the leader's setting acts: give every node the same.
+#[no_mangle]
+pub extern "C" fn raft_config_builder_set_auto_rejoin(
+    builder: *mut raft_config_builder,
+    mode: u32,
+    max_lag_entries: u64,
+) -> raft_status {
+    boundary(|| {
+        let rejoin = match mode {
+            m if m == raft_rejoin::Automatic as u32 => Some(max_lag_entries),
+            m if m == raft_rejoin::Operator as u32 => None,
+            m => {
+                return fail(
+                    raft_status::InvalidArgument,
+                    format!("rejoin mode {m} is not a raft_rejoin value (0 or 1)"),
+                )
+            }
+        };
+        edit(builder, |b| {
+            b.auto_rejoin = Some(rejoin);
             Ok(())
         })
     })

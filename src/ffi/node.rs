@@ -247,6 +247,9 @@ fn node_config(c: &ConfigData) -> NodeConfig {
         nc.fsync = FsyncPolicy::UnsafeNever;
     }
     nc.caller_runs = d.caller_runs;
+    if let Some(rejoin) = d.auto_rejoin {
+        nc.auto_rejoin = rejoin;
+    }
     if let Some(n) = d.max_command_bytes {
         nc.max_command_bytes = n;
     }

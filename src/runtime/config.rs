@@ -86,7 +86,9 @@ pub struct NodeConfig {
     /// incarnation: a wiped data directory under the same id). `Some(lag)` (the default,
     /// 64): the leader demotes it to learner, catches it up by snapshot and log, and
     /// promotes it once its log is within `lag` entries of the leader's. `None`: the
-    /// operator re-adds it (remove it, then add it again); until then it is not counted.
+    /// leader logs an error and the operator re-admits it (a membership change making it a
+    /// learner, then [`Node::promote_learner`](super::Node::promote_learner)); until then it
+    /// is not counted. Only the leader's setting acts: give every node the same.
     /// Either way its votes and acknowledgements are ignored until it is re-admitted.
     pub auto_rejoin: Option<u64>,
 }

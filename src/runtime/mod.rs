@@ -11,6 +11,7 @@ pub mod metrics;
 mod node;
 mod node_slot;
 mod raft_loop;
+pub(crate) mod readmission;
 pub mod session;
 mod state_machine;
 mod storage_worker;

@@ -14,10 +14,11 @@ use super::clock::TickClock;
 use super::driver::{Control, Queues};
 use super::error::Error;
 use super::metrics::DropReason;
-use super::node::{demotion, promotion, Input, ProposeResult, ReadDone, Shared};
+use super::node::{Input, ProposeResult, ReadDone, Shared};
+use super::readmission::Readmission;
 use super::state_machine::MessageSink;
 use super::storage_worker::{self, StorageJob};
-use crate::core::{Message, MessageBody, NodeId, RawNode, ReadState, Role};
+use crate::core::{Message, MessageBody, RawNode, ReadState, Role};
 use crate::storage::LogStore;
 use crossbeam_channel::Sender;
 use std::collections::{BTreeMap, HashMap};
@@ -100,12 +101,8 @@ pub(crate) struct RaftLoop {
     /// Bytes handed to the apply thread in total (the apply thread counts what it applied).
     apply_handed: u64,
     last_role: Role,
-    /// Learners to promote once they are within the given lag of the leader's log.
-    auto_promote: HashMap<NodeId, u64>,
-    /// [`super::NodeConfig::auto_rejoin`].
-    auto_rejoin: Option<u64>,
-    /// Voters with a new incarnation already handled here: id -> that incarnation.
-    rejoining: HashMap<NodeId, u64>,
+    /// Automatic promotions and the rejoin of voters that lost their state.
+    readmission: Readmission,
     /// The store is durable when a write returns (memory): write on this thread.
     inline_writes: bool,
     /// Term and vote last written inline.
@@ -136,9 +133,7 @@ impl RaftLoop {
             storage_bytes: 0,
             apply_handed: 0,
             last_role: Role::Follower,
-            auto_promote: HashMap::new(),
-            auto_rejoin: start.auto_rejoin,
-            rejoining: HashMap::new(),
+            readmission: Readmission::new(start.auto_rejoin),
             inline_writes: store.durable_on_write(),
             written: store.initial_state().map(|(hs, _)| hs).unwrap_or_default(),
             shared: start.shared,
@@ -196,8 +191,7 @@ impl RaftLoop {
         self.raw
             .on_applied(self.shared.applied.load(Ordering::Acquire));
         self.manage_reads();
-        self.maybe_auto_promote();
-        self.maybe_rejoin();
+        self.readmission.drive(&mut self.raw);
         if let Some(peers) = self.raw.raft.take_incarnation_changes() {
             // Rare (a voter first heard from, or no longer a voter): written here.
             if let Err(e) = self.raw.raft.log.storage.set_peer_incarnations(&peers) {
@@ -321,7 +315,7 @@ impl RaftLoop {
                 let _ = reply.try_send(self.raw.status());
             }
             Input::AutoPromote(id, lag) => {
-                self.auto_promote.insert(id, lag);
+                self.readmission.promote_when_caught_up(id, lag);
             }
         }
     }
@@ -394,90 +388,6 @@ impl RaftLoop {
                 let e: Error = e.into();
                 let dones = dones.into_iter().map(|d| (d, Err(e.clone()))).collect();
                 self.hand_over(dones, Vec::new());
-            }
-        }
-    }
-
-    /// Leader only: promotes one caught-up learner registered for automatic promotion.
-    fn maybe_auto_promote(&mut self) {
-        if self.auto_promote.is_empty() || self.raw.raft.role != Role::Leader {
-            return;
-        }
-        let st = self.raw.status();
-        let ready = self.auto_promote.iter().find_map(|(&id, &lag)| {
-            let p = st.peers.iter().find(|p| p.id == id)?;
-            (st.conf.learners.contains(&id) && p.matched + lag >= st.last_index).then_some(id)
-        });
-        let Some(id) = ready else { return };
-        let cc = promotion(&st.conf, id);
-        if self
-            .raw
-            .propose_conf_change(cc, Some(st.conf_index))
-            .is_ok()
-        {
-            tracing::info!(node = id, "learner caught up: promoting to voter");
-            self.auto_promote.remove(&id);
-        }
-    }
-
-    /// Leader only: a voter that came back with a new incarnation (it lost its state; the
-    /// core ignores its messages) is demoted to learner and registered for automatic
-    /// promotion, or, with automatic rejoin off, reported for the operator.
-    fn maybe_rejoin(&mut self) {
-        if self.raw.raft.role != Role::Leader {
-            return;
-        }
-        let replaced: Vec<(NodeId, (u64, u64))> = self
-            .raw
-            .raft
-            .replaced_voters()
-            .iter()
-            .filter(|(id, (_, new))| self.rejoining.get(id) != Some(new))
-            .map(|(&id, &inc)| (id, inc))
-            .collect();
-        for (id, (old, new)) in replaced {
-            let Some(lag) = self.auto_rejoin else {
-                tracing::error!(
-                    node = id,
-                    old = format_args!("{old:#018x}"),
-                    new = format_args!("{new:#018x}"),
-                    "voter {id} lost its state (new incarnation); automatic rejoin is off: \
-                     remove it and add it again"
-                );
-                self.rejoining.insert(id, new);
-                continue;
-            };
-            let st = self.raw.status();
-            if !st.conf.voters.contains(&id) {
-                if st.conf.learners.contains(&id) {
-                    // Demoted already (by an earlier leader, or before a restart).
-                    tracing::info!(
-                        node = id,
-                        "rejoin: node {id} is a learner already; promoting it once caught up"
-                    );
-                    self.rejoining.insert(id, new);
-                    self.auto_promote.insert(id, lag);
-                }
-                continue;
-            }
-            match self
-                .raw
-                .propose_conf_change(demotion(&st.conf, id), Some(st.conf_index))
-            {
-                Ok(index) => {
-                    tracing::warn!(
-                        node = id,
-                        old = format_args!("{old:#018x}"),
-                        new = format_args!("{new:#018x}"),
-                        index,
-                        "rejoin: voter {id} lost its state; demoting it to learner, to be \
-                         caught up and promoted within {lag} entries"
-                    );
-                    self.rejoining.insert(id, new);
-                    self.auto_promote.insert(id, lag);
-                }
-                // Another change in flight: tried again on a later pass.
-                Err(e) => tracing::debug!(node = id, %e, "rejoin: demotion not proposed yet"),
             }
         }
     }

@@ -43,8 +43,11 @@ pub struct Checker {
     /// index -> highest leader term known when the entry was first applied; any leader of a
     /// later term must hold the entry.
     commit_bound: BTreeMap<u64, u64>,
-    /// (node, term) -> vote cast, to check votes are never changed within a term.
-    votes: BTreeMap<(NodeId, u64), NodeId>,
+    /// (node, disk generation, term) -> vote cast, to check votes are never changed within
+    /// a term by one disk (a wiped node starts a new generation).
+    votes: BTreeMap<(NodeId, u64, u64), NodeId>,
+    /// node -> disk generation (how many times it was wiped).
+    generation: BTreeMap<NodeId, u64>,
     /// The latest committed configuration (in commit order).
     committed_conf: ConfState,
     /// Committed configuration changes seen.
@@ -55,6 +58,10 @@ pub struct Checker {
     first_applied: BTreeMap<Vec<u8>, u64>,
     /// node -> last index its state machine applied (this incarnation).
     applied: BTreeMap<NodeId, u64>,
+    /// Wiped voters whose votes must not count (node -> its new disk generation): until a
+    /// committed configuration no longer lists them as voters (they are re-admitted as
+    /// learners, then promoted). Votes their old disk cast before the wipe still count.
+    uncounted: BTreeMap<NodeId, u64>,
 }
 
 impl Checker {
@@ -75,6 +82,34 @@ impl Checker {
             }
         }
         self.leaders.insert(term, id);
+        if !self.uncounted.is_empty() {
+            // The votes cast for `id` in `term` that may count (votes are recorded when
+            // they become durable, before they are sent) must make a quorum on their own.
+            let conf = raw.status().conf;
+            let counted = |v: NodeId| {
+                let gen = self.generation.get(&v).copied().unwrap_or(0);
+                (0..=gen).any(|g| {
+                    self.uncounted.get(&v) != Some(&g)
+                        && ((v == id && g == gen) || self.votes.get(&(v, g, term)) == Some(&id))
+                })
+            };
+            if !crate::core::quorum_contains(&conf, counted) {
+                return Err(Violation::new(
+                    seed,
+                    format!(
+                        "node {id} was elected in term {term} with the vote of a wiped voter \
+                         not re-admitted yet (node -> disk generation: {:?}; votes for it, \
+                         by node and generation: {:?})",
+                        self.uncounted,
+                        self.votes
+                            .iter()
+                            .filter(|((_, _, t), &c)| *t == term && c == id)
+                            .map(|((v, g, _), _)| (v, g))
+                            .collect::<Vec<_>>()
+                    ),
+                ));
+            }
+        }
         let log = &raw.raft.log;
         let first = log.first_index();
         for (&i, (t, _, _)) in self.committed.range(first..) {
@@ -101,7 +136,8 @@ impl Checker {
         hs: HardState,
     ) -> Result<(), Violation> {
         if hs.vote != 0 {
-            if let Some(&v) = self.votes.get(&(id, hs.term)) {
+            let gen = self.generation.get(&id).copied().unwrap_or(0);
+            if let Some(&v) = self.votes.get(&(id, gen, hs.term)) {
                 if v != hs.vote {
                     return Err(Violation::new(
                         seed,
@@ -112,9 +148,17 @@ impl Checker {
                     ));
                 }
             }
-            self.votes.insert((id, hs.term), hs.vote);
+            self.votes.insert((id, gen, hs.term), hs.vote);
         }
         Ok(())
+    }
+
+    /// Node `id` lost its disk: its new incarnation (a new disk generation) votes afresh,
+    /// and those votes do not count until it is re-admitted.
+    pub fn on_wiped(&mut self, id: NodeId) {
+        let gen = self.generation.entry(id).or_insert(0);
+        *gen += 1;
+        self.uncounted.insert(id, *gen);
     }
 
     /// Sets the bootstrap configuration (the first committed one).
@@ -139,6 +183,7 @@ impl Checker {
                 ),
             ));
         }
+        self.uncounted.retain(|&v, _| next.is_voter(v));
         self.committed_conf = next;
         self.conf_changes += 1;
         Ok(())

@@ -394,6 +394,34 @@ impl Sim {
         lost
     }
 
+    /// Wipes a node's disk (after a power cut: it goes down) so that it restarts empty under
+    /// a new incarnation, as a real node restarted on a wiped data directory with the same
+    /// id. Incarnations must be on (`Config::incarnation` non-zero) for the cluster to notice.
+    pub fn wipe(&mut self, id: NodeId) {
+        self.power_loss(id);
+        if let Some(n) = self.nodes.get_mut(&id) {
+            n.wipe();
+        }
+        self.inv.on_wiped(id);
+    }
+
+    /// The incarnation of node `id`'s disk (0: not tracked).
+    pub fn incarnation(&self, id: NodeId) -> u64 {
+        self.nodes.get(&id).map_or(0, |n| n.incarnation())
+    }
+
+    /// The incarnation node `observer` has stored for voter `of` (up or down).
+    pub fn known_incarnation(&self, observer: NodeId, of: NodeId) -> Option<u64> {
+        self.nodes.get(&observer)?.known_incarnation(of)
+    }
+
+    /// Sets `NodeConfig::auto_rejoin` on every node.
+    pub fn set_auto_rejoin(&mut self, auto_rejoin: Option<u64>) {
+        for n in self.nodes.values_mut() {
+            n.set_auto_rejoin(auto_rejoin);
+        }
+    }
+
     /// Restarts a crashed node from its durable state.
     pub fn restart(&mut self, id: NodeId) -> Result<(), Violation> {
         let seed = self.rng.next_u64();

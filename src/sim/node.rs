@@ -2,11 +2,13 @@
 
 use super::disk::{Disk, WriteOp};
 use super::invariants::{Checker, Violation};
+use crate::core::NodeId;
 use crate::core::{
     ConfState, Config, Entry, MemStorage, Message, RawNode, ReadState, Ready, SnapshotMeta, Storage,
 };
 use crate::crc32c::crc32c;
 use crate::runtime::apply_core::{ApplyCore, ApplyObserver, EntryResult};
+use crate::runtime::readmission::Readmission;
 use crate::runtime::session::{self, SessionTable};
 use crate::runtime::{Committed, StateMachine};
 use std::collections::BTreeMap;
@@ -171,6 +173,14 @@ pub struct SimNode {
     /// Entries kept behind a snapshot.
     pub snapshot_trailing: u64,
     last_commit: u64,
+    /// The configuration the node starts from on an empty disk.
+    bootstrap: ConfState,
+    /// The voters' incarnations as last stored (`peers` of a real data directory).
+    peers: BTreeMap<NodeId, u64>,
+    /// The runtime's automatic promotions and rejoins, run unchanged.
+    readmission: Readmission,
+    /// As `NodeConfig::auto_rejoin` (default `Some(64)`).
+    auto_rejoin: Option<u64>,
 }
 
 impl SimNode {
@@ -186,7 +196,7 @@ impl SimNode {
                 conf: bootstrap.clone(),
                 ..Default::default()
             },
-            core: ApplyCore::new(0, 0, bootstrap, 0, SessionTable::new()),
+            core: ApplyCore::new(0, 0, bootstrap.clone(), 0, SessionTable::new()),
             waiting: Vec::new(),
             sync_scheduled: false,
             applied_log: BTreeMap::new(),
@@ -194,7 +204,40 @@ impl SimNode {
             snapshot_every: 0,
             snapshot_trailing: 5,
             last_commit: 0,
+            bootstrap,
+            peers: BTreeMap::new(),
+            readmission: Readmission::new(Some(64)),
+            auto_rejoin: Some(64),
         }
+    }
+
+    /// Sets `NodeConfig::auto_rejoin` (what the leader does about a voter that lost its
+    /// state); pending decisions are dropped, as on a restart.
+    pub fn set_auto_rejoin(&mut self, auto_rejoin: Option<u64>) {
+        self.auto_rejoin = auto_rejoin;
+        self.readmission = Readmission::new(auto_rejoin);
+    }
+
+    /// This data directory's incarnation (0: not tracked).
+    pub fn incarnation(&self) -> u64 {
+        self.cfg.incarnation
+    }
+
+    /// The incarnation this node has stored for voter `id`, if any.
+    pub fn known_incarnation(&self, id: NodeId) -> Option<u64> {
+        self.peers.get(&id).copied()
+    }
+
+    /// Loses the whole disk (the node must be down): it restarts empty, from its bootstrap
+    /// configuration, under a new incarnation, as a real node on a wiped data directory.
+    pub fn wipe(&mut self) {
+        assert!(self.raw.is_none(), "wipe a stopped node");
+        self.disk = Disk::new(self.bootstrap.clone());
+        self.peers.clear();
+        // A new random id in a real store; here the next of a per-node sequence.
+        self.cfg.incarnation = self.cfg.incarnation.wrapping_add(1 << 32).max(1);
+        self.machine = Machine::default();
+        self.core = ApplyCore::new(0, 0, self.bootstrap.clone(), 0, SessionTable::new());
     }
 
     /// Crash: drops the core and volatile state; `keep` picks how many unsynced writes survive.
@@ -234,6 +277,8 @@ impl SimNode {
         let mut cfg = self.cfg.clone();
         cfg.applied = meta.index;
         cfg.seed = seed;
+        cfg.peer_incarnations = self.peers.clone();
+        self.readmission = Readmission::new(self.auto_rejoin);
         self.raw = Some(RawNode::new(cfg, self.disk.cache.clone())?);
         self.last_commit = 0;
         Ok(())
@@ -376,6 +421,10 @@ impl SimNode {
         self.machine.conf_index = self.core.conf_index;
         let raw = self.raw.as_mut().expect("up");
         raw.on_applied(self.machine.index);
+        if let Some(peers) = raw.raft.take_incarnation_changes() {
+            self.peers = peers;
+        }
+        self.readmission.drive(raw);
         if self.snapshot_every > 0 {
             let snap = raw.raft.log.storage.snapshot_meta().index;
             if self.machine.index >= snap + self.snapshot_every {

@@ -376,7 +376,7 @@ impl PyNode {
         listen=None, election_timeout=0.5, heartbeat_interval=0.05, snapshot_entries=100_000,
         fsync=true, cluster_id=0, secret=None, snapshot_trailing=10_000, join=false,
         caller_runs=false, max_command_bytes=33_554_432, max_snapshot_bytes=68_719_476_736,
-        tls=None))]
+        tls=None, auto_rejoin=true, rejoin_max_lag=64))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -398,6 +398,8 @@ impl PyNode {
         max_command_bytes: usize,
         max_snapshot_bytes: u64,
         tls: Option<(PathBuf, PathBuf, PathBuf)>,
+        auto_rejoin: bool,
+        rejoin_max_lag: u64,
     ) -> PyResult<Self> {
         if node_id == 0 {
             return Err(value_error("node_id must be non-zero"));
@@ -429,6 +431,7 @@ impl PyNode {
         cfg.caller_runs = caller_runs;
         cfg.max_command_bytes = max_command_bytes;
         cfg.max_snapshot_bytes = max_snapshot_bytes;
+        cfg.auto_rejoin = auto_rejoin.then_some(rejoin_max_lag);
         cfg.validate().map_err(value_error)?;
         let cause: FailureCause = Arc::new(Mutex::new(None));
         let sm = PyStateMachine::new(state_machine, cause.clone())?;

@@ -101,6 +101,8 @@ pub enum Op<'a> {
     AddLearner(u64, SocketAddr),
     /// `PROMOTE id`
     Promote(u64),
+    /// `DEMOTE id`
+    Demote(u64),
     /// `REMOVE id`
     Remove(u64),
     /// `TRANSFER [id]`
@@ -144,12 +146,14 @@ pub fn parse_request(line: &str) -> Result<Op<'_>, String> {
             }
         }
         ("PROMOTE", [id]) => Ok(Op::Promote(node_id(id)?)),
+        ("DEMOTE", [id]) => Ok(Op::Demote(node_id(id)?)),
         ("REMOVE", [id]) => Ok(Op::Remove(node_id(id)?)),
         ("TRANSFER", []) => Ok(Op::Transfer(None)),
         ("TRANSFER", [id]) => Ok(Op::Transfer(Some(node_id(id)?))),
         ("MEMBERS", []) => Ok(Op::Members),
         ("ADD_LEARNER", _) => Err("ERR usage: ADD_LEARNER id raft_host:port".into()),
         ("PROMOTE", _) => Err("ERR usage: PROMOTE id".into()),
+        ("DEMOTE", _) => Err("ERR usage: DEMOTE id".into()),
         ("REMOVE", _) => Err("ERR usage: REMOVE id".into()),
         ("TRANSFER", _) => Err("ERR usage: TRANSFER [id]".into()),
         ("MEMBERS", _) => Err("ERR usage: MEMBERS".into()),

@@ -82,9 +82,12 @@ impl<S: Storage> Raft<S> {
         let c = self.log.committed;
         let before = self.confs.len();
         while self.confs.len() > 1 && self.confs[1].0 <= c {
-            self.confs.remove(0);
+            let (_, committed) = self.confs.remove(0);
+            self.on_conf_committed(&committed);
         }
         if self.confs.len() != before {
+            let committed = self.confs[0].1.clone();
+            self.on_conf_committed(&committed);
             self.forget_non_voter_incarnations();
         }
         if self.role != Role::Leader {

@@ -196,6 +196,12 @@ pub struct Raft<S: Storage> {
     incarnations_changed: bool,
     /// Voters that came back with a new incarnation: id -> (known, new).
     replaced: BTreeMap<NodeId, (u64, u64)>,
+    /// Incarnations last seen from non-voters (volatile): a change resets the leader's
+    /// progress for that node (what the old incarnation acknowledged is gone).
+    learner_incarnations: BTreeMap<NodeId, u64>,
+    /// Incarnations seen replaced (volatile): messages still in flight from them are
+    /// dropped, so a stale acknowledgement cannot count for the new incarnation.
+    retired: BTreeMap<NodeId, u64>,
     /// A peer knows this node by another incarnation; not re-admitted yet.
     amnesiac: bool,
     /// Re-admitted after coming back with a new incarnation (stale mismatches are ignored).
@@ -259,8 +265,12 @@ impl<S: Storage> Raft<S> {
             peer_incarnations: cfg.peer_incarnations.clone(),
             incarnations_changed: false,
             replaced: BTreeMap::new(),
+            learner_incarnations: BTreeMap::new(),
+            retired: BTreeMap::new(),
             amnesiac: false,
-            readmitted: false,
+            // Re-admitted before a restart: this node recorded its own incarnation.
+            readmitted: cfg.incarnation != 0
+                && cfg.peer_incarnations.get(&cfg.id) == Some(&cfg.incarnation),
             cfg,
         };
         // Replay configuration entries after the snapshot (they took effect when appended);
@@ -503,8 +513,9 @@ impl<S: Storage> Raft<S> {
     }
 
     /// True if a message with a term above ours must not move us: its term is above
-    /// [`MAX_TERM`], or it comes from outside the latest configuration and is a vote request
-    /// (while that configuration has members) or reaches a node that hears from a live leader.
+    /// [`MAX_TERM`], or it comes from outside the latest configuration (not even a learner)
+    /// and is a vote request (while that configuration has members) or reaches a node that
+    /// hears from a live leader.
     fn refuse_higher_term(&self, m: &Message) -> bool {
         if m.term > MAX_TERM {
             tracing::warn!(
@@ -516,7 +527,10 @@ impl<S: Storage> Raft<S> {
         }
         let conf = self.conf();
         let refuse = match m.body {
-            MessageBody::Vote { .. } => !conf.is_voter(m.from) && !conf.voters.is_empty(),
+            // A learner may campaign: it was promoted in entries this node lacks yet (it may
+            // hold committed entries no voter here has, e.g. when the leader that promoted it
+            // is gone). Nodes outside the configuration are refused.
+            MessageBody::Vote { .. } => !conf.contains(m.from) && !conf.voters.is_empty(),
             _ => {
                 !conf.contains(m.from)
                     && self.leader != NO_NODE

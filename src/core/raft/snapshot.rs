@@ -157,6 +157,7 @@ impl<S: Storage> Raft<S> {
                 .collect();
             self.confs = vec![(meta.conf_index, meta.conf.clone())];
             self.confs.extend(tail);
+            self.on_conf_committed(&meta.conf);
             self.pending_restore = Some(meta.clone());
         }
         if to != NO_NODE {

@@ -64,8 +64,13 @@ class Node(_native.Node):
     with :meth:`step`. ``state_machine`` has ``apply`` / ``snapshot`` / ``restore`` (see
     :class:`StateMachine`). ``data_dir=None`` keeps everything in memory. Timeouts are in
     seconds (``election_timeout`` 0.5 s by default: see docs/OPERATIONS.md). ``join=True``
-    starts a node being added to an existing cluster (``peers`` lists its voters). Nodes
-    still open at interpreter exit are closed.
+    starts a node being added to an existing cluster (``peers`` lists its voters).
+    ``auto_rejoin`` (on by default): when this node leads and a voter comes back with its
+    state lost (its data directory wiped, restarted under the same id), it demotes that
+    voter to learner, catches it up and promotes it once within ``rejoin_max_lag`` entries;
+    with ``auto_rejoin=False`` it logs an error and the operator re-admits the node
+    (``change_membership`` with it as a learner, then ``add_voter``). Nodes still open at
+    interpreter exit are closed.
     """
 
     def __init__(
@@ -90,6 +95,8 @@ class Node(_native.Node):
         max_snapshot_bytes: int = 68_719_476_736,
         tls: tuple[str | os.PathLike[str], str | os.PathLike[str], str | os.PathLike[str]]
         | None = None,
+        auto_rejoin: bool = True,
+        rejoin_max_lag: int = 64,
     ) -> None:
         # The native __new__ built the node from these same arguments (and checked them);
         # only track the node for atexit here.

@@ -59,6 +59,8 @@ class Node:
         max_snapshot_bytes: int = 68_719_476_736,
         tls: tuple[str | os.PathLike[str], str | os.PathLike[str], str | os.PathLike[str]]
         | None = None,
+        auto_rejoin: bool = True,
+        rejoin_max_lag: int = 64,
     ) -> Node: ...
     @property
     def id(self) -> int: ...
