@@ -120,8 +120,8 @@ impl<'a> Engine<'a> {
             let mut cfg = e.config(id);
             cfg.seed = seed.wrapping_mul(31).wrapping_add(id);
             let mut r = Replica::new(cfg, conf.clone(), (e.factory)());
-            r.snapshot_every = faults.snapshot_every;
-            r.snapshot_trailing = faults.snapshot_trailing;
+            r.io.snapshot_every = faults.snapshot_every;
+            r.io.snapshot_trailing = faults.snapshot_trailing;
             e.nodes.insert(id, r);
         }
         e.schedule(s.tick_ms, Ev::Tick);
