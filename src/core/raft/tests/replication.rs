@@ -1,0 +1,112 @@
+//! Replication bookkeeping: a follower whose configuration entry is overwritten goes back
+//! to the previous configuration, an acknowledgement that commits nothing sends nothing,
+//! committed proposals stop counting against the uncommitted-bytes cap, and a stale-term
+//! notice is not taken for a rejected probe.
+
+use super::Cluster;
+use crate::core::{ConfChange, Message, MessageBody, ProgressState, ProposeError};
+
+/// Node 3 appends the leader's configuration entry (removing node 5) but nobody else does;
+/// node 2, elected without it, overwrites that index: node 3's configuration is the old
+/// one again.
+#[test]
+fn overwritten_conf_entry_reverts_the_configuration() {
+    let mut c = Cluster::new(5, |c| c.check_quorum = false);
+    c.elect(1);
+    let idx = c
+        .node(1)
+        .propose_conf_change(
+            ConfChange::Enter {
+                voters: vec![1, 2, 3, 4],
+                learners: vec![],
+            },
+            None,
+        )
+        .unwrap();
+    for m in c.take() {
+        if m.to == 3 {
+            c.node(3).step(m);
+        }
+    }
+    c.take();
+    assert_eq!(c.node(3).raft.conf().voters, vec![1, 2, 3, 4]);
+    assert_eq!(c.node(3).raft.log.last_index(), idx);
+
+    c.node(2).campaign();
+    c.deliver(|m| m.from != 1 && m.to != 1);
+    assert_eq!(c.node(2).raft.role, super::Role::Leader);
+    let term = c.node(2).raft.term;
+    assert_eq!(c.node(3).raft.log.term(idx), Ok(term));
+    assert_eq!(c.node(3).raft.conf().voters, vec![1, 2, 3, 4, 5]);
+}
+
+/// With five voters, the first acknowledgement of a new entry moves nothing to commit: the
+/// leader sends nothing back (no broadcast of an unchanged commit index).
+#[test]
+fn an_acknowledgement_that_commits_nothing_sends_nothing() {
+    let mut c = Cluster::new(5, |c| c.check_quorum = false);
+    c.elect(1);
+    let committed = c.node(1).raft.log.committed;
+    c.node(1).propose(vec![b"x".to_vec()]).unwrap();
+    for m in c.take() {
+        let to = m.to;
+        c.node(to).step(m);
+    }
+    let acks = c.take();
+    let ack = acks.into_iter().find(|m| m.from == 2 && m.to == 1).unwrap();
+    c.node(1).step(ack);
+    assert_eq!(c.node(1).raft.log.committed, committed);
+    assert_eq!(c.take(), Vec::<Message>::new());
+}
+
+/// Once a proposal commits, its bytes no longer count against `max_uncommitted_bytes`.
+#[test]
+fn committed_proposals_free_the_uncommitted_budget() {
+    let mut c = Cluster::new(3, |c| {
+        c.check_quorum = false;
+        c.max_uncommitted_bytes = 100;
+    });
+    c.elect(1);
+    c.node(1).propose(vec![vec![7; 50]]).unwrap();
+    assert_eq!(
+        c.node(1).propose(vec![vec![8; 50]]),
+        Err(ProposeError::Busy)
+    );
+    c.deliver(|_| true);
+    let log = &c.node(1).raft.log;
+    assert_eq!(log.committed, log.last_index());
+    assert_eq!(c.node(1).raft.uncommitted_bytes, 0);
+    c.node(1).propose(vec![vec![9; 50]]).unwrap();
+}
+
+/// A same-term append rejection with index 0 and no hint is the notice a node sends a
+/// stale leader: it carries no log information and must not reset a waiting probe.
+#[test]
+fn stale_leader_notice_does_not_move_a_probe() {
+    let mut c = Cluster::new(3, |c| c.check_quorum = false);
+    c.elect(1);
+    let term = c.node(1).raft.term;
+    let p = c.node(1).raft.progress.get_mut(&2).unwrap();
+    p.become_probe();
+    p.next = 1;
+    p.probe_sent = true;
+    c.node(1).step(Message {
+        from: 2,
+        to: 1,
+        term,
+        body: MessageBody::AppendResponse {
+            index: 0,
+            reject: true,
+            hint_index: 0,
+            hint_term: 0,
+        },
+        from_incarnation: 0,
+        to_incarnation: 0,
+    });
+    let p = &c.node(1).raft.progress[&2];
+    assert_eq!(
+        (p.state, p.next, p.probe_sent),
+        (ProgressState::Probe, 1, true)
+    );
+    assert_eq!(c.take(), Vec::<Message>::new());
+}
