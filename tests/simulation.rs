@@ -3,7 +3,7 @@
 
 use raft::core::{ConfChange, Config, NodeId, Role};
 use raft::sim::linearizability::{self, History, Outcome};
-use raft::sim::{porcupine, Bias, Faults, Sim, Violation, TICK_MS};
+use raft::sim::{porcupine, Bias, Faults, Sim, Violation};
 use sim_support::{cfg, client_op, et_ms, heal_and_recover, kv_op, seeds, ET};
 
 #[path = "support/sim.rs"]

@@ -7,7 +7,6 @@
 use raft::core::{ConfState, Config, Message, MessageBody, RawNode, SnapshotMeta, Storage};
 use raft::storage::{DiskOptions, DiskStorage, LogStore};
 use std::io::Read;
-use std::path::Path;
 use std::sync::Arc;
 use store_support::TempDir;
 
