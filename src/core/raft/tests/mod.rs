@@ -6,6 +6,7 @@
 mod election;
 mod membership;
 mod reads;
+mod replication;
 
 use crate::core::{ConfState, Config, MemStorage, Message, NodeId, RawNode, ReadState, Role};
 use std::collections::BTreeMap;
