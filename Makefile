@@ -79,22 +79,24 @@ sim-long:
 	RAFT_SIM_SEEDS=100000 RAFT_SIM_LONG_SEEDS=$(RAFT_SIM_LONG_SEEDS) $(CARGO) test --release --test simulation -- --nocapture
 
 ## Mutation testing (docs/TESTING.md) of src/core and the runtime's decision code
-## (apply_core, session, clock). Test set, per mutant: the lib unit tests and one binary
-## holding tests/scenarios.rs, tests/membership.rs and tests/simulation.rs (tests/mutants.rs),
-## the simulation at 200 short seeds (RAFT_SIM_SEEDS; the issue-12 closing note has the
-## table's bugs caught by seed 126) and its 4 default long seeds. The test targets go in
-## --cargo-arg (arguments after `--` would reach the test binaries, not cargo). Built with
-## the `mutants` cargo profile (release, incremental, no debug info): about one minute per
-## mutant on a quiet 2-core machine, ~1,200 mutants, so run it a file at a time, e.g.
+## (apply_core, session, clock). Test set, per mutant: one binary, the lib unit tests with
+## tests/scenarios.rs, tests/membership.rs and tests/simulation.rs compiled in (src/mutants.rs,
+## enabled by --cfg raft_mutants), so a mutant builds the crate once, as a test; the
+## simulation at 200 short seeds (RAFT_SIM_SEEDS; the issue-12 closing note has the table's
+## bugs caught by seed 126) and its 4 default long seeds. `--lib` goes in --cargo-arg
+## (arguments after `--` would reach the test binary, not cargo). Built with the `mutants`
+## cargo profile (release, incremental, no debug info): ~1,200 mutants at 20-60 s each on
+## this shared 2-core machine, so run it a file at a time, e.g.
 ## MUTANTS_ARGS="--file src/core/quorum.rs". Installs cargo-mutants when absent.
 MUTANTS_ARGS ?= --file 'src/core/**/*.rs' --file src/runtime/apply_core.rs \
   --file src/runtime/session.rs --file src/runtime/clock.rs
 MUTANTS_SEEDS ?= 200
 mutants:
 	@command -v cargo-mutants >/dev/null 2>&1 || $(CARGO) install --locked cargo-mutants
-	RAFT_SIM_SEEDS=$(MUTANTS_SEEDS) $(CARGO) mutants --no-shuffle --profile mutants --jobs 1 \
-	  --timeout 120 --build-timeout 900 --cargo-arg=--lib --cargo-arg=--test=mutants \
-	  $(MUTANTS_ARGS)
+	RAFT_SIM_SEEDS=$(MUTANTS_SEEDS) RUSTFLAGS="--cfg raft_mutants" \
+	  RAFT_PORCUPINE_DIR=$(CURDIR)/target/mutants-porcupine \
+	  $(CARGO) mutants --no-shuffle --profile mutants --jobs 1 --timeout 120 \
+	  --build-timeout 900 --cargo-arg=--lib $(MUTANTS_ARGS)
 
 ## Benchmarks (docs/BENCHMARKS.md): W1 (Rust API, C ABI, C++, Go), the openraft and raft-rs
 ## peers, the hardware floor (fdatasync, loopback RTT), W2 (ours and raft-rs's), failover,

@@ -16,6 +16,13 @@ pub mod transport;
 /// checksum use the same function.
 pub use crc32c;
 
+// `make mutants` only: the integration tests of its fast test set, compiled into this
+// crate's test binary (`raft::` in them names this crate).
+#[cfg(all(test, raft_mutants))]
+extern crate self as raft;
+#[cfg(all(test, raft_mutants))]
+mod mutants;
+
 #[cfg(test)]
 mod crc32c_format {
     use crate::crc32c::{crc32c, crc32c_append};

@@ -820,7 +820,13 @@ fn with_stale_read(h: &History, pick: usize) -> Option<History> {
 #[test]
 fn porcupine_export() {
     let dir = std::env::var("RAFT_PORCUPINE_DIR").map_or_else(
-        |_| std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("porcupine"),
+        // CARGO_TARGET_TMPDIR is set for integration tests only, not when `make mutants`
+        // compiles this file into the library's test binary.
+        |_| {
+            option_env!("CARGO_TARGET_TMPDIR")
+                .map_or_else(std::env::temp_dir, std::path::PathBuf::from)
+                .join("porcupine")
+        },
         std::path::PathBuf::from,
     );
     let _ = std::fs::remove_dir_all(&dir);

@@ -11,6 +11,7 @@ pub mod linearizability;
 mod node;
 pub mod oracle;
 pub mod porcupine;
+mod ready;
 pub mod user;
 
 pub use bias::Bias;
@@ -223,11 +224,11 @@ impl Sim {
             .nodes
             .values()
             .next()
-            .map(|n| (n.snapshot_every, n.snapshot_trailing))
+            .map(|n| (n.io.snapshot_every, n.io.snapshot_trailing))
             .unwrap_or((0, 5));
         let mut node = SimNode::new(cfg, bootstrap);
-        node.snapshot_every = every;
-        node.snapshot_trailing = trailing;
+        node.io.snapshot_every = every;
+        node.io.snapshot_trailing = trailing;
         self.nodes.insert(id, node);
         self.inv.set_applied(id, 0);
         let phase = self.rng.range(0, TICK_MS);
@@ -920,8 +921,8 @@ impl Sim {
     /// keeping `trailing` entries behind it.
     pub fn set_snapshot_policy(&mut self, every: u64, trailing: u64) {
         for n in self.nodes.values_mut() {
-            n.snapshot_every = every;
-            n.snapshot_trailing = trailing;
+            n.io.snapshot_every = every;
+            n.io.snapshot_trailing = trailing;
         }
     }
 

@@ -1,11 +1,10 @@
 //! One simulated node: its core, its disk and its state machine.
 
-use super::disk::{Disk, WriteOp};
 use super::invariants::{Checker, Violation};
+use super::ready::ReadyIo;
 use crate::core::{
     ConfState, Config, Entry, MemStorage, Message, RawNode, ReadState, Ready, SnapshotMeta, Storage,
 };
-use crate::crc32c::crc32c;
 use crate::runtime::apply_core::{ApplyCore, ApplyObserver, EntryResult};
 use crate::runtime::session::{self, SessionTable};
 use crate::runtime::{Committed, StateMachine};
@@ -155,44 +154,38 @@ pub struct SimNode {
     cfg: Config,
     /// The running core (None while crashed).
     pub raw: Option<RawNode<MemStorage>>,
-    disk: Disk,
+    /// The disk side of the Ready contract, shared with the user simulator; also holds the
+    /// snapshot policy.
+    pub io: ReadyIo,
     machine: Machine,
     /// The runtime's deterministic apply logic (sessions, membership), run unchanged.
     core: ApplyCore,
-    waiting: Vec<(u64, Vec<Message>)>,
     /// A sync event is scheduled.
     pub sync_scheduled: bool,
     /// Recently applied commands by index (for acknowledging proposals).
     pub applied_log: BTreeMap<u64, Vec<u8>>,
     /// Outcomes of recently applied compare-and-set commands by index.
     pub cas_results: BTreeMap<u64, bool>,
-    /// Snapshot every this many applied entries (0 = never).
-    pub snapshot_every: u64,
-    /// Entries kept behind a snapshot.
-    pub snapshot_trailing: u64,
     last_commit: u64,
 }
 
 impl SimNode {
     /// A new node with a fresh disk.
     pub fn new(cfg: Config, bootstrap: ConfState) -> Self {
-        let disk = Disk::new(bootstrap.clone());
-        let raw = RawNode::new(cfg.clone(), disk.cache.clone()).expect("valid config");
+        let io = ReadyIo::new(bootstrap.clone());
+        let raw = RawNode::new(cfg.clone(), io.cache().clone()).expect("valid config");
         SimNode {
             cfg,
             raw: Some(raw),
-            disk,
+            io,
             machine: Machine {
                 conf: bootstrap.clone(),
                 ..Default::default()
             },
             core: ApplyCore::new(0, 0, bootstrap, 0, SessionTable::new()),
-            waiting: Vec::new(),
             sync_scheduled: false,
             applied_log: BTreeMap::new(),
             cas_results: BTreeMap::new(),
-            snapshot_every: 0,
-            snapshot_trailing: 5,
             last_commit: 0,
         }
     }
@@ -200,19 +193,16 @@ impl SimNode {
     /// Crash: drops the core and volatile state; `keep` picks how many unsynced writes survive.
     pub fn crash(&mut self, keep: u64) {
         self.raw = None;
-        let n = self.waiting.len() + 1;
-        self.disk.crash((keep % (n as u64 * 3)) as usize);
-        self.waiting.clear();
+        self.io.crash(keep);
         self.applied_log.clear();
         self.cas_results.clear();
     }
 
     /// Power loss: like [`SimNode::crash`], but unsynced writes are lost non-prefix
-    /// ([`Disk::power_loss`]); returns how many were lost.
+    /// ([`super::disk::Disk::power_loss`]); returns how many were lost.
     pub fn power_loss(&mut self, seed: u64) -> usize {
         self.raw = None;
-        let lost = self.disk.power_loss(seed);
-        self.waiting.clear();
+        let lost = self.io.power_loss(seed);
         self.applied_log.clear();
         self.cas_results.clear();
         lost
@@ -220,52 +210,35 @@ impl SimNode {
 
     /// Restart from durable state: restore the snapshot, then replay via the core.
     pub fn restart(&mut self, seed: u64) -> Result<(), String> {
-        let meta = self.disk.cache.snapshot_meta();
+        let meta = self.io.cache().snapshot_meta();
         if meta.index > 0 {
             self.restore(&meta).ok_or("bad snapshot")?;
         } else {
-            let (_, conf) = self.disk.cache.initial_state().map_err(|e| e.to_string())?;
+            self.core = self.io.initial_apply_core()?;
             self.machine = Machine {
-                conf: conf.clone(),
+                conf: self.core.conf.clone(),
                 ..Default::default()
             };
-            self.core = ApplyCore::new(0, 0, conf, 0, SessionTable::new());
         }
-        let mut cfg = self.cfg.clone();
-        cfg.applied = meta.index;
-        cfg.seed = seed;
-        self.raw = Some(RawNode::new(cfg, self.disk.cache.clone())?);
+        self.raw = Some(self.io.start(&self.cfg, seed)?);
         self.last_commit = 0;
         Ok(())
     }
 
     /// The node's synced storage (for the durability-before-send invariant).
     pub fn durable(&self) -> &MemStorage {
-        self.disk.durable()
+        self.io.durable()
     }
 
     /// True if writes are waiting for a sync.
     pub fn has_unsynced(&self) -> bool {
-        self.disk.dirty() || !self.waiting.is_empty()
+        self.io.has_unsynced()
     }
 
     /// Completes a sync: returns the durable hard state and the messages that waited for
     /// durability.
     pub fn sync(&mut self) -> (crate::core::HardState, Vec<Message>) {
-        self.disk.sync();
-        let hs = self.disk.cache.hard_state();
-        let mut out = Vec::new();
-        let mut last = 0;
-        for (num, msgs) in self.waiting.drain(..) {
-            last = num;
-            out.extend(msgs);
-        }
-        if let Some(raw) = self.raw.as_mut() {
-            if last > 0 {
-                raw.on_persisted(last);
-            }
-        }
-        (hs, out)
+        self.io.sync(self.raw.as_mut())
     }
 
     /// Handles one ready following the RawNode contract.
@@ -276,41 +249,7 @@ impl SimNode {
         inv: &mut Checker,
     ) -> Result<Outcome, Violation> {
         let id = self.cfg.id;
-        // Entries first: a durable hard state must never name a commit index whose
-        // entries could still be lost (the runtime syncs entries before the hard state).
-        if !rd.entries.is_empty() {
-            let _ = self.disk.write(WriteOp::Append(rd.entries));
-        }
-        if let Some(hs) = rd.hard_state {
-            let _ = self.disk.write(WriteOp::HardState(hs));
-        }
-        let mut finished = Vec::new();
-        for c in rd.snapshot_chunks {
-            let meta = c.meta.clone();
-            if self
-                .disk
-                .write(WriteOp::Chunk(c.meta, c.offset, c.data))
-                .is_err()
-            {
-                continue;
-            }
-            if c.done {
-                let ok = self
-                    .disk
-                    .write(WriteOp::FinishSnapshot(meta.clone()))
-                    .is_ok();
-                finished.push((meta, ok));
-            }
-        }
-        // Every ready waits for the next sync (even with nothing to write, its
-        // persisted messages keep their order).
-        self.waiting.push((rd.number, rd.persisted_messages));
-        {
-            let raw = self.raw.as_mut().expect("up");
-            for (meta, ok) in finished {
-                raw.snapshot_received(&meta, ok);
-            }
-        }
+        let rd = self.io.persist(self.raw.as_mut().expect("up"), rd);
         if let Some(meta) = rd.snapshot {
             self.restore(&meta)
                 .ok_or_else(|| Violation::new(seed, format!("node {id}: undecodable snapshot")))?;
@@ -329,7 +268,7 @@ impl SimNode {
             ));
         }
         self.last_commit = commit;
-        let entries = rd.committed_entries;
+        let entries = rd.committed;
         if let Some(e) = entries.first() {
             if e.index != self.machine.index + 1 {
                 return Err(Violation::new(
@@ -375,28 +314,14 @@ impl SimNode {
         self.machine.conf = self.core.conf.clone();
         self.machine.conf_index = self.core.conf_index;
         let raw = self.raw.as_mut().expect("up");
-        raw.on_applied(self.machine.index);
-        if self.snapshot_every > 0 {
-            let snap = raw.raft.log.storage.snapshot_meta().index;
-            if self.machine.index >= snap + self.snapshot_every {
-                let mut data = Vec::new();
-                self.core
-                    .sessions
-                    .write_to(&mut data)
-                    .expect("writing to memory");
-                data.extend_from_slice(&self.machine.encode());
-                let meta = SnapshotMeta {
-                    index: self.machine.index,
-                    term: self.machine.term,
-                    conf: self.machine.conf.clone(),
-                    conf_index: self.machine.conf_index,
-                    size: data.len() as u64,
-                    checksum: crc32c(&data),
-                };
-                let _ =
-                    self.disk
-                        .write(WriteOp::CreateSnapshot(meta, data, self.snapshot_trailing));
-            }
+        if self.io.applied(raw, self.machine.index) {
+            let mut data = Vec::new();
+            self.core
+                .sessions
+                .write_to(&mut data)
+                .expect("writing to memory");
+            data.extend_from_slice(&self.machine.encode());
+            self.io.store_snapshot(&self.core, data);
         }
         Ok(Outcome {
             send_now: rd.messages,
@@ -406,7 +331,7 @@ impl SimNode {
 
     /// Restores the state machine and the apply state from the stored snapshot `meta`.
     fn restore(&mut self, meta: &SnapshotMeta) -> Option<()> {
-        let data = self.disk.cache.snapshot_data();
+        let data = self.io.snapshot_data();
         let mut r = &data[..];
         let sessions = SessionTable::read_from(&mut r).ok()?;
         self.machine = Machine::decode(r, meta)?;

@@ -7,11 +7,10 @@ use super::report::Check;
 use super::SimStateMachine;
 use crate::core::{ConfState, Config, Entry, MemStorage, Message, RawNode, ReadState, Ready};
 use crate::core::{SnapshotMeta, Storage};
-use crate::crc32c::crc32c;
 use crate::runtime::apply_core::{ApplyCore, ApplyObserver, EntryResult};
 use crate::runtime::session::SessionTable;
 use crate::runtime::Committed;
-use crate::sim::disk::{Disk, WriteOp};
+use crate::sim::ready::ReadyIo;
 use std::collections::BTreeMap;
 
 /// Makes a fresh, empty instance of the user's state machine.
@@ -34,44 +33,52 @@ pub(super) struct Replica {
     cfg: Config,
     /// The running core (`None` while crashed).
     pub raw: Option<RawNode<MemStorage>>,
-    disk: Disk,
+    /// The disk side of the Ready contract (shared with the core simulator's node); also
+    /// holds the snapshot policy.
+    pub io: ReadyIo,
     /// The user's state machine.
     pub machine: Box<dyn SimStateMachine>,
     core: ApplyCore,
-    waiting: Vec<(u64, Vec<Message>)>,
     /// A sync is scheduled.
     pub sync_scheduled: bool,
     /// Recent outcomes by index: (term, result), for answering the proposing client.
     pub results: BTreeMap<u64, (u64, EntryResult)>,
-    /// Snapshot every this many applied entries (0: never).
-    pub snapshot_every: u64,
-    /// Entries kept behind a snapshot.
-    pub snapshot_trailing: u64,
     /// The index of the snapshot this incarnation was last restored from (0: none).
     pub restored_from: u64,
     /// A copy restored from this node's latest snapshot, applying the same commands.
     shadow: Option<SnapshotShadow>,
+    /// Buffers [`Replica::apply`] reuses (kept empty between calls).
+    scratch: Scratch,
+}
+
+/// What one call of [`Replica::apply`] collects before feeding the checks.
+#[derive(Default)]
+struct Scratch {
+    /// (index, term) of every entry the state machine received.
+    reached: Vec<(u64, u64)>,
+    /// (last index of a batch, state hash after it).
+    hashes: Vec<(u64, u64)>,
+    /// (index, term, outcome) of every entry with an outcome, in log order.
+    results: Vec<(u64, u64, EntryResult)>,
 }
 
 impl Replica {
     /// A node with a fresh disk bootstrapped with `conf`.
     pub fn new(cfg: Config, conf: ConfState, machine: Box<dyn SimStateMachine>) -> Self {
-        let disk = Disk::new(conf.clone());
-        let raw = RawNode::new(cfg.clone(), disk.cache.clone()).expect("valid config");
+        let io = ReadyIo::new(conf.clone());
+        let raw = RawNode::new(cfg.clone(), io.cache().clone()).expect("valid config");
         Replica {
             id: cfg.id,
             cfg,
             raw: Some(raw),
-            disk,
+            io,
             machine,
             core: ApplyCore::new(0, 0, conf, 0, SessionTable::new()),
-            waiting: Vec::new(),
             sync_scheduled: false,
             results: BTreeMap::new(),
-            snapshot_every: 0,
-            snapshot_trailing: 5,
             restored_from: 0,
             shadow: None,
+            scratch: Scratch::default(),
         }
     }
 
@@ -89,9 +96,7 @@ impl Replica {
     /// many unsynced writes survive as torn writes).
     pub fn crash(&mut self, keep: u64) {
         self.raw = None;
-        let n = self.waiting.len() as u64 + 1;
-        self.disk.crash((keep % (n * 3)) as usize);
-        self.waiting.clear();
+        self.io.crash(keep);
         self.results.clear();
         self.shadow = None;
         self.sync_scheduled = false;
@@ -101,39 +106,25 @@ impl Replica {
     /// (if any), then the core replays the log.
     pub fn restart(&mut self, seed: u64, machine: Box<dyn SimStateMachine>) -> Result<(), String> {
         self.machine = machine;
-        let meta = self.disk.cache.snapshot_meta();
+        let meta = self.io.cache().snapshot_meta();
         if meta.index > 0 {
             self.restore(&meta)?;
         } else {
-            let (_, conf) = self.disk.cache.initial_state().map_err(|e| e.to_string())?;
-            self.core = ApplyCore::new(0, 0, conf, 0, SessionTable::new());
+            self.core = self.io.initial_apply_core()?;
             self.restored_from = 0;
         }
-        let mut cfg = self.cfg.clone();
-        cfg.applied = meta.index;
-        cfg.seed = seed;
-        self.raw = Some(RawNode::new(cfg, self.disk.cache.clone())?);
+        self.raw = Some(self.io.start(&self.cfg, seed)?);
         Ok(())
     }
 
     /// True if writes or messages wait for a sync.
     pub fn has_unsynced(&self) -> bool {
-        self.disk.dirty() || !self.waiting.is_empty()
+        self.io.has_unsynced()
     }
 
     /// Completes a sync; returns the messages that waited for durability.
     pub fn sync(&mut self) -> Vec<Message> {
-        self.disk.sync();
-        let mut out = Vec::new();
-        let mut last = 0;
-        for (num, msgs) in self.waiting.drain(..) {
-            last = num;
-            out.extend(msgs);
-        }
-        if let (Some(raw), true) = (self.raw.as_mut(), last > 0) {
-            raw.on_persisted(last);
-        }
-        out
+        self.io.sync(self.raw.as_mut()).1
     }
 
     /// Handles one ready following the RawNode contract, applying committed entries through
@@ -144,47 +135,19 @@ impl Replica {
         checks: &mut Checks,
         fresh: &mut Factory,
     ) -> Result<Processed, Broken> {
-        if !rd.entries.is_empty() {
-            let _ = self.disk.write(WriteOp::Append(rd.entries));
-        }
-        if let Some(hs) = rd.hard_state {
-            let _ = self.disk.write(WriteOp::HardState(hs));
-        }
-        let mut finished = Vec::new();
-        for c in rd.snapshot_chunks {
-            let meta = c.meta.clone();
-            if self
-                .disk
-                .write(WriteOp::Chunk(c.meta, c.offset, c.data))
-                .is_ok()
-                && c.done
-            {
-                let ok = self
-                    .disk
-                    .write(WriteOp::FinishSnapshot(meta.clone()))
-                    .is_ok();
-                finished.push((meta, ok));
-            }
-        }
-        self.waiting.push((rd.number, rd.persisted_messages));
-        let raw = self.raw.as_mut().expect("up");
-        for (meta, ok) in finished {
-            raw.snapshot_received(&meta, ok);
-        }
+        let rd = self.io.persist(self.raw.as_mut().expect("up"), rd);
         if let Some(meta) = rd.snapshot {
             self.machine = fresh();
             self.shadow = None;
             self.restore(&meta)
                 .map_err(|e| (Check::StateMachine, Some(meta.index), e))?;
         }
-        self.apply(&rd.committed_entries, checks)?;
-        let raw = self.raw.as_mut().expect("up");
-        raw.on_applied(self.core.applied);
-        if self.snapshot_every > 0 {
-            let snap = raw.raft.log.storage.snapshot_meta().index;
-            if self.core.applied >= snap + self.snapshot_every {
-                self.take_snapshot(fresh)?;
-            }
+        self.apply(&rd.committed, checks)?;
+        if self
+            .io
+            .applied(self.raw.as_mut().expect("up"), self.core.applied)
+        {
+            self.take_snapshot(fresh)?;
         }
         Ok(Processed {
             send_now: rd.messages,
@@ -202,8 +165,11 @@ impl Replica {
         let machine = &mut self.machine;
         let shadow = &mut self.shadow;
         let mut broken: Option<Broken> = None;
-        let mut hashes: Vec<(u64, u64)> = Vec::new();
-        let mut reached: Vec<(u64, u64)> = Vec::new();
+        let Scratch {
+            mut reached,
+            mut hashes,
+            results,
+        } = std::mem::take(&mut self.scratch);
         let mut apply_batch = |b: &[Committed<'_>]| {
             let out = machine.apply(b)?;
             reached.extend(b.iter().map(|c| (c.index, c.term)));
@@ -216,29 +182,34 @@ impl Replica {
             hashes.push((last, super::checks::hash_of(machine.as_mut())));
             Ok(out)
         };
-        let mut obs = Recorder {
-            entries,
-            results: Vec::new(),
-        };
+        let mut obs = Recorder { entries, results };
         self.core
             .apply(&mut apply_batch, entries, &mut obs)
             .map_err(|e| (Check::StateMachine, None, format!("node {id}: {e}")))?;
         if let Some(b) = broken {
             return Err(b);
         }
-        for (index, term) in reached {
+        for &(index, term) in &reached {
             checks.on_machine_applied(id, index, term)?;
         }
-        for (index, term, result) in obs.results {
+        let mut results = obs.results;
+        for (index, term, result) in results.drain(..) {
             checks.on_response(id, index, &result, self.restored_from)?;
             self.results.insert(index, (term, result));
         }
-        for (index, hash) in hashes {
+        for &(index, hash) in &hashes {
             checks.on_hash(id, index, hash, self.restored_from)?;
         }
         while self.results.len() > 4096 {
             self.results.pop_first();
         }
+        reached.clear();
+        hashes.clear();
+        self.scratch = Scratch {
+            reached,
+            hashes,
+            results,
+        };
         Ok(())
     }
 
@@ -267,23 +238,13 @@ impl Replica {
             fresh,
         )?;
         self.shadow = Some(shadow);
-        let meta = SnapshotMeta {
-            index,
-            term: self.core.applied_term,
-            conf: self.core.conf.clone(),
-            conf_index: self.core.conf_index,
-            size: data.len() as u64,
-            checksum: crc32c(&data),
-        };
-        let _ = self
-            .disk
-            .write(WriteOp::CreateSnapshot(meta, data, self.snapshot_trailing));
+        self.io.store_snapshot(&self.core, data);
         Ok(())
     }
 
     /// Restores the state machine and the apply state from the stored snapshot `meta`.
     fn restore(&mut self, meta: &SnapshotMeta) -> Result<(), String> {
-        let data = self.disk.cache.snapshot_data();
+        let data = self.io.snapshot_data();
         let mut r = &data[..];
         let sessions = SessionTable::read_from(&mut r)?;
         self.machine.restore(&mut r).map_err(|e| {

@@ -4,6 +4,8 @@
 //! concern, over a small cluster of `RawNode`s driven by hand.
 
 mod election;
+mod flow_control;
+mod incarnation;
 mod membership;
 mod reads;
 mod replication;
@@ -22,22 +24,32 @@ struct Cluster {
 
 impl Cluster {
     fn new(n: u64, tune: impl Fn(&mut Config)) -> Cluster {
-        let conf = ConfState::with_voters(1..=n);
-        let mut nodes = BTreeMap::new();
-        for id in 1..=n {
-            let s = MemStorage::new_with_conf(conf.clone());
-            let mut c = Config::new(id);
-            tune(&mut c);
-            let mut n = RawNode::new(c, s.clone()).unwrap();
-            // Past the election timeout a started node waits before granting votes.
-            n.raft.boot_sticky = false;
-            nodes.insert(id, (n, s));
-        }
-        Cluster {
-            nodes,
+        Cluster::with_conf(ConfState::with_voters(1..=n), tune)
+    }
+
+    /// A cluster of the members (voters and learners) of `conf`.
+    fn with_conf(conf: ConfState, tune: impl Fn(&mut Config)) -> Cluster {
+        let mut c = Cluster {
+            nodes: BTreeMap::new(),
             queue: Vec::new(),
             reads: BTreeMap::new(),
+        };
+        for id in conf.all_members() {
+            c.start(id, &conf, &tune);
         }
+        c
+    }
+
+    /// Starts node `id` on an empty store bootstrapped with `conf` (replacing the node and
+    /// its store if it exists: a wiped data directory).
+    fn start(&mut self, id: NodeId, conf: &ConfState, tune: impl Fn(&mut Config)) {
+        let s = MemStorage::new_with_conf(conf.clone());
+        let mut c = Config::new(id);
+        tune(&mut c);
+        let mut n = RawNode::new(c, s.clone()).unwrap();
+        // Past the election timeout a started node waits before granting votes.
+        n.raft.boot_sticky = false;
+        self.nodes.insert(id, (n, s));
     }
 
     fn node(&mut self, id: NodeId) -> &mut RawNode<MemStorage> {
