@@ -179,3 +179,27 @@ fn a_leader_demoted_to_learner_is_not_marked_removed() {
         assert_eq!(r.removed, removed);
     }
 }
+
+/// The leader keeps the send tick of heartbeat rounds for leases only for one election
+/// timeout: with no follower answering, the history stays bounded.
+#[test]
+fn heartbeat_round_history_is_bounded_by_the_election_timeout() {
+    let mut c = Cluster::new(3, |c| {
+        c.check_quorum = false;
+        c.heartbeat_ticks = 1;
+        c.election_ticks = 10;
+    });
+    c.elect(1);
+    for _ in 0..100 {
+        c.node(1).tick();
+        c.take();
+    }
+    let r = &c.node(1).raft;
+    assert_eq!(r.role, super::Role::Leader);
+    assert!(
+        r.round_ticks.len() <= 10,
+        "{} rounds kept",
+        r.round_ticks.len()
+    );
+    assert!(r.round_ticks.iter().all(|&(_, t)| r.ticks - t < 10));
+}
