@@ -203,3 +203,34 @@ fn heartbeat_round_history_is_bounded_by_the_election_timeout() {
     );
     assert!(r.round_ticks.iter().all(|&(_, t)| r.ticks - t < 10));
 }
+
+/// A proposal is refused as busy only when the uncommitted bytes (each entry counted as
+/// its data plus 24) would exceed `max_uncommitted_bytes`: exactly at the cap it is taken.
+#[test]
+fn uncommitted_cap_boundary_is_exact() {
+    let mut c = Cluster::new(3, |c| {
+        c.check_quorum = false;
+        c.max_uncommitted_bytes = 100;
+    });
+    c.elect(1);
+    c.node(1).propose(vec![vec![1; 30]]).unwrap(); // 54 bytes
+    c.node(1).propose(vec![vec![2; 22]]).unwrap(); // 46: exactly 100
+    assert_eq!(c.node(1).raft.uncommitted_bytes, 100);
+    assert_eq!(c.node(1).propose(vec![vec![]]), Err(ProposeError::Busy));
+}
+
+/// The leader's own entry in the status follows its durable log: matched is the last
+/// persisted index and next the one after it.
+#[test]
+fn leader_status_reports_its_own_progress() {
+    let mut c = Cluster::new(3, |c| c.check_quorum = false);
+    c.elect(1);
+    for i in 0..3u8 {
+        c.node(1).propose(vec![vec![i]]).unwrap();
+        c.deliver(|_| true);
+    }
+    let last = c.node(1).raft.log.last_index();
+    let st = c.node(1).status();
+    let me = st.peers.iter().find(|p| p.id == 1).unwrap();
+    assert_eq!((me.matched, me.next), (last, last + 1));
+}
