@@ -3,12 +3,15 @@
 //! The Python-facing API lives in `python/raft_manager/__init__.py`; this crate provides the
 //! `Node` class, a Python-object state machine and transport, and the log bridge.
 
+mod args;
+mod dicts;
 mod errors;
 mod logging;
 mod node;
 mod sim;
 mod sink;
 mod state_machine;
+mod wait;
 
 use pyo3::prelude::*;
 

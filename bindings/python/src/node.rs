@@ -1,29 +1,27 @@
 //! The `Node` Python class.
 
+use crate::args::{ids_of, parse_peers, resolve, seconds, timeout_of, FOREVER};
+use crate::dicts::{metrics_dict, status_dict};
 use crate::errors::{stopped_error, to_pyerr, type_error, value_error, FailureCause};
 use crate::sink::{self, SenderThread};
 use crate::state_machine::PyStateMachine;
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
+use crate::wait::{wait_interruptible, wait_raw};
+use crossbeam_channel::bounded;
 use parking_lot::Mutex;
-use pyo3::exceptions::PyOverflowError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyMapping};
-use raft::core::{ConfChange, NodeId, Role, Status};
+use pyo3::types::{PyBytes, PyDict};
+use raft::core::{ConfChange, NodeId, Status};
 use raft::runtime::{Error, MessageSink, Node, NodeConfig, ProposeResult};
 use raft::storage::FsyncPolicy;
 use raft::transport::{SendClass, TcpTransport, TlsConfig, TransportConfig};
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-/// How often a blocked call wakes up to let Python handle signals (Ctrl-C).
-const SLICE: Duration = Duration::from_millis(50);
 /// How often a proposal that found no leader looks again (until its timeout).
 const LEADER_RETRY: Duration = Duration::from_millis(10);
-/// "No timeout" for engine calls that need one.
-const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// A sink that drops everything (single-node clusters without a transport).
 struct NullSink;
@@ -52,166 +50,6 @@ pub(crate) struct PyNode {
     listen: Option<SocketAddr>,
     /// The process that started the node: after `os.fork()` its threads exist only there.
     pid: u32,
-}
-
-fn resolve(addr: &str) -> PyResult<SocketAddr> {
-    addr.to_socket_addrs()
-        .map_err(|e| value_error(format!("bad address {addr:?}: {e}")))?
-        .next()
-        .ok_or_else(|| value_error(format!("address {addr:?} resolves to nothing")))
-}
-
-/// The longest accepted duration, in seconds (100 years): longer ones raise OverflowError,
-/// as Python's own timeouts do, instead of overflowing a clock.
-const MAX_SECONDS: f64 = FOREVER.as_secs() as f64;
-
-/// Converts `v` seconds (already known finite and non-negative) to a duration, refusing
-/// values above [`MAX_SECONDS`] with OverflowError.
-fn duration(name: &str, v: f64) -> PyResult<Duration> {
-    if v > MAX_SECONDS {
-        return Err(PyOverflowError::new_err(format!(
-            "{name} of {v} seconds is too large (at most {MAX_SECONDS})"
-        )));
-    }
-    Ok(Duration::from_secs_f64(v))
-}
-
-fn seconds(name: &str, v: f64) -> PyResult<Duration> {
-    if v.is_nan() || v <= 0.0 {
-        return Err(value_error(format!(
-            "{name} must be a positive number of seconds"
-        )));
-    }
-    duration(name, v)
-}
-
-fn timeout_of(t: Option<f64>) -> PyResult<Option<Duration>> {
-    match t {
-        None => Ok(None),
-        Some(v) if v >= 0.0 => duration("timeout", v).map(Some),
-        Some(_) => Err(value_error(
-            "timeout must be None or a non-negative number (not NaN)",
-        )),
-    }
-}
-
-/// Parses `peers`: a mapping `{id: "host:port" | None}` or an iterable of ids.
-fn parse_peers(peers: &Bound<'_, PyAny>) -> PyResult<(BTreeSet<NodeId>, BTreeMap<NodeId, String>)> {
-    let mut ids = BTreeSet::new();
-    let mut addrs = BTreeMap::new();
-    if let Ok(map) = peers.cast::<PyMapping>() {
-        for item in map.items()?.iter() {
-            let (k, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
-            let id: NodeId = k
-                .extract()
-                .map_err(|_| type_error("peers keys must be node ids (int)"))?;
-            ids.insert(id);
-            if !v.is_none() {
-                let a: String = v
-                    .extract()
-                    .map_err(|_| type_error("peers values must be \"host:port\" strings"))?;
-                addrs.insert(id, a);
-            }
-        }
-    } else if peers.is_instance_of::<pyo3::types::PyString>() {
-        return Err(type_error(
-            "peers must be a dict {id: address} or a list of ids",
-        ));
-    } else {
-        for item in peers
-            .try_iter()
-            .map_err(|_| type_error("peers must be a dict {id: address} or a list of ids"))?
-        {
-            let id: NodeId = item?
-                .extract()
-                .map_err(|_| type_error("peers must contain node ids (int)"))?;
-            ids.insert(id);
-        }
-    }
-    if ids.contains(&0) {
-        return Err(value_error("node ids must be non-zero"));
-    }
-    Ok((ids, addrs))
-}
-
-/// Collects node ids from any iterable of ints.
-fn ids_of(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<NodeId>> {
-    let bad = || type_error(format!("{what} must be an iterable of node ids (int)"));
-    if obj.is_instance_of::<pyo3::types::PyString>() {
-        return Err(bad());
-    }
-    let mut ids = Vec::new();
-    for item in obj.try_iter().map_err(|_| bad())? {
-        let id: NodeId = item?.extract().map_err(|_| bad())?;
-        if id == 0 {
-            return Err(value_error("node ids must be non-zero"));
-        }
-        ids.push(id);
-    }
-    Ok(ids)
-}
-
-fn role_name(r: Role) -> &'static str {
-    match r {
-        Role::Follower => "follower",
-        Role::PreCandidate => "pre_candidate",
-        Role::Candidate => "candidate",
-        Role::Leader => "leader",
-    }
-}
-
-/// Waits for `rx` in short slices with the GIL released, checking for signals in between.
-fn wait_interruptible<T: Send>(
-    py: Python<'_>,
-    rx: &Receiver<Result<T, Error>>,
-    timeout: Option<Duration>,
-    node: &Node,
-    cause: &FailureCause,
-) -> PyResult<T> {
-    wait_raw(py, rx, timeout, node, cause)?.map_err(|e| to_pyerr(py, e, Some(cause)))
-}
-
-/// [`wait_interruptible`] that hands back the engine's own error (a Python error only for
-/// signals, the timeout and a stopped node).
-fn wait_raw<T: Send>(
-    py: Python<'_>,
-    rx: &Receiver<Result<T, Error>>,
-    timeout: Option<Duration>,
-    node: &Node,
-    cause: &FailureCause,
-) -> PyResult<Result<T, Error>> {
-    let deadline = timeout.map(|t| Instant::now() + t);
-    loop {
-        let slice = match deadline {
-            Some(d) => d.saturating_duration_since(Instant::now()).min(SLICE),
-            None => SLICE,
-        };
-        match py.detach(|| rx.recv_timeout(slice)) {
-            Ok(r) => return Ok(r),
-            Err(RecvTimeoutError::Timeout) => {
-                py.check_signals()?;
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return Err(to_pyerr(py, Error::Timeout, None));
-                }
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                // The completion was dropped unanswered: the node stopped (its failure may
-                // be recorded a moment later).
-                let failure = py.detach(|| {
-                    let until = Instant::now() + Duration::from_millis(200);
-                    loop {
-                        let f = node.failure();
-                        if f.is_some() || cause.lock().is_none() || Instant::now() >= until {
-                            return f;
-                        }
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                });
-                let e = stopped_error(failure, cause);
-                return Err(to_pyerr(py, e, Some(cause)));
-            }
-        }
-    }
 }
 
 /// Completes a `concurrent.futures.Future`; if dropped unanswered (the node stopped), fails
@@ -673,32 +511,7 @@ impl PyNode {
     fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let node = self.node(py)?;
         let s = py.detach(|| node.status()).map_err(|e| self.err(py, e))?;
-        let d = PyDict::new(py);
-        d.set_item("id", s.id)?;
-        d.set_item("role", role_name(s.role))?;
-        d.set_item("term", s.term)?;
-        d.set_item("leader", if s.leader == 0 { None } else { Some(s.leader) })?;
-        d.set_item("commit", s.commit)?;
-        d.set_item("applied", s.applied)?;
-        d.set_item("last_index", s.last_index)?;
-        d.set_item("voters", PyList::new(py, &s.conf.voters)?)?;
-        d.set_item("voters_outgoing", PyList::new(py, &s.conf.voters_outgoing)?)?;
-        d.set_item("learners", PyList::new(py, &s.conf.learners)?)?;
-        d.set_item("conf_id", s.conf_index)?;
-        let voted = (s.voted_for != 0).then_some(s.voted_for);
-        d.set_item("voted_for", voted)?;
-        d.set_item("learner", s.learner)?;
-        let peers = PyDict::new(py);
-        for p in &s.peers {
-            let pd = PyDict::new(py);
-            pd.set_item("matched", p.matched)?;
-            pd.set_item("next", p.next)?;
-            pd.set_item("state", p.state)?;
-            pd.set_item("learner", p.learner)?;
-            peers.set_item(p.id, pd)?;
-        }
-        d.set_item("peers", peers)?;
-        Ok(d)
+        status_dict(py, &s)
     }
 
     /// Every metric by its name (the names of Rust `Node::metrics()`, C `raft_node_metrics`
@@ -709,31 +522,7 @@ impl PyNode {
     fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let node = self.node(py)?;
         let m = py.detach(|| node.metrics()).map_err(|e| self.err(py, e))?;
-        let d = PyDict::new(py);
-        for (name, _, _, v) in m.scalars() {
-            d.set_item(name, v)?;
-        }
-        for (name, _, label, values) in m.labelled() {
-            let fam = PyDict::new(py);
-            for (k, v) in values {
-                if label == "peer" {
-                    let id: u64 = k.parse().unwrap_or(0);
-                    fam.set_item(id, v)?;
-                } else {
-                    fam.set_item(k, v)?;
-                }
-            }
-            d.set_item(name, fam)?;
-        }
-        for (name, _, h) in m.histograms() {
-            let hd = PyDict::new(py);
-            hd.set_item("bounds", PyList::new(py, &h.bounds)?)?;
-            hd.set_item("buckets", PyList::new(py, &h.buckets)?)?;
-            hd.set_item("sum", h.sum)?;
-            hd.set_item("count", h.count)?;
-            d.set_item(name, hd)?;
-        }
-        Ok(d)
+        metrics_dict(py, &m)
     }
 
     /// Every metric in the Prometheus text exposition format.

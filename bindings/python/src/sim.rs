@@ -223,7 +223,9 @@ unsafe impl Send for SendSim {}
 
 impl PySimulation {
     fn sim(&self) -> MutexGuard<'_, SendSim> {
-        self.sim.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.sim
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

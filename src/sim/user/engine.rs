@@ -11,7 +11,7 @@ use super::Settings;
 use crate::core::rng::Rng;
 use crate::core::{ConfChange, ConfState, Config, Message, ProposeError, Role};
 use crate::runtime::session::{encode_plain, encode_session, SessionId, DEFAULT_EXPIRY_ENTRIES};
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap};
 
 #[derive(Debug, Clone)]
 enum Ev {
@@ -51,6 +51,41 @@ impl Ord for Queued {
     }
 }
 
+/// A value per directed link between the nodes 1..=n (a dense table: looked up for every
+/// message). Links naming other ids read as the default and ignore writes: no such node
+/// sends or receives.
+struct Links<T> {
+    n: u64,
+    v: Vec<T>,
+}
+
+impl<T: Copy + Default> Links<T> {
+    fn new(n: u64) -> Self {
+        Links {
+            n,
+            v: vec![T::default(); ((n + 1) * (n + 1)) as usize],
+        }
+    }
+
+    fn slot(&self, from: u64, to: u64) -> Option<usize> {
+        (from <= self.n && to <= self.n).then(|| (from * (self.n + 1) + to) as usize)
+    }
+
+    fn get(&self, from: u64, to: u64) -> T {
+        self.slot(from, to).map_or_else(T::default, |i| self.v[i])
+    }
+
+    fn set(&mut self, from: u64, to: u64, value: T) {
+        if let Some(i) = self.slot(from, to) {
+            self.v[i] = value;
+        }
+    }
+
+    fn clear(&mut self) {
+        self.v.fill(T::default());
+    }
+}
+
 /// A failure found by the engine: (check, node, index, message).
 pub(super) type Found = (Check, Option<u64>, Option<u64>, String);
 
@@ -64,8 +99,10 @@ pub(super) struct Engine<'a> {
     nodes: BTreeMap<u64, Replica>,
     queue: BinaryHeap<Queued>,
     seq: u64,
-    link_clock: HashMap<(u64, u64), u64>,
-    cut: HashSet<(u64, u64)>,
+    /// Per link: the latest delivery time scheduled (for FIFO links).
+    link_clock: Links<u64>,
+    /// Per link: messages on it are lost.
+    cut: Links<bool>,
     paused: BTreeMap<u64, (u64, u64)>,
     pub checks: Checks,
     factory: &'a mut Factory,
@@ -100,8 +137,8 @@ impl<'a> Engine<'a> {
             nodes: BTreeMap::new(),
             queue: BinaryHeap::new(),
             seq: 0,
-            link_clock: HashMap::new(),
-            cut: HashSet::new(),
+            link_clock: Links::new(s.nodes),
+            cut: Links::new(s.nodes),
             paused: BTreeMap::new(),
             checks: Checks::default(),
             factory,
@@ -200,7 +237,7 @@ impl<'a> Engine<'a> {
                 }
             }
             Ev::Deliver(m) => {
-                if self.cut.contains(&(m.from, m.to)) {
+                if self.cut.get(m.from, m.to) {
                     return Ok(());
                 }
                 let to = m.to;
@@ -303,9 +340,8 @@ impl<'a> Engine<'a> {
         let (lo, hi) = self.faults.delay_ms;
         let mut at = self.now + self.net.range(lo, hi.max(lo) + 1);
         if !self.faults.reorder {
-            let last = self.link_clock.entry((m.from, m.to)).or_insert(0);
-            at = at.max(*last);
-            *last = at;
+            at = at.max(self.link_clock.get(m.from, m.to));
+            self.link_clock.set(m.from, m.to, at);
         }
         at
     }
@@ -352,7 +388,7 @@ impl<'a> Engine<'a> {
                 }
             }
             Fault::OneWay(a, b) => {
-                self.cut.insert((*a, *b));
+                self.cut.set(*a, *b, true);
             }
             Fault::Bridge(_, a, b) => self.cut_between(a, b),
             Fault::Heal => self.cut.clear(),
@@ -388,8 +424,8 @@ impl<'a> Engine<'a> {
     fn cut_between(&mut self, a: &[u64], b: &[u64]) {
         for &x in a {
             for &y in b {
-                self.cut.insert((x, y));
-                self.cut.insert((y, x));
+                self.cut.set(x, y, true);
+                self.cut.set(y, x, true);
             }
         }
     }

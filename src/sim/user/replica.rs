@@ -47,6 +47,19 @@ pub(super) struct Replica {
     pub restored_from: u64,
     /// A copy restored from this node's latest snapshot, applying the same commands.
     shadow: Option<SnapshotShadow>,
+    /// Buffers [`Replica::apply`] reuses (kept empty between calls).
+    scratch: Scratch,
+}
+
+/// What one call of [`Replica::apply`] collects before feeding the checks.
+#[derive(Default)]
+struct Scratch {
+    /// (index, term) of every entry the state machine received.
+    reached: Vec<(u64, u64)>,
+    /// (last index of a batch, state hash after it).
+    hashes: Vec<(u64, u64)>,
+    /// (index, term, outcome) of every entry with an outcome, in log order.
+    results: Vec<(u64, u64, EntryResult)>,
 }
 
 impl Replica {
@@ -65,6 +78,7 @@ impl Replica {
             results: BTreeMap::new(),
             restored_from: 0,
             shadow: None,
+            scratch: Scratch::default(),
         }
     }
 
@@ -151,8 +165,11 @@ impl Replica {
         let machine = &mut self.machine;
         let shadow = &mut self.shadow;
         let mut broken: Option<Broken> = None;
-        let mut hashes: Vec<(u64, u64)> = Vec::new();
-        let mut reached: Vec<(u64, u64)> = Vec::new();
+        let Scratch {
+            mut reached,
+            mut hashes,
+            results,
+        } = std::mem::take(&mut self.scratch);
         let mut apply_batch = |b: &[Committed<'_>]| {
             let out = machine.apply(b)?;
             reached.extend(b.iter().map(|c| (c.index, c.term)));
@@ -165,29 +182,34 @@ impl Replica {
             hashes.push((last, super::checks::hash_of(machine.as_mut())));
             Ok(out)
         };
-        let mut obs = Recorder {
-            entries,
-            results: Vec::new(),
-        };
+        let mut obs = Recorder { entries, results };
         self.core
             .apply(&mut apply_batch, entries, &mut obs)
             .map_err(|e| (Check::StateMachine, None, format!("node {id}: {e}")))?;
         if let Some(b) = broken {
             return Err(b);
         }
-        for (index, term) in reached {
+        for &(index, term) in &reached {
             checks.on_machine_applied(id, index, term)?;
         }
-        for (index, term, result) in obs.results {
+        let mut results = obs.results;
+        for (index, term, result) in results.drain(..) {
             checks.on_response(id, index, &result, self.restored_from)?;
             self.results.insert(index, (term, result));
         }
-        for (index, hash) in hashes {
+        for &(index, hash) in &hashes {
             checks.on_hash(id, index, hash, self.restored_from)?;
         }
         while self.results.len() > 4096 {
             self.results.pop_first();
         }
+        reached.clear();
+        hashes.clear();
+        self.scratch = Scratch {
+            reached,
+            hashes,
+            results,
+        };
         Ok(())
     }
 
