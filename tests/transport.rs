@@ -244,6 +244,27 @@ fn reconnects_after_peer_restart() {
     assert!(a.stats().reconnects >= 1, "{:?}", a.stats());
 }
 
+/// A peer that was down while we backed off is dialled as soon as it connects to us (it
+/// restarted), not when the backoff runs out: a restarted follower is caught up at once.
+/// Before, the queued message waited out the whole backoff (here at least 60 s).
+#[test]
+fn restarted_peer_is_dialled_when_it_connects_not_after_backoff() {
+    let mut cfg = config(1, CLUSTER);
+    cfg.reconnect_backoff_min = Duration::from_secs(120);
+    cfg.reconnect_backoff_max = Duration::from_secs(120);
+    let (a, _a_in) = start(cfg);
+    let b_addr = free_addr();
+    a.add_peer(2, b_addr);
+    wait_until("a failed dial", || a.stats().connect_failures >= 1);
+    a.send(2, msg("queued", 0), SendClass::Normal).unwrap();
+
+    let mut cfg = config(2, CLUSTER);
+    cfg.listen = b_addr;
+    cfg.peers.insert(1, a.local_addr());
+    let (_b, b_in) = start(cfg);
+    assert_eq!(b_in.wait_len(1)[0], (1, msg("queued", 0)));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Handshake refusals.
 

@@ -167,6 +167,11 @@ impl Node {
         core_cfg.check_quorum = cfg.check_quorum;
         core_cfg.max_uncommitted_bytes = cfg.max_uncommitted_bytes;
         core_cfg.max_msg_bytes = cfg.max_msg_bytes;
+        // The leader fills its window to a lagging follower at once: keep the window within
+        // what a follower (same configuration) queues, or the excess is dropped and resent.
+        core_cfg.max_inflight_bytes = (cfg.storage_queue_bytes / 2)
+            .min(cfg.inbox_bytes as u64 / 2)
+            .max(cfg.max_msg_bytes);
         core_cfg.max_snapshot_bytes = cfg.max_snapshot_bytes;
         core_cfg.applied = snap.index;
         core_cfg.incarnation = store.incarnation();

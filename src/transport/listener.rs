@@ -164,6 +164,10 @@ fn serve(reg: &Registered, stream: TcpStream, addr: SocketAddr) -> io::Result<()
     }
     // A peer has one outgoing connection to us; an older one is stale (e.g. it restarted).
     inner.close_inbound_from(from, Some(conn_id));
+    let link = inner.peers.read().get(&from).cloned();
+    if let Some(link) = link {
+        link.peer_connected();
+    }
     tracing::debug!(node = inner.node_id, peer = from, %addr, "inbound connection authenticated");
 
     let conn = match tls_conn {

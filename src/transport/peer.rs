@@ -27,6 +27,9 @@ struct LinkState {
     addr: SocketAddr,
     /// Set when the address changes: the writer drops its connection and re-dials.
     redial: bool,
+    /// Set when the peer connected to us: a writer backing off dials again at once (the peer
+    /// is evidently up, e.g. it restarted), instead of sleeping out its backoff.
+    retry_now: bool,
     closed: bool,
     /// A clone of the current outgoing socket, so `close` can interrupt blocking I/O.
     stream: Option<TcpStream>,
@@ -40,6 +43,7 @@ impl PeerLink {
                 queue: SendQueue::new(max_queue_bytes),
                 addr,
                 redial: false,
+                retry_now: false,
                 closed: false,
                 stream: None,
             }),
@@ -72,6 +76,16 @@ impl PeerLink {
             if let Some(s) = &st.stream {
                 let _ = s.shutdown(Shutdown::Both);
             }
+            self.cond.notify_all();
+        }
+    }
+
+    /// The peer opened a connection to us: if the writer is waiting out a reconnect backoff,
+    /// it dials at once (a restarted follower is reached without waiting seconds).
+    pub(crate) fn peer_connected(&self) {
+        let mut st = self.state.lock();
+        if st.stream.is_none() {
+            st.retry_now = true;
             self.cond.notify_all();
         }
     }
@@ -133,6 +147,7 @@ pub(crate) fn run_writer(inner: Arc<Inner>, link: Arc<PeerLink>) {
                 return;
             }
             st.redial = false;
+            st.retry_now = false;
             st.addr
         };
         match connect(&inner, &link, addr) {
@@ -177,7 +192,7 @@ pub(crate) fn run_writer(inner: Arc<Inner>, link: Arc<PeerLink>) {
         failures = failures.saturating_add(1);
         let deadline = Instant::now() + delay;
         let mut st = link.state.lock();
-        while !link.stopped(&inner, &st) && !st.redial {
+        while !link.stopped(&inner, &st) && !st.redial && !st.retry_now {
             if link.cond.wait_until(&mut st, deadline).timed_out() {
                 break;
             }

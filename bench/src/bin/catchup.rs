@@ -43,10 +43,23 @@ fn main() {
     assert_eq!(r.errors, 0, "fill failed: {:?}", r.first_error);
     let target = counters[(l - 1) as usize].load(Ordering::Acquire);
     let behind = target - base;
+    if std::env::var_os("CATCHUP_PAUSE").is_some() {
+        // Lets a profiler attach for the catch-up phase only.
+        eprintln!("filled; healing in 1 s");
+        std::thread::sleep(Duration::from_secs(1));
+    }
     let t = Instant::now();
     net.set_down(f, false);
     let end = t + Duration::from_secs(120);
-    while counters[(f - 1) as usize].load(Ordering::Acquire) < target {
+    let mut first = None;
+    loop {
+        let applied = counters[(f - 1) as usize].load(Ordering::Acquire);
+        if applied >= target {
+            break;
+        }
+        if first.is_none() && applied > base {
+            first = Some(t.elapsed().as_secs_f64());
+        }
         assert!(Instant::now() < end, "follower did not catch up in 120 s");
         std::thread::sleep(Duration::from_micros(200));
     }
@@ -61,6 +74,18 @@ fn main() {
         "entries/s",
     );
     bench_line(&format!("catchup.mem.inproc.{mode}.secs"), secs, "s");
+    // Time from the heal to the first entry applied (finding the follower: a heartbeat).
+    bench_line(
+        &format!("catchup.mem.inproc.{mode}.first_apply_secs"),
+        first.unwrap_or(secs),
+        "s",
+    );
+    // Messages the follower's full inbox refused (each costs a retry).
+    bench_line(
+        &format!("catchup.mem.inproc.{mode}.refused"),
+        net.refused.load(Ordering::Relaxed) as f64,
+        "messages",
+    );
     table(
         &format!("Catch-up: follower {behind} entries behind (filled in {fill_secs:.1} s), in-process, memory storage, via {mode}"),
         &["entries behind", "seconds", "entries/s", "MB/s (64-byte payloads)"],
@@ -90,11 +115,20 @@ fn tcp(n: u64, snap: bool) {
     let commit = procs[l].status().expect("status").3;
     let t = Instant::now();
     procs[f].restart();
+    let ready_secs = t.elapsed().as_secs_f64();
     let end = t + Duration::from_secs(120);
+    let mut first = None;
+    let mut start_applied = None;
     loop {
         let s = procs[f].status().expect("status");
         if s.4 >= commit {
             break;
+        }
+        // The restarted process answers once it has recovered; the first change after that
+        // is the first entry applied from the leader.
+        let base = *start_applied.get_or_insert(s.4);
+        if first.is_none() && s.4 > base {
+            first = Some(t.elapsed().as_secs_f64());
         }
         assert!(Instant::now() < end, "follower did not catch up in 120 s");
         std::thread::sleep(Duration::from_millis(2));
@@ -110,6 +144,17 @@ fn tcp(n: u64, snap: bool) {
         "entries/s",
     );
     bench_line(&format!("catchup.disk.tcp.{mode}.secs"), secs, "s");
+    // Time from the restart to the first entry applied (process start, recovery, dialling).
+    bench_line(
+        &format!("catchup.disk.tcp.{mode}.first_apply_secs"),
+        first.unwrap_or(secs),
+        "s",
+    );
+    bench_line(
+        &format!("catchup.disk.tcp.{mode}.ready_secs"),
+        ready_secs,
+        "s",
+    );
     table(
         &format!("Catch-up over TCP + DiskStorage (fsync always): follower process restarted {n} entries behind (filled in {fill_secs:.1} s), via {mode}; time includes process start"),
         &["entries behind", "seconds", "entries/s", "MB/s (64-byte payloads)"],

@@ -133,7 +133,10 @@ impl<S: Storage> Raft<S> {
             return;
         }
         let p = self.progress.get_mut(&from).expect("progress");
-        let moved = p.maybe_update(index);
+        // A probe answered at the match point also proves the match (etcd-io/raft does the
+        // same): without this the follower would wait for a heartbeat to unpause it.
+        let probe_matched = p.state == ProgressState::Probe && index == p.matched;
+        let moved = p.maybe_update(index) || probe_matched;
         p.inflights.free_to(index);
         if moved {
             match p.state {
@@ -150,15 +153,14 @@ impl<S: Storage> Raft<S> {
             }
             if self.maybe_commit() {
                 self.bcast_pending = true;
-            } else {
-                self.maybe_send_append(from, false);
             }
             if from == self.transferee && self.progress[&from].matched == self.log.last_index() {
                 self.send(from, MessageBody::TimeoutNow);
             }
-        } else {
-            self.maybe_send_append(from, false);
         }
+        // The answer freed room in the window (or ended a probe): fill it at once, so a
+        // lagging follower gets a pipeline of byte-bounded appends, not one per round trip.
+        while self.maybe_send_append(from, false) {}
     }
 
     /// Appends entries at the leader and schedules replication.
@@ -260,38 +262,40 @@ impl<S: Storage> Raft<S> {
     }
 
     /// Sends what a follower needs next; with `send_if_empty` false nothing is sent when
-    /// there are no new entries (no append/ack ping-pong).
-    pub(super) fn maybe_send_append(&mut self, to: NodeId, send_if_empty: bool) {
+    /// there are no new entries (no append/ack ping-pong). Returns true if an append carrying
+    /// entries was sent (the caller may call again to fill the flow-control window).
+    pub(super) fn maybe_send_append(&mut self, to: NodeId, send_if_empty: bool) -> bool {
         if to == self.id() {
-            return;
+            return false;
         }
         let Some(p) = self.progress.get(&to) else {
-            return;
+            return false;
         };
         if p.state == ProgressState::Snapshot {
             self.send_snapshot_chunks(to);
-            return;
+            return false;
         }
         if p.is_paused() {
-            return;
+            return false;
         }
         let next = p.next;
         let prev_index = next - 1;
         let prev_term = self.log.term(prev_index);
         let entries = self.log.entries(next, self.cfg.max_msg_bytes);
         let (prev_term, entries) = match (prev_term, entries) {
-            (Ok(_), Ok(e)) if e.is_empty() && !send_if_empty => return,
+            (Ok(_), Ok(e)) if e.is_empty() && !send_if_empty => return false,
             (Ok(t), Ok(e)) => (t, e),
             (Err(StorageError::Compacted), _) | (_, Err(StorageError::Compacted)) => {
                 self.start_snapshot(to);
-                return;
+                return false;
             }
             (Ok(t), Err(StorageError::Unavailable)) => (t, Vec::new()),
             (a, b) => {
                 tracing::error!(?a, ?b, "cannot read log for replication");
-                return;
+                return false;
             }
         };
+        let sent_entries = !entries.is_empty();
         let commit = self.log.committed;
         let p = self.progress.get_mut(&to).expect("progress");
         let bytes: u64 = entries.iter().map(Entry::size).sum();
@@ -314,12 +318,16 @@ impl<S: Storage> Raft<S> {
                 commit,
             },
         );
+        sent_entries
     }
 
+    /// Sends every follower what it needs next, filling each flow-control window.
     pub(super) fn bcast_append(&mut self) {
         let ids: Vec<NodeId> = self.progress.keys().copied().collect();
         for id in ids {
-            self.send_append(id);
+            if self.maybe_send_append(id, true) {
+                while self.maybe_send_append(id, false) {}
+            }
         }
     }
 

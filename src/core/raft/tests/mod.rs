@@ -4,6 +4,7 @@
 //! concern, over a small cluster of `RawNode`s driven by hand.
 
 mod election;
+mod flow_control;
 mod incarnation;
 mod membership;
 mod reads;

@@ -1,7 +1,8 @@
 //! Replication bookkeeping: a follower whose configuration entry is overwritten goes back
 //! to the previous configuration, an acknowledgement that commits nothing sends nothing,
-//! committed proposals stop counting against the uncommitted-bytes cap, and a stale-term
-//! notice is not taken for a rejected probe.
+//! committed proposals stop counting against the uncommitted-bytes cap, a stale-term
+//! notice is not taken for a rejected probe, pipelined and probing appends, and a demoted
+//! leader's `removed` flag.
 
 use super::Cluster;
 use crate::core::{ConfChange, Message, MessageBody, ProgressState, ProposeError};
@@ -109,4 +110,127 @@ fn stale_leader_notice_does_not_move_a_probe() {
         (ProgressState::Probe, 1, true)
     );
     assert_eq!(c.take(), Vec::<Message>::new());
+}
+
+/// In the Replicate state appends are pipelined: the next append starts right after the
+/// last entry sent, without waiting for the answer.
+#[test]
+fn pipelined_appends_continue_after_the_last_entry_sent() {
+    let mut c = Cluster::new(3, |c| c.check_quorum = false);
+    c.elect(1);
+    assert_eq!(c.node(1).raft.progress[&2].state, ProgressState::Replicate);
+    let a = c.node(1).propose(vec![b"a".to_vec()]).unwrap();
+    let first = c.take();
+    assert!(first.iter().any(|m| m.to == 2));
+    let b = c.node(1).propose(vec![b"b".to_vec()]).unwrap();
+    let second: Vec<_> = c.take().into_iter().filter(|m| m.to == 2).collect();
+    let [m] = &second[..] else {
+        panic!("one append to node 2 expected: {second:?}")
+    };
+    let MessageBody::Append {
+        prev_index,
+        entries,
+        ..
+    } = &m.body
+    else {
+        panic!("append expected: {m:?}")
+    };
+    assert_eq!(*prev_index, a);
+    assert_eq!(entries.iter().map(|e| e.index).collect::<Vec<_>>(), vec![b]);
+}
+
+/// In the Probe state one append is outstanding at a time, even an empty one (a probe of a
+/// follower with nothing left to receive).
+#[test]
+fn an_empty_probe_pauses_the_follower() {
+    let mut c = Cluster::new(3, |c| c.check_quorum = false);
+    c.elect(1);
+    let last = c.node(1).raft.log.last_index();
+    let p = c.node(1).raft.progress.get_mut(&2).unwrap();
+    p.become_probe();
+    assert_eq!(p.next, last + 1);
+    c.node(1).raft.bcast_append();
+    c.node(1).raft.bcast_append();
+    let to2: Vec<_> = c.take().into_iter().filter(|m| m.to == 2).collect();
+    assert_eq!(to2.len(), 1, "{to2:?}");
+    assert!(c.node(1).raft.progress[&2].probe_sent);
+}
+
+/// A leader that commits its own demotion to learner steps down and stays a member (it may
+/// be promoted again, also by a snapshot, which does not reset the flag); one that commits
+/// its removal is marked removed.
+#[test]
+fn a_leader_demoted_to_learner_is_not_marked_removed() {
+    for (learners, removed) in [(vec![1], false), (vec![], true)] {
+        let mut c = Cluster::new(3, |c| c.check_quorum = false);
+        c.elect(1);
+        c.node(1)
+            .propose_conf_change(
+                ConfChange::Enter {
+                    voters: vec![2, 3],
+                    learners,
+                },
+                None,
+            )
+            .unwrap();
+        c.deliver(|_| true);
+        let r = &c.node(1).raft;
+        assert_eq!(r.role, super::Role::Follower);
+        assert_eq!(r.removed, removed);
+    }
+}
+
+/// The leader keeps the send tick of heartbeat rounds for leases only for one election
+/// timeout: with no follower answering, the history stays bounded.
+#[test]
+fn heartbeat_round_history_is_bounded_by_the_election_timeout() {
+    let mut c = Cluster::new(3, |c| {
+        c.check_quorum = false;
+        c.heartbeat_ticks = 1;
+        c.election_ticks = 10;
+    });
+    c.elect(1);
+    for _ in 0..100 {
+        c.node(1).tick();
+        c.take();
+    }
+    let r = &c.node(1).raft;
+    assert_eq!(r.role, super::Role::Leader);
+    assert!(
+        r.round_ticks.len() <= 10,
+        "{} rounds kept",
+        r.round_ticks.len()
+    );
+    assert!(r.round_ticks.iter().all(|&(_, t)| r.ticks - t < 10));
+}
+
+/// A proposal is refused as busy only when the uncommitted bytes (each entry counted as
+/// its data plus 24) would exceed `max_uncommitted_bytes`: exactly at the cap it is taken.
+#[test]
+fn uncommitted_cap_boundary_is_exact() {
+    let mut c = Cluster::new(3, |c| {
+        c.check_quorum = false;
+        c.max_uncommitted_bytes = 100;
+    });
+    c.elect(1);
+    c.node(1).propose(vec![vec![1; 30]]).unwrap(); // 54 bytes
+    c.node(1).propose(vec![vec![2; 22]]).unwrap(); // 46: exactly 100
+    assert_eq!(c.node(1).raft.uncommitted_bytes, 100);
+    assert_eq!(c.node(1).propose(vec![vec![]]), Err(ProposeError::Busy));
+}
+
+/// The leader's own entry in the status follows its durable log: matched is the last
+/// persisted index and next the one after it.
+#[test]
+fn leader_status_reports_its_own_progress() {
+    let mut c = Cluster::new(3, |c| c.check_quorum = false);
+    c.elect(1);
+    for i in 0..3u8 {
+        c.node(1).propose(vec![vec![i]]).unwrap();
+        c.deliver(|_| true);
+    }
+    let last = c.node(1).raft.log.last_index();
+    let st = c.node(1).status();
+    let me = st.peers.iter().find(|p| p.id == 1).unwrap();
+    assert_eq!((me.matched, me.next), (last, last + 1));
 }
