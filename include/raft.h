@@ -1444,8 +1444,9 @@ raft_status raft_node_transfer_leader(const struct raft_node *node, uint64_t to)
 raft_status raft_sim_options_default(struct raft_sim_options *out);
 
 /**
- * Runs seeds `first_seed .. first_seed + count` (or only `RAFT_SIM_SEED`, with
- * `RAFT_SIM_SCHEDULE`, when the environment names one) until one fails, and writes the
+ * Runs seeds `first_seed .. first_seed + count` (or only `RAFT_SIM_SEED`, with a replay
+ * line's `RAFT_SIM_SCHEDULE`, `RAFT_SIM_OPS` and `RAFT_SIM_NET`, when the environment
+ * names one) until one fails, and writes the
  * verdict to `out_report` (release its `failure` with `raft_buf_free`). Returns
  * `RAFT_STATUS_OK` whether or not a check failed (see `out_report->check`);
  * `RAFT_STATUS_INVALID_ARGUMENT` for bad settings or missing callbacks.

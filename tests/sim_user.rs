@@ -8,8 +8,11 @@
 use raft::runtime::{Committed, StateMachine};
 use raft::sim::kv::{self, KvCommand};
 use raft::sim::{Check, ClientCtx, Failure, KvModel, Request, SimStateMachine, Simulation};
+use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, Hasher};
 use std::io::{Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 // ANCHOR: kv
 /// A key-value store speaking the built-in model's format (`raft::sim::kv`).
@@ -137,18 +140,29 @@ fn correct_kv_passes() {
 // ANCHOR_END: kv
 
 /// Runs seeds until one fails; returns its failure after checking that its replay fails
-/// the same check again (a nondeterministic machine may also diverge first from its
-/// snapshot's copy: the checks in `replay_also` are accepted for both runs).
-fn first_failure(sim: &mut Simulation, expected: Check, replay_also: &[Check]) -> Failure {
-    for seed in 0..200 {
+/// identically (a nondeterministic machine may diverge first from its snapshot's copy: the
+/// checks in `also` are accepted for the first failure). `before_run` resets what the
+/// factory keeps between runs.
+fn first_failure(
+    sim: &mut Simulation,
+    expected: Check,
+    also: &[Check],
+    before_run: &dyn Fn(),
+) -> Failure {
+    // A replay line's variables (RAFT_SIM_SEED and what a shrink set) select the run.
+    sim.apply_replay_env().expect("valid RAFT_SIM_* variables");
+    let seeds = match std::env::var("RAFT_SIM_SEED") {
+        Ok(s) => vec![s.parse().expect("RAFT_SIM_SEED is a number")],
+        Err(_) => (0..200).collect::<Vec<u64>>(),
+    };
+    for seed in seeds {
+        before_run();
         if let Some(f) = sim.run(seed).failure {
             println!("{f}");
-            assert!(f.check == expected || replay_also.contains(&f.check), "{f}");
+            assert!(f.check == expected || also.contains(&f.check), "{f}");
+            before_run();
             let again = sim.run(seed).failure.expect("the replay fails too");
-            assert!(
-                again.check == expected || replay_also.contains(&again.check),
-                "{again}"
-            );
+            assert_eq!(again, f, "the replay fails identically");
             return f;
         }
     }
@@ -156,10 +170,38 @@ fn first_failure(sim: &mut Simulation, expected: Check, replay_also: &[Check]) -
 }
 
 // ANCHOR: unordered
+/// Replicas of [`UnorderedKv`] made in this run: each gets the next salt (reset before
+/// every run, so a replay that makes them in the same order sees the same salts).
+static CREATED: AtomicU64 = AtomicU64::new(0);
+
+/// A hasher seeded per instance, as `HashMap`'s default `RandomState` is seeded per process
+/// (and per map): iteration order differs between replicas.
+#[derive(Clone)]
+struct Salted(u64);
+
+impl BuildHasher for Salted {
+    type Hasher = DefaultHasher;
+
+    fn build_hasher(&self) -> DefaultHasher {
+        let mut h = DefaultHasher::new();
+        h.write_u64(self.0);
+        h
+    }
+}
+
 /// BROKEN (a): evicts "some" key when full, picking it by iterating a `HashMap`, whose order
-/// differs per process (per replica).
+/// differs per replica.
 struct UnorderedKv {
-    data: HashMap<String, String>,
+    data: HashMap<String, String, Salted>,
+}
+
+impl UnorderedKv {
+    fn new() -> Self {
+        let salt = CREATED.fetch_add(1, Ordering::Relaxed);
+        UnorderedKv {
+            data: HashMap::with_hasher(Salted(salt)),
+        }
+    }
 }
 
 impl StateMachine for UnorderedKv {
@@ -171,7 +213,7 @@ impl StateMachine for UnorderedKv {
                 revision: 0,
             };
             out.push(Some(kv.run(c.data)));
-            self.data = kv.data.into_iter().collect();
+            self.data.extend(kv.data);
             if self.data.len() > 2 {
                 let victim = self.data.keys().next().cloned().expect("non-empty");
                 self.data.remove(&victim);
@@ -190,7 +232,8 @@ impl StateMachine for UnorderedKv {
         let mut b = Vec::new();
         input.read_to_end(&mut b).map_err(|e| e.to_string())?;
         let m: BTreeMap<String, String> = postcard::from_bytes(&b).map_err(|e| e.to_string())?;
-        self.data = m.into_iter().collect();
+        self.data.clear();
+        self.data.extend(m);
         Ok(())
     }
 }
@@ -212,11 +255,14 @@ impl SimStateMachine for UnorderedKv {
 
 #[test]
 fn unordered_iteration_is_caught() {
-    let make = || UnorderedKv {
-        data: HashMap::new(),
-    };
-    let mut sim = simulation(make, workload, "unordered_iteration_is_caught");
-    first_failure(&mut sim, Check::Determinism, &[Check::SnapshotRoundTrip]);
+    let mut sim = simulation(UnorderedKv::new, workload, "unordered_iteration_is_caught");
+    let restart_salts = || CREATED.store(0, Ordering::Relaxed);
+    first_failure(
+        &mut sim,
+        Check::Determinism,
+        &[Check::SnapshotRoundTrip],
+        &restart_salts,
+    );
 }
 
 // ANCHOR: lossy
@@ -260,7 +306,7 @@ fn lossy_snapshot_is_caught() {
         workload,
         "lossy_snapshot_is_caught",
     );
-    first_failure(&mut sim, Check::SnapshotRoundTrip, &[]);
+    first_failure(&mut sim, Check::SnapshotRoundTrip, &[], &|| {});
 }
 
 #[test]
@@ -272,7 +318,7 @@ fn retry_without_session_is_caught() {
         Some(Request::write_without_session(kv::append(&key, &tag)))
     };
     let mut sim = simulation(Kv::default, w, "retry_without_session_is_caught");
-    first_failure(&mut sim, Check::ExactlyOnce, &[]);
+    first_failure(&mut sim, Check::ExactlyOnce, &[], &|| {});
 }
 
 #[test]
@@ -286,28 +332,59 @@ fn local_reads_are_caught() {
         })
     };
     let mut sim = simulation(Kv::default, w, "local_reads_are_caught");
-    first_failure(&mut sim, Check::Linearizability, &[]);
+    first_failure(&mut sim, Check::Linearizability, &[], &|| {});
+}
+
+/// The variables a replay line sets before its command: `NAME=value` or `NAME='value'`.
+fn replay_vars(line: &str) -> HashMap<String, String> {
+    let mut vars = HashMap::new();
+    let mut rest = line;
+    while let Some((name, tail)) = rest.split_once('=') {
+        if !name.starts_with("RAFT_SIM_") {
+            break;
+        }
+        let (value, tail) = match tail.strip_prefix('\'') {
+            Some(q) => q.split_once('\'').expect("closing quote"),
+            None => tail.split_once(' ').unwrap_or((tail, "")),
+        };
+        vars.insert(name.to_string(), value.to_string());
+        rest = tail.trim_start();
+    }
+    vars
 }
 
 #[test]
-fn a_failure_shrinks_to_a_replayable_schedule() {
+fn a_failure_shrinks_to_a_shorter_replayable_run() {
     let mut sim = simulation(
         LossySnapshotKv::default,
         workload,
         "lossy_snapshot_is_caught",
     );
-    let f = first_failure(&mut sim, Check::SnapshotRoundTrip, &[]);
-    let shrunk = sim.shrink(&f, 60);
+    let f = first_failure(&mut sim, Check::SnapshotRoundTrip, &[], &|| {});
+    let shrunk = sim.shrink(&f, 80);
     println!("{shrunk}");
     assert!(shrunk.schedule.len() <= f.schedule.len());
-    sim.set_schedule(Some(shrunk.schedule.clone()));
-    let again = sim.run(f.seed).failure.expect("the shrunk schedule fails");
-    assert_eq!(again.check, Check::SnapshotRoundTrip);
     assert!(
-        again.replay.contains("RAFT_SIM_SCHEDULE="),
-        "{}",
-        again.replay
+        shrunk.ops_per_client < 30,
+        "the workload was not shortened: {shrunk}"
     );
+    assert_eq!(shrunk.failure.check, Check::SnapshotRoundTrip);
+    // The simulation's own settings are untouched: the seed fails as before.
+    assert_eq!(sim.run(f.seed).failure.as_ref(), Some(&f));
+    // Replay from the printed line alone, on a fresh simulation.
+    let vars = replay_vars(&shrunk.failure.replay);
+    assert_eq!(vars["RAFT_SIM_SEED"], f.seed.to_string());
+    assert_eq!(vars["RAFT_SIM_OPS"], shrunk.ops_per_client.to_string());
+    let mut fresh = simulation(
+        LossySnapshotKv::default,
+        workload,
+        "lossy_snapshot_is_caught",
+    );
+    fresh
+        .apply_replay_vars(|name| vars.get(name).cloned())
+        .expect("the replay line parses");
+    let again = fresh.run(f.seed).failure.expect("the shrunk run fails");
+    assert_eq!(again, shrunk.failure, "the replay is identical");
 }
 
 #[test]

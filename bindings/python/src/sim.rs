@@ -351,13 +351,20 @@ impl PySimulation {
         Ok(())
     }
 
+    /// Applies a replay line's `RAFT_SIM_SCHEDULE`, `RAFT_SIM_OPS` and `RAFT_SIM_NET` from
+    /// the environment (ValueError if one is malformed).
+    fn apply_replay_env(&self) -> PyResult<()> {
+        self.sim().0.apply_replay_env().map_err(value_error)
+    }
+
     /// Sets the command a failure's replay line runs after `RAFT_SIM_SEED=<seed>`.
     fn set_replay_hint(&self, hint: String) {
         self.sim().0.set_replay_hint(hint);
     }
 
-    /// Shrinks the failing run of `seed` (which must fail) to a smaller fault schedule;
-    /// returns the failure dict of the reduced run (its `faults` are the reduced schedule).
+    /// Shrinks the failing run of `seed` (which must fail): fewer requests, less network
+    /// noise, fewer faults; returns the failure dict of the reduced run (its `replay` line
+    /// sets what changed).
     fn shrink<'py>(
         &self,
         py: Python<'py>,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Callable
 
 import pytest
@@ -170,6 +171,21 @@ def test_check_seeds_names_the_seed_and_the_replay():
     text = str(e.value)
     assert text.startswith("seed ") and "RAFT_SIM_SEED=" in text
     assert "test_sim.py::test_check_seeds_names_the_seed_and_the_replay" in text
+
+
+def test_a_failure_shrinks_and_replays_from_its_line(monkeypatch: pytest.MonkeyPatch):
+    sim = Simulation(LossySnapshotKv, workload, model=KV_MODEL)
+    f = first_failure(sim, "snapshot round trip")
+    shrunk = sim.shrink(f.seed, 80)
+    print(shrunk)
+    assert shrunk.check == "snapshot round trip"
+    assert len(shrunk.faults) <= len(f.faults)
+    assert "RAFT_SIM_OPS=" in shrunk.replay, shrunk.replay
+    for name, value in re.findall(r"(RAFT_SIM_\w+)=('[^']*'|\S+)", shrunk.replay):
+        monkeypatch.setenv(name, value.strip("'"))
+    with pytest.raises(SimulationFailure) as e:
+        Simulation(LossySnapshotKv, workload, model=KV_MODEL).run_seeds(range(200))
+    assert e.value.failure == shrunk
 
 
 def test_custom_model_and_bad_settings():

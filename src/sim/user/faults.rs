@@ -90,6 +90,70 @@ impl FaultConfig {
         }
     }
 
+    /// The network noise knobs in the one-line form `RAFT_SIM_NET` takes:
+    /// `drop=20,dup=10,delay=1-20,reorder=on`.
+    pub fn format_net(&self) -> String {
+        format!(
+            "drop={},dup={},delay={}-{},reorder={}",
+            self.drop_per_mille,
+            self.dup_per_mille,
+            self.delay_ms.0,
+            self.delay_ms.1,
+            if self.reorder { "on" } else { "off" }
+        )
+    }
+
+    /// Sets the network noise knobs from [`FaultConfig::format_net`]'s form (every field
+    /// optional; rates at most 1000, delays at least 1 ms).
+    pub fn parse_net(&mut self, text: &str) -> Result<(), String> {
+        let num = |v: &str| -> Result<u64, String> {
+            v.trim()
+                .parse()
+                .map_err(|_| format!("{v:?} is not a number"))
+        };
+        for field in text.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+            let (k, v) = field
+                .split_once('=')
+                .ok_or_else(|| format!("{field:?} is not name=value"))?;
+            match k.trim() {
+                "drop" | "dup" => {
+                    let n = num(v)?;
+                    if n > 1000 {
+                        return Err(format!("{k} is per 1000 (at most 1000), got {n}"));
+                    }
+                    *if k.trim() == "drop" {
+                        &mut self.drop_per_mille
+                    } else {
+                        &mut self.dup_per_mille
+                    } = n;
+                }
+                "delay" => {
+                    let (lo, hi) = v
+                        .split_once('-')
+                        .ok_or_else(|| format!("delay {v:?} is not LO-HI"))?;
+                    let (lo, hi) = (num(lo)?, num(hi)?);
+                    if lo == 0 || hi < lo {
+                        return Err(format!("delay {v:?} needs 1 <= LO <= HI"));
+                    }
+                    self.delay_ms = (lo, hi);
+                }
+                "reorder" => {
+                    self.reorder = match v.trim() {
+                        "on" => true,
+                        "off" => false,
+                        _ => return Err(format!("reorder is on or off, got {v:?}")),
+                    }
+                }
+                _ => {
+                    return Err(format!(
+                        "unknown network knob {k:?} (drop, dup, delay, reorder)"
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn kinds(&self, nodes: u64) -> Vec<u8> {
         let on = [
             self.partitions && nodes > 1,

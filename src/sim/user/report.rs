@@ -116,12 +116,16 @@ impl Report {
     }
 }
 
-/// A failing schedule reduced by [`Simulation::shrink`](super::Simulation::shrink).
+/// A failing run reduced by [`Simulation::shrink`](super::Simulation::shrink).
 #[derive(Debug, Clone)]
 pub struct Shrunk {
-    /// The smallest schedule found that still fails the same check.
+    /// The smallest fault schedule found that still fails the same check.
     pub schedule: Vec<Scheduled>,
-    /// The failure with the reduced schedule (its `replay` line replays it).
+    /// Requests per client of the reduced run.
+    pub ops_per_client: u64,
+    /// Network noise of the reduced run (`RAFT_SIM_NET`'s form).
+    pub net: String,
+    /// The failure of the reduced run (its `replay` line replays it).
     pub failure: Failure,
     /// Runs the shrink spent.
     pub runs: u64,
@@ -131,9 +135,11 @@ impl fmt::Display for Shrunk {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "shrunk to {} faults in {} runs: {}",
-            self.schedule.len(),
+            "shrunk in {} runs to {} faults, {} requests per client, network {}: {}",
             self.runs,
+            self.schedule.len(),
+            self.ops_per_client,
+            self.net,
             or_none(&format_schedule(&self.schedule))
         )?;
         write!(f, "{}", self.failure)

@@ -113,6 +113,8 @@ impl SimBuilder {
             return Err("delays, sync latencies and fault intervals must be at least 1 ms".into());
         }
         Ok(Simulation {
+            base_ops: self.settings.ops_per_client,
+            base_net: self.faults.format_net(),
             factory: self.factory,
             workload: self
                 .workload
@@ -135,6 +137,10 @@ pub struct Simulation {
     faults: FaultConfig,
     replay_hint: String,
     schedule: Option<Vec<Scheduled>>,
+    /// Requests per client as built (a replay line names `RAFT_SIM_OPS` only if changed).
+    base_ops: u64,
+    /// Network noise as built (a replay line names `RAFT_SIM_NET` only if changed).
+    base_net: String,
 }
 
 impl Simulation {
@@ -185,15 +191,56 @@ impl Simulation {
         &mut self.faults
     }
 
-    fn replay_line(&self, seed: u64) -> String {
-        match &self.schedule {
-            None => format!("RAFT_SIM_SEED={seed} {}", self.replay_hint),
-            Some(s) => format!(
-                "RAFT_SIM_SEED={seed} RAFT_SIM_SCHEDULE='{}' {}",
-                format_schedule(s),
-                self.replay_hint
-            ),
+    /// Sets the requests per client (as [`SimBuilder::ops_per_client`]).
+    pub fn set_ops_per_client(&mut self, n: u64) {
+        self.settings.ops_per_client = n;
+    }
+
+    /// Applies what a replay line sets besides the seed: `RAFT_SIM_SCHEDULE` (the fault
+    /// schedule), `RAFT_SIM_OPS` (requests per client) and `RAFT_SIM_NET` (network noise,
+    /// [`FaultConfig::format_net`]'s form). [`Simulation::run_seeds`] calls it; call it
+    /// yourself before [`Simulation::run`] to replay a shrunk failure.
+    pub fn apply_replay_env(&mut self) -> Result<(), String> {
+        self.apply_replay_vars(|name| std::env::var(name).ok())
+    }
+
+    /// [`Simulation::apply_replay_env`] with the variables looked up by `var` instead of in
+    /// the environment (e.g. taken from a failure's replay line).
+    pub fn apply_replay_vars(
+        &mut self,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), String> {
+        if let Some(text) = var("RAFT_SIM_SCHEDULE") {
+            self.schedule =
+                Some(parse_schedule(&text).map_err(|e| format!("RAFT_SIM_SCHEDULE: {e}"))?);
         }
+        if let Some(text) = var("RAFT_SIM_OPS") {
+            self.settings.ops_per_client = text
+                .trim()
+                .parse()
+                .map_err(|_| format!("RAFT_SIM_OPS={text:?} is not a number"))?;
+        }
+        if let Some(text) = var("RAFT_SIM_NET") {
+            self.faults
+                .parse_net(&text)
+                .map_err(|e| format!("RAFT_SIM_NET: {e}"))?;
+        }
+        Ok(())
+    }
+
+    fn replay_line(&self, seed: u64) -> String {
+        let mut env = format!("RAFT_SIM_SEED={seed}");
+        if let Some(s) = &self.schedule {
+            env.push_str(&format!(" RAFT_SIM_SCHEDULE='{}'", format_schedule(s)));
+        }
+        if self.settings.ops_per_client != self.base_ops {
+            env.push_str(&format!(" RAFT_SIM_OPS={}", self.settings.ops_per_client));
+        }
+        let net = self.faults.format_net();
+        if net != self.base_net {
+            env.push_str(&format!(" RAFT_SIM_NET={net}"));
+        }
+        format!("{env} {}", self.replay_hint)
     }
 
     /// Runs one seed and checks it.
@@ -264,8 +311,9 @@ impl Simulation {
         report
     }
 
-    /// Runs `seeds` (or only `RAFT_SIM_SEED`, with `RAFT_SIM_SCHEDULE` if set, when the
-    /// environment names one) and returns the reports, or the first failure.
+    /// Runs `seeds` (or only `RAFT_SIM_SEED` when the environment names one, with what
+    /// [`Simulation::apply_replay_env`] reads) and returns the reports, or the first
+    /// failure.
     pub fn run_seeds(&mut self, seeds: Range<u64>) -> Result<Vec<Report>, Box<Failure>> {
         let seeds: Vec<u64> = match std::env::var("RAFT_SIM_SEED") {
             Ok(v) => vec![v
@@ -274,9 +322,8 @@ impl Simulation {
                 .unwrap_or_else(|_| panic!("RAFT_SIM_SEED={v:?} is not a number"))],
             Err(_) => seeds.collect(),
         };
-        if let Ok(text) = std::env::var("RAFT_SIM_SCHEDULE") {
-            let s = parse_schedule(&text).unwrap_or_else(|e| panic!("RAFT_SIM_SCHEDULE: {e}"));
-            self.schedule = Some(s);
+        if let Err(e) = self.apply_replay_env() {
+            panic!("{e}");
         }
         let mut out = Vec::with_capacity(seeds.len());
         for seed in seeds {
@@ -289,31 +336,66 @@ impl Simulation {
         Ok(out)
     }
 
-    /// Reduces the failing run's fault schedule to a smaller one that still fails the same
-    /// check (dropping chunks of faults, then single faults), within `max_runs` runs. The
-    /// result's replay line replays the reduced schedule.
+    /// Reduces a failing run while it still fails the same check, within `max_runs` runs:
+    /// first the workload (requests per client), then the network noise (no drops, no
+    /// duplicates, FIFO links, the shortest delay), then the fault schedule (dropping
+    /// chunks of faults, then single faults). The result's replay line sets what changed
+    /// (`RAFT_SIM_OPS`, `RAFT_SIM_NET`, `RAFT_SIM_SCHEDULE`); the simulation's own
+    /// settings are left as they were.
     pub fn shrink(&mut self, failure: &Failure, max_runs: u64) -> Shrunk {
-        let saved = self.schedule.clone();
-        let mut best = failure.schedule.clone();
-        let mut best_failure = failure.clone();
+        let saved = (
+            self.schedule.clone(),
+            self.settings.ops_per_client,
+            self.faults.clone(),
+        );
         let mut runs = 0;
-        let fails = |sim: &mut Simulation, sch: &[Scheduled], runs: &mut u64| -> Option<Failure> {
+        let fails = |sim: &mut Simulation, runs: &mut u64| -> bool {
             *runs += 1;
-            sim.schedule = Some(sch.to_vec());
             sim.run(failure.seed)
                 .failure
-                .filter(|f| f.check == failure.check)
+                .is_some_and(|f| f.check == failure.check)
         };
+        self.schedule = Some(failure.schedule.clone());
+        // The workload: fewer requests per client (a run is the same up to the cut).
+        let mut step = self.settings.ops_per_client / 2;
+        while step > 0 && runs < max_runs {
+            let ops = self.settings.ops_per_client;
+            self.settings.ops_per_client = ops - step.min(ops - 1);
+            if !fails(self, &mut runs) {
+                self.settings.ops_per_client = ops;
+                step /= 2;
+            }
+        }
+        // The network noise, one knob at a time.
+        let quieter: [fn(&mut FaultConfig); 4] = [
+            |f| f.drop_per_mille = 0,
+            |f| f.dup_per_mille = 0,
+            |f| f.reorder = false,
+            |f| f.delay_ms.1 = f.delay_ms.0,
+        ];
+        for quiet in quieter {
+            let before = self.faults.clone();
+            quiet(&mut self.faults);
+            if runs >= max_runs || self.faults.format_net() == before.format_net() {
+                self.faults = before;
+                continue;
+            }
+            if !fails(self, &mut runs) {
+                self.faults = before;
+            }
+        }
+        // The fault schedule.
+        let mut best = failure.schedule.clone();
         let mut chunk = best.len().div_ceil(2).max(1);
-        while chunk >= 1 && runs < max_runs && !best.is_empty() {
+        while runs < max_runs && !best.is_empty() {
             let mut i = 0;
             let mut removed = false;
             while i < best.len() && runs < max_runs {
                 let mut trial = best.clone();
                 trial.drain(i..(i + chunk).min(best.len()));
-                if let Some(f) = fails(self, &trial, &mut runs) {
+                self.schedule = Some(trial.clone());
+                if fails(self, &mut runs) {
                     best = trial;
-                    best_failure = f;
                     removed = true;
                 } else {
                     i += chunk;
@@ -326,13 +408,22 @@ impl Simulation {
                 chunk = chunk.div_ceil(2);
             }
         }
-        best_failure.schedule = best.clone();
-        self.schedule = saved;
-        Shrunk {
+        // The reduced run once more, for its failure and replay line.
+        self.schedule = Some(best.clone());
+        runs += 1;
+        let reduced = self
+            .run(failure.seed)
+            .failure
+            .filter(|f| f.check == failure.check);
+        let shrunk = Shrunk {
+            ops_per_client: self.settings.ops_per_client,
+            net: self.faults.format_net(),
+            failure: reduced.unwrap_or_else(|| failure.clone()),
             schedule: best,
-            failure: best_failure,
             runs,
-        }
+        };
+        (self.schedule, self.settings.ops_per_client, self.faults) = saved;
+        shrunk
     }
 }
 

@@ -166,8 +166,7 @@ class Simulation:
         import os
 
         env = os.environ.get("RAFT_SIM_SEED")
-        if os.environ.get("RAFT_SIM_SCHEDULE"):
-            self._sim.set_schedule(os.environ["RAFT_SIM_SCHEDULE"])
+        self._sim.apply_replay_env()
         out = []
         for seed in [int(env)] if env else seeds:
             r = self.run(seed)
@@ -181,5 +180,7 @@ class Simulation:
         self._sim.set_replay_hint(hint)
 
     def shrink(self, seed: int, max_runs: int = 100) -> Failure:
-        """Reduces the fault schedule of failing ``seed``; returns the reduced failure."""
+        """Reduces failing ``seed`` (fewer requests per client, less network noise, fewer
+        faults) while it fails the same check; returns the reduced failure, whose
+        ``replay`` line sets ``RAFT_SIM_OPS``/``RAFT_SIM_NET``/``RAFT_SIM_SCHEDULE``."""
         return Failure(**self._sim.shrink(seed, max_runs))
