@@ -15,6 +15,7 @@ use crate::core::message::{Message, MessageBody};
 use crate::core::progress::Progress;
 use crate::core::storage::Storage;
 use crate::core::types::NodeId;
+use std::collections::BTreeMap;
 
 impl<S: Storage> Raft<S> {
     /// Stamps outgoing messages with this node's incarnation and the recipient's.
@@ -31,13 +32,13 @@ impl<S: Storage> Raft<S> {
     /// The voters' incarnations if they changed since the last call (to be stored, e.g.
     /// with `LogStore::set_peer_incarnations`, and passed back in
     /// [`crate::core::Config::peer_incarnations`] at the next start).
-    pub fn take_incarnation_changes(&mut self) -> Option<std::collections::BTreeMap<NodeId, u64>> {
+    pub fn take_incarnation_changes(&mut self) -> Option<BTreeMap<NodeId, u64>> {
         std::mem::take(&mut self.incarnations_changed).then(|| self.peer_incarnations.clone())
     }
 
     /// Voters that came back with a new incarnation: id -> (known, new). Their messages are
     /// dropped until a configuration makes them learners (see the module documentation).
-    pub fn replaced_voters(&self) -> &std::collections::BTreeMap<NodeId, (u64, u64)> {
+    pub fn replaced_voters(&self) -> &BTreeMap<NodeId, (u64, u64)> {
         &self.replaced
     }
 

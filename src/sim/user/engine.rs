@@ -7,11 +7,12 @@ use super::faults::{Fault, FaultConfig, Scheduled};
 use super::model::{OpKind, Operation};
 use super::replica::{Broken, Factory, Replica};
 use super::report::Check;
+use super::timeline::Timeline;
 use super::Settings;
 use crate::core::rng::Rng;
 use crate::core::{ConfChange, ConfState, Config, Message, ProposeError, Role};
 use crate::runtime::session::{encode_plain, encode_session, SessionId, DEFAULT_EXPIRY_ENTRIES};
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BTreeMap;
 
 #[derive(Debug, Clone)]
 enum Ev {
@@ -21,34 +22,6 @@ enum Ev {
     Sync(u64),
     Fault(usize),
     Wake(u64, u64),
-}
-
-/// A queued event, ordered by time, then by the order it was scheduled in.
-struct Queued {
-    at: u64,
-    seq: u64,
-    ev: Ev,
-}
-
-impl PartialEq for Queued {
-    fn eq(&self, o: &Self) -> bool {
-        (self.at, self.seq) == (o.at, o.seq)
-    }
-}
-
-impl Eq for Queued {}
-
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-
-impl Ord for Queued {
-    /// Reversed, so that the max-heap pops the earliest event.
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        (o.at, o.seq).cmp(&(self.at, self.seq))
-    }
 }
 
 /// A value per directed link between the nodes 1..=n (a dense table: looked up for every
@@ -97,8 +70,7 @@ pub(super) struct Engine<'a> {
     net: Rng,
     work_rng: Rng,
     nodes: BTreeMap<u64, Replica>,
-    queue: BinaryHeap<Queued>,
-    seq: u64,
+    queue: Timeline<Ev>,
     /// Per link: the latest delivery time scheduled (for FIFO links).
     link_clock: Links<u64>,
     /// Per link: messages on it are lost.
@@ -135,8 +107,7 @@ impl<'a> Engine<'a> {
             net: Rng::new(seed ^ 0x6e65_7477_6f72_6b00),
             work_rng: Rng::new(seed ^ 0x776f_726b_6c6f_6164),
             nodes: BTreeMap::new(),
-            queue: BinaryHeap::new(),
-            seq: 0,
+            queue: Timeline::new(),
             link_clock: Links::new(s.nodes),
             cut: Links::new(s.nodes),
             paused: BTreeMap::new(),
@@ -180,12 +151,7 @@ impl<'a> Engine<'a> {
     }
 
     fn schedule(&mut self, at: u64, ev: Ev) {
-        self.seq += 1;
-        self.queue.push(Queued {
-            at,
-            seq: self.seq,
-            ev,
-        });
+        self.queue.push(at, ev);
     }
 
     /// True once every client is done.
@@ -199,11 +165,11 @@ impl<'a> Engine<'a> {
         deadline: u64,
         stop: impl Fn(&Engine<'_>) -> bool,
     ) -> Result<bool, Found> {
-        while let Some(q) = self.queue.peek() {
-            if q.at > deadline {
+        while let Some(at) = self.queue.next_at() {
+            if at > deadline {
                 break;
             }
-            let Queued { at, ev, .. } = self.queue.pop().expect("peeked");
+            let (at, ev) = self.queue.pop().expect("an event is due");
             self.now = at;
             self.handle(ev)?;
             if stop(self) {

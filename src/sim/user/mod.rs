@@ -68,6 +68,7 @@ mod model;
 mod replica;
 mod report;
 mod run;
+mod timeline;
 
 pub use checks::show;
 pub use clients::{ClientCtx, Request, Workload};

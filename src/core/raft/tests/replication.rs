@@ -205,7 +205,9 @@ fn heartbeat_round_history_is_bounded_by_the_election_timeout() {
 }
 
 /// A proposal is refused as busy only when the uncommitted bytes (each entry counted as
-/// its data plus 24) would exceed `max_uncommitted_bytes`: exactly at the cap it is taken.
+/// its data plus 24) would exceed `max_uncommitted_bytes`: exactly at the cap it is taken,
+/// and with nothing uncommitted even a proposal above the cap is taken (else it could never
+/// be).
 #[test]
 fn uncommitted_cap_boundary_is_exact() {
     let mut c = Cluster::new(3, |c| {
@@ -213,6 +215,9 @@ fn uncommitted_cap_boundary_is_exact() {
         c.max_uncommitted_bytes = 100;
     });
     c.elect(1);
+    c.node(1).propose(vec![vec![0; 200]]).unwrap();
+    c.deliver(|_| true);
+    assert_eq!(c.node(1).raft.uncommitted_bytes, 0);
     c.node(1).propose(vec![vec![1; 30]]).unwrap(); // 54 bytes
     c.node(1).propose(vec![vec![2; 22]]).unwrap(); // 46: exactly 100
     assert_eq!(c.node(1).raft.uncommitted_bytes, 100);
